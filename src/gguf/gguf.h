@@ -111,6 +111,7 @@ bool qf_gguf_get_arr(const qf_gguf *g, const char *key, qf_gguf_arr *out);
 /* By index: value views of kv i (false on type mismatch). */
 bool qf_gguf_kv_int(const qf_gguf *g, int64_t i, int64_t *out);
 bool qf_gguf_kv_float(const qf_gguf *g, int64_t i, double *out);
+bool qf_gguf_kv_bool(const qf_gguf *g, int64_t i, bool *out);
 bool qf_gguf_kv_str(const qf_gguf *g, int64_t i, qf_gguf_str *out);
 bool qf_gguf_kv_arr(const qf_gguf *g, int64_t i, qf_gguf_arr *out);
 /* Raw encoded value bytes of kv i (type-specific encoding, as in the file);
@@ -140,6 +141,10 @@ qf_status qf_gguf_writer_set_u64(qf_gguf_writer *w, const char *key, uint64_t v)
 qf_status qf_gguf_writer_set_f32(qf_gguf_writer *w, const char *key, float v);
 qf_status qf_gguf_writer_set_bool(qf_gguf_writer *w, const char *key, bool v);
 qf_status qf_gguf_writer_set_str(qf_gguf_writer *w, const char *key, const char *v);
+/* Any fixed-size scalar type (not STRING/ARRAY): *v is read as that type in
+ * host memory (uint8_t for BOOL, which must be 0 or 1). */
+qf_status qf_gguf_writer_set_val(qf_gguf_writer *w, const char *key, qf_gguf_vtype type,
+                                 const void *v);
 /* Array of fixed-size elements (type not STRING/ARRAY); data copied. */
 qf_status qf_gguf_writer_set_arr(qf_gguf_writer *w, const char *key, qf_gguf_vtype type,
                                  const void *data, uint64_t n);

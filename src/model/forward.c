@@ -1,0 +1,417 @@
+/* forward.c - the transformer forward pass over a batch of tokens.
+ *
+ * For each layer: RMSNorm -> Q,K,V projections (+bias, +per-head q/k norm)
+ * -> RoPE -> K,V written into the paged cache -> causal attention of every
+ * token over its own sequence's cached positions -> output projection +
+ * residual -> RMSNorm -> SwiGLU FFN + residual. Finally the tokens that
+ * asked for logits go through the output norm and projection.
+ *
+ * Parallelism: each step is a fork/join region on the pool. Matmuls split
+ * the weight rows between threads, so every weight byte is read once per
+ * batch whatever the number of tokens; for a batch of several tokens a row
+ * is decoded once into a per-thread float buffer and dotted with every
+ * token. Attention splits (token, head) pairs. Invariant between regions:
+ * x holds the residual stream (n, n_embd) of the batch.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "base/mem.h"
+#include "model/model.h"
+
+struct qf_fwd {
+    const qf_model *m;
+    qf_kv *kv;
+    qf_pool *pool;
+    int32_t n_batch_max, n_ctx_max, n_threads;
+    int32_t max_cols;
+    float *x, *xn;          /* (n_batch_max, n_embd) */
+    float *q, *k, *v;       /* (n_batch_max, n_head*hd) (., kvh*hd) (., kvh*hdv) */
+    float *att;             /* (n_batch_max, n_head*hdv) */
+    float *g, *u;           /* (n_batch_max, n_ff) */
+    float *rope_cs;         /* (n_batch_max, n_rot/2, 2) cos, sin */
+    float *wbuf;            /* (n_threads, max_cols) decoded weight row */
+    float *scores;          /* (n_threads, n_ctx_max) */
+    float *kvrow;           /* (n_threads, max(hd, hdv)) decoded cache row */
+    float *logits;          /* (cap_logits, n_vocab) */
+    int32_t cap_logits, n_logits;
+    int32_t *out_idx;       /* (n_batch_max) batch index of each logits row */
+};
+
+/* ---- region helpers ---- */
+
+typedef struct mm_task {
+    const qf_weight *w;
+    const float *x;  /* (n, w->cols) */
+    float *y;        /* (n, w->rows) */
+    const float *bias;
+    int32_t n;
+    float *wbuf;
+    int32_t wbuf_stride;
+} mm_task;
+
+static void mm_region(void *p, int ith, int nth) {
+    const mm_task *t = p;
+    const qf_weight *w = t->w;
+    const qf_type_traits *tt = qf_type_get(w->type);
+    const qf_dot_f32_fn fdot = qf_type_get(QF_TYPE_F32)->dot_f32;
+    long r0, r1;
+    qf_split_range(w->rows, ith, nth, &r0, &r1);
+    float *buf = t->wbuf + (size_t)ith * t->wbuf_stride;
+    for (long r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+        float b = t->bias ? t->bias[r] : 0.0f;
+        if (t->n == 1) {
+            t->y[r] = tt->dot_f32(w->cols, row, t->x) + b;
+            continue;
+        }
+        const float *rf = (const float *)row;
+        if (w->type != QF_TYPE_F32) {
+            tt->to_float(row, buf, w->cols);
+            rf = buf;
+        }
+        for (int32_t i = 0; i < t->n; i++)
+            t->y[(size_t)i * w->rows + r] = fdot(w->cols, rf, t->x + (size_t)i * w->cols) + b;
+    }
+}
+
+static void matmul(qf_fwd *f, const qf_weight *w, const float *x, float *y, const float *bias, int32_t n) {
+    mm_task t = {w, x, y, bias, n, f->wbuf, f->max_cols};
+    qf_pool_run(f->pool, mm_region, &t);
+}
+
+static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float scale = (float)(1.0 / sqrt(ss / (double)n + eps));
+    for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
+typedef struct norm_task {
+    float *out;
+    const float *x;
+    const float *w;
+    int32_t n_rows, dim;
+    float eps;
+} norm_task;
+
+static void norm_region(void *p, int ith, int nth) {
+    const norm_task *t = p;
+    long lo, hi;
+    qf_split_range(t->n_rows, ith, nth, &lo, &hi);
+    for (long i = lo; i < hi; i++)
+        rmsnorm(t->out + i * (long)t->dim, t->x + i * (long)t->dim, t->w, t->dim, t->eps);
+}
+
+static void norm_rows(qf_fwd *f, float *out, const float *x, const float *w, int32_t n_rows, int32_t dim) {
+    norm_task t = {out, x, w, n_rows, dim, f->m->hp.rms_eps};
+    qf_pool_run(f->pool, norm_region, &t);
+}
+
+/* ---- attention block ---- */
+
+typedef struct attn_task {
+    qf_fwd *f;
+    const qf_batch *b;
+    int32_t layer;
+} attn_task;
+
+/* Rotate pairs of one head: NORM pairs (2i, 2i+1), NEOX pairs (i, i+n_rot/2). */
+static void rope_head(float *v, const float *cs, int32_t n_rot, qf_rope_kind kind) {
+    int32_t half = n_rot / 2;
+    for (int32_t i = 0; i < half; i++) {
+        int32_t a = kind == QF_ROPE_NORM ? 2 * i : i;
+        int32_t b = kind == QF_ROPE_NORM ? 2 * i + 1 : i + half;
+        float c = cs[2 * i], s = cs[2 * i + 1];
+        float x0 = v[a], x1 = v[b];
+        v[a] = x0 * c - x1 * s;
+        v[b] = x0 * s + x1 * c;
+    }
+}
+
+/* Per token: q/k head norms, RoPE, then K,V rows into the cache. */
+static void qk_post_region(void *p, int ith, int nth) {
+    const attn_task *t = p;
+    qf_fwd *f = t->f;
+    const qf_hparams *hp = &f->m->hp;
+    const qf_layer *ly = &f->m->layers[t->layer];
+    const qf_kv_params *kp = qf_kv_get_params(f->kv);
+    int32_t qd = hp->n_head * hp->head_dim, kd = kp->kv_dim, vd = kp->kv_dim_v;
+    long lo, hi;
+    qf_split_range(t->b->n, ith, nth, &lo, &hi);
+    for (long i = lo; i < hi; i++) {
+        float *q = f->q + i * qd, *k = f->k + i * kd, *v = f->v + i * vd;
+        const float *cs = f->rope_cs + i * hp->n_rot;
+        for (int32_t h = 0; h < hp->n_head; h++) {
+            float *qh = q + h * hp->head_dim;
+            if (ly->q_norm) rmsnorm(qh, qh, ly->q_norm, hp->head_dim, hp->rms_eps);
+            rope_head(qh, cs, hp->n_rot, hp->rope_kind);
+        }
+        for (int32_t h = 0; h < hp->n_head_kv; h++) {
+            float *kh = k + h * hp->head_dim;
+            if (ly->k_norm) rmsnorm(kh, kh, ly->k_norm, hp->head_dim, hp->rms_eps);
+            rope_head(kh, cs, hp->n_rot, hp->rope_kind);
+        }
+        int32_t seq = t->b->seq[i], pos = t->b->pos[i], nb;
+        const int32_t *table = qf_kv_seq_table(f->kv, seq, &nb);
+        int32_t blk = table[pos / kp->block_size], slot = pos % kp->block_size;
+        uint8_t *kdst = qf_kv_block_k(f->kv, t->layer, blk);
+        uint8_t *vdst = qf_kv_block_v(f->kv, t->layer, blk);
+        if (kp->type == QF_TYPE_F32) {
+            memcpy(kdst + (size_t)slot * kd * 4, k, (size_t)kd * 4);
+            memcpy(vdst + (size_t)slot * vd * 4, v, (size_t)vd * 4);
+        } else {
+            const qf_type_traits *f16 = qf_type_get(QF_TYPE_F16);
+            f16->from_float(k, kdst + (size_t)slot * kd * 2, kd);
+            f16->from_float(v, vdst + (size_t)slot * vd * 2, vd);
+        }
+    }
+}
+
+static const float *cache_row(const qf_fwd *f, const uint8_t *base, int32_t slot, int32_t dim, int32_t off,
+                              int32_t len, float *tmp) {
+    if (qf_kv_get_params(f->kv)->type == QF_TYPE_F32) return (const float *)base + (size_t)slot * dim + off;
+    qf_type_get(QF_TYPE_F16)->to_float(base + ((size_t)slot * dim + off) * 2, tmp, len);
+    return tmp;
+}
+
+static void attn_region(void *p, int ith, int nth) {
+    const attn_task *t = p;
+    qf_fwd *f = t->f;
+    const qf_hparams *hp = &f->m->hp;
+    const qf_kv_params *kp = qf_kv_get_params(f->kv);
+    const qf_dot_f32_fn fdot = qf_type_get(QF_TYPE_F32)->dot_f32;
+    int32_t hd = hp->head_dim, hdv = hp->head_dim_v, group = hp->n_head / hp->n_head_kv;
+    int32_t bs = kp->block_size;
+    float *scores = f->scores + (size_t)ith * f->n_ctx_max;
+    float *tmp = f->kvrow + (size_t)ith * (hd > hdv ? hd : hdv);
+    float scale = 1.0f / sqrtf((float)hd);
+    long lo, hi;
+    qf_split_range((long)t->b->n * hp->n_head, ith, nth, &lo, &hi);
+    for (long w = lo; w < hi; w++) {
+        long i = w / hp->n_head;
+        int32_t h = (int32_t)(w % hp->n_head), kvh = h / group;
+        int32_t seq = t->b->seq[i], pos = t->b->pos[i], nb;
+        const int32_t *table = qf_kv_seq_table(f->kv, seq, &nb);
+        int32_t t0 = hp->swa_window > 0 && pos >= hp->swa_window ? pos - hp->swa_window + 1 : 0;
+        const float *q = f->q + (size_t)i * hp->n_head * hd + (size_t)h * hd;
+        float mx = -INFINITY;
+        for (int32_t tp = t0; tp <= pos; tp++) {
+            const uint8_t *kb = qf_kv_block_k(f->kv, t->layer, table[tp / bs]);
+            const float *kr = cache_row(f, kb, tp % bs, kp->kv_dim, kvh * hd, hd, tmp);
+            float s = fdot(hd, q, kr) * scale;
+            scores[tp - t0] = s;
+            if (s > mx) mx = s;
+        }
+        double sum = 0.0;
+        for (int32_t tp = t0; tp <= pos; tp++) {
+            float e = expf(scores[tp - t0] - mx);
+            scores[tp - t0] = e;
+            sum += e;
+        }
+        float inv = (float)(1.0 / sum);
+        float *out = f->att + (size_t)i * hp->n_head * hdv + (size_t)h * hdv;
+        memset(out, 0, (size_t)hdv * sizeof(float));
+        for (int32_t tp = t0; tp <= pos; tp++) {
+            const uint8_t *vb = qf_kv_block_v(f->kv, t->layer, table[tp / bs]);
+            const float *vr = cache_row(f, vb, tp % bs, kp->kv_dim_v, kvh * hdv, hdv, tmp);
+            float a = scores[tp - t0] * inv;
+            for (int32_t d = 0; d < hdv; d++) out[d] += a * vr[d];
+        }
+    }
+}
+
+/* ---- FFN ---- */
+
+typedef struct swiglu_task {
+    float *g;
+    const float *u;
+    long n;
+} swiglu_task;
+
+static void swiglu_region(void *p, int ith, int nth) {
+    const swiglu_task *t = p;
+    long lo, hi;
+    qf_split_range(t->n, ith, nth, &lo, &hi);
+    for (long i = lo; i < hi; i++) {
+        float x = t->g[i];
+        t->g[i] = x / (1.0f + expf(-x)) * t->u[i];
+    }
+}
+
+/* ---- setup ---- */
+
+static void rope_tables(qf_fwd *f, const qf_batch *b) {
+    const qf_hparams *hp = &f->m->hp;
+    int32_t half = hp->n_rot / 2;
+    for (int32_t i = 0; i < b->n; i++) {
+        float *cs = f->rope_cs + (size_t)i * hp->n_rot;
+        for (int32_t j = 0; j < half; j++) {
+            double freq = pow((double)hp->rope_base, -2.0 * j / hp->n_rot) * hp->rope_freq_scale;
+            if (f->m->rope_freqs) freq /= f->m->rope_freqs[j];
+            double theta = (double)b->pos[i] * freq;
+            cs[2 * j] = (float)cos(theta);
+            cs[2 * j + 1] = (float)sin(theta);
+        }
+    }
+}
+
+size_t qf_fwd_scratch_bytes(const qf_model *m, int32_t n_batch_max, int32_t n_ctx_max, int n_threads) {
+    const qf_hparams *hp = &m->hp;
+    size_t nb = (size_t)n_batch_max;
+    size_t qd = (size_t)hp->n_head * hp->head_dim, kd = (size_t)hp->n_head_kv * hp->head_dim;
+    size_t vd = (size_t)hp->n_head_kv * hp->head_dim_v, od = (size_t)hp->n_head * hp->head_dim_v;
+    size_t mc = (size_t)hp->n_ff;
+    if ((size_t)hp->n_embd > mc) mc = hp->n_embd;
+    if (qd > mc) mc = qd;
+    if (od > mc) mc = od;
+    size_t hmax = (size_t)(hp->head_dim > hp->head_dim_v ? hp->head_dim : hp->head_dim_v);
+    size_t floats = nb * (2 * (size_t)hp->n_embd + qd + kd + vd + od + 2 * (size_t)hp->n_ff + hp->n_rot) +
+                    (size_t)n_threads * (mc + (size_t)n_ctx_max + hmax) + (size_t)hp->n_vocab;
+    return floats * sizeof(float) + nb * sizeof(int32_t);
+}
+
+qf_fwd *qf_fwd_new(const qf_model *m, qf_kv *kv, qf_pool *pool, int32_t n_batch_max, int32_t n_ctx_max,
+                   qf_err *err) {
+    const qf_hparams *hp = &m->hp;
+    const qf_kv_params *kp = qf_kv_get_params(kv);
+    if (n_batch_max <= 0 || n_ctx_max <= 0 || kp->n_layer != hp->n_layer ||
+        kp->kv_dim != hp->n_head_kv * hp->head_dim || kp->kv_dim_v != hp->n_head_kv * hp->head_dim_v) {
+        QF_ERR_SET(err, QF_ERR_INVALID, "forward: batch %d / context %d / kv cache shape do not fit the model",
+                   n_batch_max, n_ctx_max);
+        return NULL;
+    }
+    qf_fwd *f = qf_calloc(1, sizeof *f);
+    if (!f) goto nomem;
+    f->m = m;
+    f->kv = kv;
+    f->pool = pool;
+    f->n_batch_max = n_batch_max;
+    f->n_ctx_max = n_ctx_max;
+    f->n_threads = qf_pool_size(pool);
+    int32_t qd = hp->n_head * hp->head_dim, od = hp->n_head * hp->head_dim_v;
+    f->max_cols = hp->n_ff;
+    if (hp->n_embd > f->max_cols) f->max_cols = hp->n_embd;
+    if (qd > f->max_cols) f->max_cols = qd;
+    if (od > f->max_cols) f->max_cols = od;
+    size_t nb = (size_t)n_batch_max;
+    int32_t hmax = hp->head_dim > hp->head_dim_v ? hp->head_dim : hp->head_dim_v;
+    f->x = qf_calloc(nb * hp->n_embd, sizeof(float));
+    f->xn = qf_calloc(nb * hp->n_embd, sizeof(float));
+    f->q = qf_calloc(nb * qd, sizeof(float));
+    f->k = qf_calloc(nb * kp->kv_dim, sizeof(float));
+    f->v = qf_calloc(nb * kp->kv_dim_v, sizeof(float));
+    f->att = qf_calloc(nb * od, sizeof(float));
+    f->g = qf_calloc(nb * hp->n_ff, sizeof(float));
+    f->u = qf_calloc(nb * hp->n_ff, sizeof(float));
+    f->rope_cs = qf_calloc(nb * hp->n_rot, sizeof(float));
+    f->wbuf = qf_calloc((size_t)f->n_threads * f->max_cols, sizeof(float));
+    f->scores = qf_calloc((size_t)f->n_threads * n_ctx_max, sizeof(float));
+    f->kvrow = qf_calloc((size_t)f->n_threads * hmax, sizeof(float));
+    f->out_idx = qf_calloc(nb, sizeof(int32_t));
+    if (!f->x || !f->xn || !f->q || !f->k || !f->v || !f->att || !f->g || !f->u || !f->rope_cs ||
+        !f->wbuf || !f->scores || !f->kvrow || !f->out_idx)
+        goto nomem;
+    return f;
+nomem:
+    qf_fwd_free(f);
+    QF_ERR_SET(err, QF_ERR_NOMEM, "forward: out of memory for scratch (%zu bytes)",
+               qf_fwd_scratch_bytes(m, n_batch_max, n_ctx_max, qf_pool_size(pool)));
+    return NULL;
+}
+
+void qf_fwd_free(qf_fwd *f) {
+    if (!f) return;
+    float *bufs[] = {f->x, f->xn, f->q, f->k, f->v, f->att, f->g, f->u, f->rope_cs, f->wbuf, f->scores,
+                     f->kvrow, f->logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) qf_free(bufs[i]);
+    qf_free(f->out_idx);
+    qf_free(f);
+}
+
+static qf_status check_batch(qf_fwd *f, const qf_batch *b, qf_err *err) {
+    const qf_hparams *hp = &f->m->hp;
+    const qf_kv_params *kp = qf_kv_get_params(f->kv);
+    if (b->n <= 0 || b->n > f->n_batch_max)
+        return QF_ERR_SET(err, QF_ERR_INVALID, "batch of %d tokens (1..%d allowed)", b->n, f->n_batch_max);
+    for (int32_t i = 0; i < b->n; i++) {
+        if (b->tok[i] < 0 || b->tok[i] >= hp->n_vocab)
+            return QF_ERR_SET(err, QF_ERR_INVALID, "token %d at batch index %d is outside the vocabulary (%d)",
+                              b->tok[i], i, hp->n_vocab);
+        if (b->seq[i] < 0 || b->seq[i] >= kp->n_seq_max)
+            return QF_ERR_SET(err, QF_ERR_INVALID, "sequence id %d outside 0..%d", b->seq[i], kp->n_seq_max - 1);
+        if (b->pos[i] < 0 || b->pos[i] >= f->n_ctx_max)
+            return QF_ERR_SET(err, QF_ERR_RANGE, "position %d is beyond the context of %d tokens", b->pos[i],
+                              f->n_ctx_max);
+    }
+    /* reserve cache room for the furthest position of every sequence */
+    for (int32_t i = 0; i < b->n; i++) {
+        qf_status st = qf_kv_seq_reserve(f->kv, b->seq[i], b->pos[i] + 1, err);
+        if (st != QF_OK) return st;
+    }
+    return QF_OK;
+}
+
+qf_status qf_fwd_decode(qf_fwd *f, const qf_batch *b, qf_err *err) {
+    qf_status st = check_batch(f, b, err);
+    if (st != QF_OK) return st;
+    const qf_model *m = f->m;
+    const qf_hparams *hp = &m->hp;
+    const qf_kv_params *kp = qf_kv_get_params(f->kv);
+    int32_t n = b->n, E = hp->n_embd;
+
+    /* embeddings: decode the token rows */
+    const qf_type_traits *et = qf_type_get(m->tok_embd.type);
+    for (int32_t i = 0; i < n; i++)
+        et->to_float((const uint8_t *)m->tok_embd.data + (size_t)b->tok[i] * m->tok_embd.row_bytes,
+                     f->x + (size_t)i * E, E);
+    rope_tables(f, b);
+
+    for (int32_t l = 0; l < hp->n_layer; l++) {
+        const qf_layer *ly = &m->layers[l];
+        norm_rows(f, f->xn, f->x, ly->attn_norm, n, E);
+        matmul(f, &ly->wq, f->xn, f->q, ly->bq, n);
+        matmul(f, &ly->wk, f->xn, f->k, ly->bk, n);
+        matmul(f, &ly->wv, f->xn, f->v, ly->bv, n);
+        attn_task at = {f, b, l};
+        qf_pool_run(f->pool, qk_post_region, &at);
+        qf_pool_run(f->pool, attn_region, &at);
+        matmul(f, &ly->wo, f->att, f->xn, NULL, n);
+        for (size_t i = 0; i < (size_t)n * E; i++) f->x[i] += f->xn[i];
+
+        norm_rows(f, f->xn, f->x, ly->ffn_norm, n, E);
+        matmul(f, &ly->w_gate, f->xn, f->g, NULL, n);
+        matmul(f, &ly->w_up, f->xn, f->u, NULL, n);
+        swiglu_task sw = {f->g, f->u, (long)n * hp->n_ff};
+        qf_pool_run(f->pool, swiglu_region, &sw);
+        matmul(f, &ly->w_down, f->g, f->xn, NULL, n);
+        for (size_t i = 0; i < (size_t)n * E; i++) f->x[i] += f->xn[i];
+    }
+    (void)kp;
+
+    /* gather the rows that want logits, then norm + output projection */
+    int32_t n_out = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (!b->logits || !b->logits[i]) continue;
+        if (n_out != i) memcpy(f->x + (size_t)n_out * E, f->x + (size_t)i * E, (size_t)E * sizeof(float));
+        f->out_idx[n_out++] = i;
+    }
+    f->n_logits = n_out;
+    if (n_out == 0) return QF_OK;
+    if (n_out > f->cap_logits) {
+        float *nl = qf_realloc(f->logits, (size_t)n_out * hp->n_vocab * sizeof(float));
+        if (!nl) return QF_ERR_SET(err, QF_ERR_NOMEM, "out of memory for %d logits rows", n_out);
+        f->logits = nl;
+        f->cap_logits = n_out;
+    }
+    norm_rows(f, f->xn, f->x, m->output_norm, n_out, E);
+    matmul(f, &m->output, f->xn, f->logits, NULL, n_out);
+    return QF_OK;
+}
+
+const float *qf_fwd_logits(const qf_fwd *f, int32_t j) {
+    if (j < 0 || j >= f->n_logits) return NULL;
+    return f->logits + (size_t)j * f->m->hp.n_vocab;
+}
+
+int32_t qf_fwd_n_logits(const qf_fwd *f) { return f->n_logits; }

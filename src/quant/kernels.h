@@ -1,0 +1,77 @@
+/* kernels.h - fast matrix-times-activations kernels for the forward pass.
+ *
+ * A weight matrix W (rows x cols, one GGUF row every w_row_bytes bytes, in
+ * any type qf_act_type accepts) is multiplied with n activation rows X
+ * (n x cols floats). The activations are first encoded once per step with
+ * qf_act_quantize into the format the weight type pairs with (as llama.cpp
+ * does: integer dot products for the quantized types):
+ *
+ *   weight type                    activation type
+ *   Q4_0, Q5_0, Q8_0               Q8_0
+ *   Q4_1, Q5_1                     Q8_1
+ *   Q2_K, Q3_K, Q4_K, Q5_K, Q6_K   Q8_K
+ *   F16                            F16
+ *   BF16, F32                      F32
+ *
+ * then qf_gemm computes Y[t][r] = dot(W row r, X row t). Results equal the
+ * scalar reference (quant/ref_dot.c, llama.cpp's integer semantics: e.g.
+ * Q4_0 x Q8_0 = sum over blocks of d_w * d_x * sum(int products)) up to
+ * float summation order: |fast - ref| <= 1e-5 * (sum of the magnitudes of
+ * the float terms added), checked by tests/quant/test_kernels.c.
+ *
+ * The ISA is picked once (first call of any function here) from the CPU:
+ * x86-64 AVX-512 (F+BW+VL+VNNI) > AVX2+FMA+F16C > scalar, aarch64 NEON
+ * (dotprod for the int8 dots when the compiler targets it). The environment
+ * variable QF_ISA=scalar|avx2|avx512|neon forces one; an ISA the CPU lacks
+ * falls back to the best available with a warning.
+ *
+ * Buffers: W rows need no alignment beyond what GGUF gives (2 bytes); the
+ * activation buffer xq must be 4-byte aligned (64 is best); y is float.
+ * Thread-safety: every function is reentrant and may run on many threads at
+ * once (the caller splits the rows [r0, r1) of a matrix among threads);
+ * qf_kernels_set_isa must not race with running kernels (tests only).
+ */
+#ifndef QF_QUANT_KERNELS_H
+#define QF_QUANT_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quant/quant.h"
+
+/* Activation type that weights of type w are multiplied with (table above),
+ * or QF_TYPE_COUNT_MAX when qf_gemm has no kernel for w (Q8_1, Q8_K,
+ * unknown ids). */
+qf_type qf_act_type(qf_type w);
+
+/* Bytes of one encoded activation row of cols values for weights of type w:
+ * qf_type_row_size(qf_act_type(w), cols). 0 when w is unsupported or cols is
+ * negative or not a multiple of w's block size (32 or 256). */
+size_t qf_act_row_size(qf_type w, int64_t cols);
+
+/* Encode one activation row: x (cols floats) -> xq (qf_act_row_size(w, cols)
+ * bytes, 4-byte aligned). Byte-identical to the scalar reference quantizer
+ * (qf_ref_from_float_q8_0 etc.) for finite input. cols must be valid for w
+ * (qf_act_row_size(w, cols) != 0): anything else is a programmer error
+ * (QF_ASSERT). */
+void qf_act_quantize(qf_type w, const float *x, void *xq, int64_t cols);
+
+/* y[t * ldy + r] = dot(W row r, activation row t) for r in [r0, r1) and t in
+ * [0, n). W points at row 0 (row r starts at W + r * w_row_bytes, which must
+ * be >= qf_type_row_size(w, cols)); xq holds n activation rows encoded by
+ * qf_act_quantize, qf_act_row_size(w, cols) bytes apart; ldy >= r1. Other
+ * entries of y are not touched. n == 1 (generation) streams the weights
+ * once; n > 1 reuses each decoded weight block for several tokens.
+ * Programmer errors (QF_ASSERT): unsupported w, invalid cols, r0 > r1,
+ * n < 0, ldy < r1. */
+void qf_gemm(qf_type w, const void *W, size_t w_row_bytes, int64_t cols, int64_t r0, int64_t r1,
+             const void *xq, int64_t n, float *y, int64_t ldy);
+
+/* The ISA in use: "scalar", "avx2", "avx512" or "neon". Never NULL. */
+const char *qf_kernels_isa(void);
+
+/* Switch to an ISA by name (tests and benchmarks). Returns 0, or -1 when the
+ * name is unknown or the CPU/build lacks it (the current ISA stays). */
+int qf_kernels_set_isa(const char *name);
+
+#endif

@@ -1,0 +1,111 @@
+/* quant_int.h - helpers shared inside the quant layer (not a public header).
+ *
+ * The scalar reference kernels of quant/ref.c, one set per type, with the
+ * signatures of qf_to_float_fn / qf_from_float_fn / qf_dot_f32_fn (quant.h).
+ * n is the number of values and must be a multiple of the type's block size
+ * (checked with QF_ASSERT: a wrong n is a programmer error). ISA kernels are
+ * tested against these.
+ *
+ * Quantizers implement llama.cpp's reference (no importance matrix)
+ * algorithms operation for operation, to reproduce its bytes for finite
+ * input. Non-finite input (inf, nan) gives unspecified but memory-safe
+ * output.
+ */
+#ifndef QF_QUANT_INT_H
+#define QF_QUANT_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quant/quant.h"
+
+#define QF_REF_DECL(t)                                                                             \
+    void qf_ref_to_float_##t(const void *src, float *dst, int64_t n);                              \
+    float qf_ref_dot_##t(int64_t n, const void *w, const float *x)
+
+QF_REF_DECL(f32);
+QF_REF_DECL(f16);
+QF_REF_DECL(bf16);
+QF_REF_DECL(q4_0);
+QF_REF_DECL(q4_1);
+QF_REF_DECL(q5_0);
+QF_REF_DECL(q5_1);
+QF_REF_DECL(q8_0);
+QF_REF_DECL(q8_1);
+QF_REF_DECL(q2_K);
+QF_REF_DECL(q3_K);
+QF_REF_DECL(q4_K);
+QF_REF_DECL(q5_K);
+QF_REF_DECL(q6_K);
+QF_REF_DECL(q8_K);
+#undef QF_REF_DECL
+
+void qf_ref_from_float_f32(const float *src, void *dst, int64_t n);
+void qf_ref_from_float_f16(const float *src, void *dst, int64_t n);
+void qf_ref_from_float_bf16(const float *src, void *dst, int64_t n);
+void qf_ref_from_float_q4_0(const float *src, void *dst, int64_t n);
+void qf_ref_from_float_q4_1(const float *src, void *dst, int64_t n);
+void qf_ref_from_float_q5_0(const float *src, void *dst, int64_t n);
+void qf_ref_from_float_q5_1(const float *src, void *dst, int64_t n);
+void qf_ref_from_float_q8_0(const float *src, void *dst, int64_t n);
+void qf_ref_from_float_q8_1(const float *src, void *dst, int64_t n);
+void qf_ref_from_float_q2_K(const float *src, void *dst, int64_t n);
+void qf_ref_from_float_q3_K(const float *src, void *dst, int64_t n);
+void qf_ref_from_float_q4_K(const float *src, void *dst, int64_t n);
+void qf_ref_from_float_q5_K(const float *src, void *dst, int64_t n);
+void qf_ref_from_float_q6_K(const float *src, void *dst, int64_t n);
+void qf_ref_from_float_q8_K(const float *src, void *dst, int64_t n);
+
+/* ---- quantized dot products and the kernel table (quant/kernels.c) ----
+ *
+ * qf_ref_vdot_<w>: dot of one weight row of type w with one activation row
+ * in the format qf_act_type(w) gives (quant/kernels.h), n values, with
+ * llama.cpp's integer semantics (quant/ref_dot.c). Scales multiply in float,
+ * block results are summed in double. If mag is not NULL it receives the sum
+ * of the magnitudes of the float terms that were added (the scale for the
+ * tolerance of faster kernels, whose only freedom is the summation order). */
+typedef float (*qf_vdot_fn)(int64_t n, const void *w, const void *xq, float *mag /* out */);
+
+#define QF_VDOT_DECL(t) float qf_ref_vdot_##t(int64_t n, const void *w, const void *xq, float *mag)
+QF_VDOT_DECL(f32);
+QF_VDOT_DECL(f16);
+QF_VDOT_DECL(bf16);
+QF_VDOT_DECL(q4_0);
+QF_VDOT_DECL(q4_1);
+QF_VDOT_DECL(q5_0);
+QF_VDOT_DECL(q5_1);
+QF_VDOT_DECL(q8_0);
+QF_VDOT_DECL(q2_K);
+QF_VDOT_DECL(q3_K);
+QF_VDOT_DECL(q4_K);
+QF_VDOT_DECL(q5_K);
+QF_VDOT_DECL(q6_K);
+#undef QF_VDOT_DECL
+
+/* One ISA's kernels. gemm[w] has qf_gemm's contract with the activation row
+ * stride passed in (xq_stride bytes); act[a] encodes one activation row of
+ * activation type a (Q8_0, Q8_1, Q8_K, F16, F32). A NULL entry falls back to
+ * the scalar table's. */
+typedef void (*qf_gemm_fn)(const void *W, size_t w_row_bytes, int64_t cols, int64_t r0,
+                           int64_t r1, const void *xq, size_t xq_stride, int64_t n, float *y,
+                           int64_t ldy);
+typedef void (*qf_act_fn)(const float *x, void *xq, int64_t cols);
+
+typedef struct qf_kernel_table {
+    const char *name;
+    qf_gemm_fn gemm[QF_TYPE_COUNT_MAX];
+    qf_act_fn act[QF_TYPE_COUNT_MAX];
+} qf_kernel_table;
+
+/* Fill the scalar table (every supported type; ref_dot.c). */
+void qf_kernels_fill_scalar(qf_kernel_table *t);
+/* Set the entries an ISA file has (the others stay as they are) and return
+ * true, or return false with t untouched when this CPU cannot run the
+ * file's code (each file checks the features it was compiled for). Only
+ * defined in builds for that architecture: avx2.c and avx512.c on x86-64,
+ * neon.c on aarch64. */
+bool qf_kernels_fill_avx2(qf_kernel_table *t);
+bool qf_kernels_fill_avx512(qf_kernel_table *t);
+bool qf_kernels_fill_neon(qf_kernel_table *t);
+
+#endif

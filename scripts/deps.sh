@@ -7,6 +7,8 @@ set -euo pipefail
 PKGS=(
   build-essential cmake ninja-build pkg-config
   libpcre2-dev libhwloc-dev libcjson-dev libxxhash-dev
+  libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev libzstd-dev libyaml-dev
+  libxml2-dev libpoppler-glib-dev libarchive-dev
 )
 
 missing=()

@@ -61,10 +61,8 @@ static void mm_region(void *p, int ith, int nth) {
     for (long r = r0; r < r1; r++) {
         const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
         float b = t->bias ? t->bias[r] : 0.0f;
-        if (t->n == 1) {
-            t->y[r] = tt->dot_f32(w->cols, row, t->x) + b;
-            continue;
-        }
+        /* the same arithmetic whatever n is, so that a sequence's logits do
+         * not depend on what else is in the batch */
         const float *rf = (const float *)row;
         if (w->type != QF_TYPE_F32) {
             tt->to_float(row, buf, w->cols);
@@ -157,21 +155,26 @@ static void qk_post_region(void *p, int ith, int nth) {
         int32_t blk = table[pos / kp->block_size], slot = pos % kp->block_size;
         uint8_t *kdst = qf_kv_block_k(f->kv, t->layer, blk);
         uint8_t *vdst = qf_kv_block_v(f->kv, t->layer, blk);
+        size_t kr = qf_kv_row_bytes_k(f->kv), vr = qf_kv_row_bytes_v(f->kv);
         if (kp->type == QF_TYPE_F32) {
-            memcpy(kdst + (size_t)slot * kd * 4, k, (size_t)kd * 4);
-            memcpy(vdst + (size_t)slot * vd * 4, v, (size_t)vd * 4);
+            memcpy(kdst + (size_t)slot * kr, k, (size_t)kd * 4);
+            memcpy(vdst + (size_t)slot * vr, v, (size_t)vd * 4);
         } else {
-            const qf_type_traits *f16 = qf_type_get(QF_TYPE_F16);
-            f16->from_float(k, kdst + (size_t)slot * kd * 2, kd);
-            f16->from_float(v, vdst + (size_t)slot * vd * 2, vd);
+            const qf_type_traits *tt = qf_type_get(kp->type);
+            tt->from_float(k, kdst + (size_t)slot * kr, kd);
+            tt->from_float(v, vdst + (size_t)slot * vr, vd);
         }
     }
 }
 
-static const float *cache_row(const qf_fwd *f, const uint8_t *base, int32_t slot, int32_t dim, int32_t off,
+/* Row `slot` of a cache block, elements [off, off+len) as floats: a view
+ * for f32 storage, decoded into tmp otherwise (off is a block multiple). */
+static const float *cache_row(const qf_fwd *f, const uint8_t *base, size_t row_bytes, int32_t slot, int32_t off,
                               int32_t len, float *tmp) {
-    if (qf_kv_get_params(f->kv)->type == QF_TYPE_F32) return (const float *)base + (size_t)slot * dim + off;
-    qf_type_get(QF_TYPE_F16)->to_float(base + ((size_t)slot * dim + off) * 2, tmp, len);
+    qf_type t = qf_kv_get_params(f->kv)->type;
+    const uint8_t *row = base + (size_t)slot * row_bytes;
+    if (t == QF_TYPE_F32) return (const float *)row + off;
+    qf_type_get(t)->to_float(row + qf_type_row_size(t, off), tmp, len);
     return tmp;
 }
 
@@ -186,36 +189,45 @@ static void attn_region(void *p, int ith, int nth) {
     float *scores = f->scores + (size_t)ith * f->n_ctx_max;
     float *tmp = f->kvrow + (size_t)ith * (hd > hdv ? hd : hdv);
     float scale = 1.0f / sqrtf((float)hd);
+    size_t krow = qf_kv_row_bytes_k(f->kv), vrow = qf_kv_row_bytes_v(f->kv);
     long lo, hi;
     qf_split_range((long)t->b->n * hp->n_head, ith, nth, &lo, &hi);
     for (long w = lo; w < hi; w++) {
         long i = w / hp->n_head;
         int32_t h = (int32_t)(w % hp->n_head), kvh = h / group;
-        int32_t seq = t->b->seq[i], pos = t->b->pos[i], nb;
+        int32_t seq = t->b->seq[i], pos = t->b->pos[i], nb, window, n_sink;
         const int32_t *table = qf_kv_seq_table(f->kv, seq, &nb);
-        int32_t t0 = hp->swa_window > 0 && pos >= hp->swa_window ? pos - hp->swa_window + 1 : 0;
+        qf_kv_seq_get_window(f->kv, seq, &window, &n_sink);
+        if (!window && hp->swa_window > 0) window = hp->swa_window, n_sink = 0;
+        /* attended positions: [0, n_sink) and [t0, pos] */
+        int32_t t0 = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
+        if (t0 <= n_sink) t0 = 0, n_sink = 0;
+        int32_t n_att = 0;
         const float *q = f->q + (size_t)i * hp->n_head * hd + (size_t)h * hd;
         float mx = -INFINITY;
-        for (int32_t tp = t0; tp <= pos; tp++) {
+        for (int32_t tp = 0; tp <= pos; tp++) {
+            if (tp == n_sink && tp < t0) tp = t0;
             const uint8_t *kb = qf_kv_block_k(f->kv, t->layer, table[tp / bs]);
-            const float *kr = cache_row(f, kb, tp % bs, kp->kv_dim, kvh * hd, hd, tmp);
+            const float *kr = cache_row(f, kb, krow, tp % bs, kvh * hd, hd, tmp);
             float s = fdot(hd, q, kr) * scale;
-            scores[tp - t0] = s;
+            scores[n_att++] = s;
             if (s > mx) mx = s;
         }
         double sum = 0.0;
-        for (int32_t tp = t0; tp <= pos; tp++) {
-            float e = expf(scores[tp - t0] - mx);
-            scores[tp - t0] = e;
+        for (int32_t j = 0; j < n_att; j++) {
+            float e = expf(scores[j] - mx);
+            scores[j] = e;
             sum += e;
         }
         float inv = (float)(1.0 / sum);
         float *out = f->att + (size_t)i * hp->n_head * hdv + (size_t)h * hdv;
         memset(out, 0, (size_t)hdv * sizeof(float));
-        for (int32_t tp = t0; tp <= pos; tp++) {
+        n_att = 0;
+        for (int32_t tp = 0; tp <= pos; tp++) {
+            if (tp == n_sink && tp < t0) tp = t0;
             const uint8_t *vb = qf_kv_block_v(f->kv, t->layer, table[tp / bs]);
-            const float *vr = cache_row(f, vb, tp % bs, kp->kv_dim_v, kvh * hdv, hdv, tmp);
-            float a = scores[tp - t0] * inv;
+            const float *vr = cache_row(f, vb, vrow, tp % bs, kvh * hdv, hdv, tmp);
+            float a = scores[n_att++] * inv;
             for (int32_t d = 0; d < hdv; d++) out[d] += a * vr[d];
         }
     }
@@ -344,9 +356,18 @@ static qf_status check_batch(qf_fwd *f, const qf_batch *b, qf_err *err) {
             return QF_ERR_SET(err, QF_ERR_RANGE, "position %d is beyond the context of %d tokens", b->pos[i],
                               f->n_ctx_max);
     }
-    /* reserve cache room for the furthest position of every sequence */
+    /* make every sequence's written range its own: [first pos, last pos] */
     for (int32_t i = 0; i < b->n; i++) {
-        qf_status st = qf_kv_seq_reserve(f->kv, b->seq[i], b->pos[i] + 1, err);
+        int32_t s = b->seq[i], lo = b->pos[i], hi = b->pos[i];
+        bool seen = false;
+        for (int32_t j = 0; j < i && !seen; j++) seen = b->seq[j] == s;
+        if (seen) continue;
+        for (int32_t j = i + 1; j < b->n; j++)
+            if (b->seq[j] == s) {
+                if (b->pos[j] < lo) lo = b->pos[j];
+                if (b->pos[j] > hi) hi = b->pos[j];
+            }
+        qf_status st = qf_kv_seq_prepare(f->kv, s, lo, hi + 1, err);
         if (st != QF_OK) return st;
     }
     return QF_OK;

@@ -9,10 +9,14 @@
  * each block contributes one or two float terms such as
  *     (d_w * d_x) * isum            (d_w from fp16, product in float)
  *     - (dmin_w * d_x) * sum_j m_j * bsum_j
- * Those terms are added in double here; the fast kernels add them in float
- * in some other order, which is the only difference allowed between them
- * (tests/quant/test_kernels.c). Each function can also report the sum of
- * the magnitudes of its terms, the natural scale of that rounding freedom.
+ * Those terms are added in double here. The fast kernels add the same
+ * products in float in some other order (e.g. scaling partial sums of a
+ * block lane by lane before adding them up, as ggml's SIMD code does),
+ * which is the only difference allowed between them
+ * (tests/quant/test_kernels.c). Each function can also report "mag", the
+ * sum of the magnitudes of the individual products, scales included
+ * (|d_w * d_x| * sum |q * x| per block, and likewise for the min terms):
+ * no summation order can err by more than a few float epsilons of it.
  *
  * Every element is decoded by the layout rules of blocks.h, one at a time,
  * for reading rather than speed.
@@ -33,9 +37,11 @@ typedef struct term_sum {
     double sum, mag;
 } term_sum;
 
-static void add_term(term_sum *s, float term) {
-    s->sum += term;
-    s->mag += fabsf(term);
+/* term = scale * isum; iabs = the sum of the magnitudes of the integer
+ * products that make up isum. */
+static void add_term(term_sum *s, float scale, int isum, int iabs) {
+    s->sum += scale * (float)isum;
+    s->mag += fabsf(scale) * (float)iabs;
 }
 
 static float finish(const term_sum *s, float *mag) {

@@ -7,7 +7,8 @@
  * A piece is the whole PCRE2 subject, so look-aheads and `$` never see past
  * it. Before the first regex the fragment is cut into maximal well-formed
  * UTF-8 runs and single invalid bytes; invalid bytes skip the regexes (PCRE2
- * runs with PCRE2_NO_UTF_CHECK on the runs) and become their byte token.
+ * runs with PCRE2_NO_UTF_CHECK on the runs) and become their byte token, or
+ * U+FFFD (as in llama.cpp) when the vocab has no plain token for that byte.
  *
  * The expressions are llama.cpp's, written for PCRE2 (UTF + UCP) so that they
  * match what llama.cpp's matcher does rather than the textbook classes:
@@ -47,81 +48,102 @@
 
 /* ---- pre-tokenizer expressions ---- */
 
+/* clang-format off */
+
 /* llama.cpp's whitespace set, as class items */
-#define WS "\\t-\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
-#define SP "[" WS "]"   /* \s */
-#define NSP "[^" WS "]" /* \S */
-#define CONTR "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"
+#define WS "\\t-\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}" \
+           "\\x{205F}\\x{3000}"
+#define SP      "[" WS "]"  /* \s */
+#define NSP     "[^" WS "]" /* \S */
+#define CONTR   "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"
 #define TAIL_WS SP "*[\\r\\n]+|" SP "+(?!" NSP ")|" SP "+"
 /* U+4E00-U+9FA5, U+0800-U+4E00 (minus whitespace), U+AC00-U+D7FF */
-#define CJK_DS                                                                                     \
-    "[\\x{4E00}-\\x{9FA5}\\x{0800}-\\x{167F}\\x{1681}-\\x{1FFF}\\x{200B}-\\x{2027}\\x{202A}-\\x{202E}" \
-    "\\x{2030}-\\x{205E}\\x{2060}-\\x{2FFF}\\x{3001}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+"
+#define CJK_DS "[\\x{4E00}-\\x{9FA5}\\x{0800}-\\x{167F}\\x{1681}-\\x{1FFF}\\x{200B}-\\x{2027}" \
+               "\\x{202A}-\\x{202E}\\x{2030}-\\x{205E}\\x{2060}-\\x{2FFF}\\x{3001}-\\x{4E00}"  \
+               "\\x{AC00}-\\x{D7FF}]+"
 
-#define GPT2_RE "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" WS "\\p{L}\\p{N}]+|" SP "+(?!" NSP ")"
+#define GPT2_RE "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" WS "\\p{L}\\p{N}]+|" \
+                SP "+(?!" NSP ")"
 
 static const char *const re_gpt2[] = {GPT2_RE, NULL};
-static const char *const re_default[] = {"[\\p{P}\\$\\+<=>\\^~\\|]+", GPT2_RE, "\\p{N}+", "[0-9][0-9][0-9]", NULL};
-static const char *const re_falcon[] = {"[\\p{P}\\$\\+<=>\\^~\\|`]+", GPT2_RE, "[0-9][0-9][0-9]", NULL};
+static const char *const re_default[] = {
+    "[\\p{P}\\$\\+<=>\\^~\\|]+", GPT2_RE, "\\p{N}+", "[0-9][0-9][0-9]", NULL};
+static const char *const re_falcon[] = {
+    "[\\p{P}\\$\\+<=>\\^~\\|`]+", GPT2_RE, "[0-9][0-9][0-9]", NULL};
 static const char *const re_starcoder[] = {"\\p{N}", GPT2_RE, NULL};
 static const char *const re_llama3[] = {
-    CONTR "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n]*|" TAIL_WS, NULL};
+    CONTR "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n]*|" TAIL_WS,
+    NULL};
 static const char *const re_qwen2[] = {
-    CONTR "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n]*|" TAIL_WS, NULL};
-static const char *const re_qwen35[] = {CONTR "|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}| ?[^" WS
-                                              "\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|" TAIL_WS,
-                                        NULL};
+    CONTR "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n]*|" TAIL_WS,
+    NULL};
+static const char *const re_qwen35[] = {
+    CONTR "|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}| ?[^" WS "\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|"
+    TAIL_WS,
+    NULL};
 static const char *const re_ufakzeka[] = {
-    "[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n]*|" TAIL_WS, NULL};
+    "[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n]*|" TAIL_WS,
+    NULL};
 static const char *const re_seed_coder[] = {
-    CONTR "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1}| ?[^" WS "\\p{L}\\p{N}\\r\\n]+|" TAIL_WS, NULL};
-static const char *const re_bailing[] = {"'(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
-                                         "\\p{N}| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n]*|" SP "*[\\r\\n]|" SP
-                                         "+(?!" NSP ")|" SP "+",
-                                         NULL};
+    CONTR "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1}| ?[^" WS "\\p{L}\\p{N}\\r\\n]+|" TAIL_WS,
+    NULL};
+static const char *const re_bailing[] = {
+    "'(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}"
+    "| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n]*|" SP "*[\\r\\n]|" SP "+(?!" NSP ")|" SP "+",
+    NULL};
 static const char *const re_minicpm5[] = {
-    "\\p{N}{1,3}", CONTR "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}+| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n]*|" TAIL_WS, NULL};
-static const char *const re_gpt4o[] = {"[^\\r\\n\\p{L}\\p{N}]?[^\\P{L}a-z]*[^\\P{L}A-Z]+" CONTR
-                                       "?|[^\\r\\n\\p{L}\\p{N}]?[^\\P{L}a-z]+[^\\P{L}A-Z]*" CONTR
-                                       "?|\\p{N}{1,3}| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n/]*|" TAIL_WS,
-                                       NULL};
-static const char *const re_tekken[] = {"[^\\r\\n\\p{L}\\p{N}]?[^\\P{L}a-z]*[^\\P{L}A-Z]+|"
-                                        "[^\\r\\n\\p{L}\\p{N}]?[^\\P{L}a-z]+[^\\P{L}A-Z]*|"
-                                        "\\p{N}| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n/]*|" TAIL_WS,
-                                        NULL};
+    "\\p{N}{1,3}",
+    CONTR "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}+| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n]*|" TAIL_WS,
+    NULL};
+static const char *const re_gpt4o[] = {
+    "[^\\r\\n\\p{L}\\p{N}]?[^\\P{L}a-z]*[^\\P{L}A-Z]+" CONTR "?"
+    "|[^\\r\\n\\p{L}\\p{N}]?[^\\P{L}a-z]+[^\\P{L}A-Z]*" CONTR "?"
+    "|\\p{N}{1,3}| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n/]*|" TAIL_WS,
+    NULL};
+static const char *const re_tekken[] = {
+    "[^\\r\\n\\p{L}\\p{N}]?[^\\P{L}a-z]*[^\\P{L}A-Z]+"
+    "|[^\\r\\n\\p{L}\\p{N}]?[^\\P{L}a-z]+[^\\P{L}A-Z]*"
+    "|\\p{N}| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n/]*|" TAIL_WS,
+    NULL};
 static const char *const re_deepseek3[] = {
     "\\p{N}{1,3}",
     "[\\x{4E00}-\\x{9FA5}\\x{3040}-\\x{309F}\\x{30A0}-\\x{30FF}]+",
-    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|(?:[^\\r\\n\\p{L}\\p{P}\\p{S}]|~)?[\\p{L}\\p{M}]+|"
-    " ?(?:[\\p{P}$+<=>^`|]+|[^\\P{S}\\x00-\\x7F]+)+[\\r\\n]*|" TAIL_WS,
+    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+"
+    "|(?:[^\\r\\n\\p{L}\\p{P}\\p{S}]|~)?[\\p{L}\\p{M}]+"
+    "| ?(?:[\\p{P}$+<=>^`|]+|[^\\P{S}\\x00-\\x7F]+)+[\\r\\n]*|" TAIL_WS,
     NULL};
 static const char *const re_deepseek_llm[] = {
     "[\\r\\n]",
-    SP "?[\\x{41}-\\x{5A}\\x{61}-\\x{7A}\\x{B5}\\x{C0}-\\x{D6}\\x{D8}-\\x{F6}\\x{F8}-\\x{1BA}\\x{1BC}-\\x{1BF}"
-       "\\x{1C4}-\\x{293}\\x{295}-\\x{2AF}\\x{370}-\\x{373}\\x{376}\\x{377}\\x{37B}-\\x{37D}\\x{37F}\\x{386}"
-       "\\x{388}-\\x{38A}\\x{38C}\\x{38E}-\\x{3A1}\\x{3A3}-\\x{3F5}\\x{3F7}-\\x{481}\\x{48A}-\\x{52F}"
-       "\\x{531}-\\x{556}\\x{10A0}-\\x{10C5}\\x{13A0}-\\x{13F5}\\x{13F8}-\\x{13FD}\\x{1C90}-\\x{1CBA}"
-       "\\x{1CBD}-\\x{1CBF}\\x{1D00}-\\x{1D2B}\\x{1D6B}-\\x{1D77}\\x{1D79}-\\x{1D9A}\\x{1E00}-\\x{1F15}"
-       "\\x{1F18}-\\x{1F1D}\\x{1F20}-\\x{1F45}\\x{1F48}-\\x{1F4D}\\x{1F50}-\\x{1F57}\\x{1F59}\\x{1F5B}"
-       "\\x{1F5D}\\x{1F5F}-\\x{1F7D}\\x{1F80}-\\x{1FB4}\\x{1FB6}-\\x{1FBC}\\x{1FBE}\\x{1FC2}-\\x{1FC4}"
-       "\\x{1FC6}-\\x{1FCC}\\x{1FD0}-\\x{1FD3}\\x{1FD6}-\\x{1FDB}\\x{1FE0}-\\x{1FEC}\\x{1FF2}-\\x{1FF4}"
-       "\\x{1FF6}-\\x{1FFC}\\x{2102}\\x{2107}\\x{210A}-\\x{2113}\\x{2115}\\x{2119}-\\x{211D}\\x{2124}"
-       "\\x{2126}\\x{2128}\\x{212A}-\\x{212D}\\x{212F}-\\x{2134}\\x{2139}\\x{213C}-\\x{213F}"
-       "\\x{2145}-\\x{2149}\\x{214E}\\x{2183}\\x{2184}\\x{2C00}-\\x{2C7B}\\x{2C7E}-\\x{2CE4}"
-       "\\x{2CEB}-\\x{2CEE}\\x{2CF2}\\x{2CF3}\\x{A640}-\\x{A66D}\\x{A680}-\\x{A69B}\\x{A722}-\\x{A76F}"
-       "\\x{A771}-\\x{A787}\\x{A78B}-\\x{A78E}\\x{AB70}-\\x{ABBF}\\x{FB00}-\\x{FB06}\\x{FB13}-\\x{FB17}"
-       "\\x{FF21}-\\x{FF3A}\\x{FF41}-\\x{FF5A}\\x{10400}-\\x{1044F}\\x{104B0}-\\x{104D3}"
-       "\\x{104D8}-\\x{104FB}\\x{10C80}-\\x{10CB2}\\x{10CC0}-\\x{10CF2}\\x{118A0}-\\x{118DF}"
-       "\\x{1E900}-\\x{1E943}]+",
+    SP "?[\\x{41}-\\x{5A}\\x{61}-\\x{7A}\\x{B5}\\x{C0}-\\x{D6}\\x{D8}-\\x{F6}\\x{F8}-\\x{1BA}"
+    "\\x{1BC}-\\x{1BF}\\x{1C4}-\\x{293}\\x{295}-\\x{2AF}\\x{370}-\\x{373}\\x{376}\\x{377}"
+    "\\x{37B}-\\x{37D}\\x{37F}\\x{386}\\x{388}-\\x{38A}\\x{38C}\\x{38E}-\\x{3A1}\\x{3A3}-\\x{3F5}"
+    "\\x{3F7}-\\x{481}\\x{48A}-\\x{52F}\\x{531}-\\x{556}\\x{10A0}-\\x{10C5}\\x{13A0}-\\x{13F5}"
+    "\\x{13F8}-\\x{13FD}\\x{1C90}-\\x{1CBA}\\x{1CBD}-\\x{1CBF}\\x{1D00}-\\x{1D2B}"
+    "\\x{1D6B}-\\x{1D77}\\x{1D79}-\\x{1D9A}\\x{1E00}-\\x{1F15}\\x{1F18}-\\x{1F1D}"
+    "\\x{1F20}-\\x{1F45}\\x{1F48}-\\x{1F4D}\\x{1F50}-\\x{1F57}\\x{1F59}\\x{1F5B}\\x{1F5D}"
+    "\\x{1F5F}-\\x{1F7D}\\x{1F80}-\\x{1FB4}\\x{1FB6}-\\x{1FBC}\\x{1FBE}\\x{1FC2}-\\x{1FC4}"
+    "\\x{1FC6}-\\x{1FCC}\\x{1FD0}-\\x{1FD3}\\x{1FD6}-\\x{1FDB}\\x{1FE0}-\\x{1FEC}"
+    "\\x{1FF2}-\\x{1FF4}\\x{1FF6}-\\x{1FFC}\\x{2102}\\x{2107}\\x{210A}-\\x{2113}\\x{2115}"
+    "\\x{2119}-\\x{211D}\\x{2124}\\x{2126}\\x{2128}\\x{212A}-\\x{212D}\\x{212F}-\\x{2134}"
+    "\\x{2139}\\x{213C}-\\x{213F}\\x{2145}-\\x{2149}\\x{214E}\\x{2183}\\x{2184}"
+    "\\x{2C00}-\\x{2C7B}\\x{2C7E}-\\x{2CE4}\\x{2CEB}-\\x{2CEE}\\x{2CF2}\\x{2CF3}"
+    "\\x{A640}-\\x{A66D}\\x{A680}-\\x{A69B}\\x{A722}-\\x{A76F}\\x{A771}-\\x{A787}"
+    "\\x{A78B}-\\x{A78E}\\x{AB70}-\\x{ABBF}\\x{FB00}-\\x{FB06}\\x{FB13}-\\x{FB17}"
+    "\\x{FF21}-\\x{FF3A}\\x{FF41}-\\x{FF5A}\\x{10400}-\\x{1044F}\\x{104B0}-\\x{104D3}"
+    "\\x{104D8}-\\x{104FB}\\x{10C80}-\\x{10CB2}\\x{10CC0}-\\x{10CF2}\\x{118A0}-\\x{118DF}"
+    "\\x{1E900}-\\x{1E943}]+",
     SP "?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3001}-\\x{3002}]+",
     SP "+$",
     CJK_DS,
     "\\p{N}+",
     NULL};
-static const char *const re_deepseek_coder[] = {"[\\r\\n]", SP "?\\p{L}+", SP "?\\p{P}+", CJK_DS, "\\p{N}", NULL};
+static const char *const re_deepseek_coder[] = {
+    "[\\r\\n]", SP "?\\p{L}+", SP "?\\p{P}+", CJK_DS, "\\p{N}", NULL};
 #define PORO_RE " ?[^(" WS "|.,!?\\x{2026}\\x{3002}\\x{FF0C}\\x{3001}\\x{964}\\x{6D4}\\x{60C})]+"
 static const char *const re_poro[] = {PORO_RE, NULL};
 static const char *const re_viking[] = {PORO_RE, "\\p{N}", NULL};
+
+/* clang-format on */
 
 enum { PRE_IGNORE_MERGES = 1, PRE_ADD_BOS = 2, PRE_NO_BOS = 4 };
 
@@ -221,7 +243,8 @@ static uint32_t byte_to_cp(uint8_t b) {
 }
 
 static int cp_to_byte(uint32_t cp) {
-    if ((cp >= 0x21 && cp <= 0x7E) || (cp >= 0xA1 && cp <= 0xAC) || (cp >= 0xAE && cp <= 0xFF)) return (int)cp;
+    if ((cp >= 0x21 && cp <= 0x7E) || (cp >= 0xA1 && cp <= 0xAC) || (cp >= 0xAE && cp <= 0xFF))
+        return (int)cp;
     if (cp < 0x100 || cp > 0x143) return -1;
     uint32_t n = cp - 0x100;
     if (n <= 32) return (int)n;
@@ -266,11 +289,14 @@ struct tok_bpe {
     uint32_t mmask;
 };
 
-bool tok_bpe_ignore_merges(const tok_bpe *b) { return b->ignore_merges; }
+bool tok_bpe_ignore_merges(const tok_bpe *b) {
+    return b->ignore_merges;
+}
 
 void tok_bpe_free(tok_bpe *b) {
     if (!b) return;
-    for (int i = 0; i < b->n_re; i++) pcre2_code_free(b->re[i]);
+    for (int i = 0; i < b->n_re; i++)
+        pcre2_code_free(b->re[i]);
     qf_free(b->merges);
     qf_free(b);
 }
@@ -306,15 +332,17 @@ static bool merge_find(const tok_bpe *b, int32_t l, int32_t r, int32_t *rank, in
 static qf_status load_merges(qf_tok *t, tok_bpe *b, const qf_gguf *g, qf_err *err) {
     qf_gguf_arr arr;
     if (qf_gguf_find_kv(g, "tokenizer.ggml.merges") < 0)
-        return QF_ERR_SET(err, QF_ERR_FORMAT, "%s: tokenizer.ggml.merges missing (required for gpt2 vocabs)",
-                          t->name);
+        return QF_ERR_SET(err, QF_ERR_FORMAT,
+                          "%s: tokenizer.ggml.merges missing (required for gpt2 vocabs)", t->name);
     if (!qf_gguf_get_arr(g, "tokenizer.ggml.merges", &arr) || arr.type != QF_GGUF_STRING)
-        return QF_ERR_SET(err, QF_ERR_FORMAT, "%s: tokenizer.ggml.merges is not a string array", t->name);
-    if (arr.n > 0x7FFFFFFF)
+        return QF_ERR_SET(err, QF_ERR_FORMAT, "%s: tokenizer.ggml.merges is not a string array",
+                          t->name);
+    if (arr.n > (1u << 28)) /* keeps the table size within 32 bits */
         return QF_ERR_SET(err, QF_ERR_FORMAT, "%s: tokenizer.ggml.merges has %llu entries", t->name,
                           (unsigned long long)arr.n);
     uint32_t cap = 16;
-    while (cap < arr.n * 2) cap *= 2;
+    while (cap < arr.n * 2)
+        cap *= 2;
     b->merges = qf_malloc((size_t)cap * sizeof *b->merges);
     char *cat = qf_malloc((size_t)t->max_len * 2 + 2);
     if (!b->merges || !cat) {
@@ -322,7 +350,8 @@ static qf_status load_merges(qf_tok *t, tok_bpe *b, const qf_gguf *g, qf_err *er
         return QF_ERR_SET(err, QF_ERR_NOMEM, "%s: out of memory for %llu merges", t->name,
                           (unsigned long long)arr.n);
     }
-    for (uint32_t k = 0; k < cap; k++) b->merges[k].key = UINT64_MAX;
+    for (uint32_t k = 0; k < cap; k++)
+        b->merges[k].key = UINT64_MAX;
     b->mmask = cap - 1;
     uint64_t skipped = 0, first_bad = UINT64_MAX;
     for (uint64_t i = 0; i < arr.n; i++) {
@@ -350,14 +379,16 @@ static qf_status load_merges(qf_tok *t, tok_bpe *b, const qf_gguf *g, qf_err *er
         }
         uint64_t key = pair_key(l, r);
         uint32_t k = mix64(key) & b->mmask;
-        while (b->merges[k].key != UINT64_MAX && b->merges[k].key != key) k = (k + 1) & b->mmask;
+        while (b->merges[k].key != UINT64_MAX && b->merges[k].key != key)
+            k = (k + 1) & b->mmask;
         if (b->merges[k].key == key) continue; /* duplicate pair: the first (lowest rank) wins */
         b->merges[k] = (merge_slot){key, (int32_t)i, res};
     }
     qf_free(cat);
     if (skipped)
-        qf_warn("%s: %llu of %llu merges name a non-token (first: #%llu); they are ignored", t->name,
-                (unsigned long long)skipped, (unsigned long long)arr.n, (unsigned long long)first_bad);
+        qf_warn("%s: %llu of %llu merges name a non-token (first: #%llu); they are ignored",
+                t->name, (unsigned long long)skipped, (unsigned long long)arr.n,
+                (unsigned long long)first_bad);
     return QF_OK;
 }
 
@@ -366,8 +397,9 @@ qf_status tok_bpe_init(qf_tok *t, const qf_gguf *g, qf_err *err) {
     for (size_t i = 0; i < sizeof k_pre / sizeof k_pre[0]; i++)
         if (!strcmp(k_pre[i].name, t->pre_name)) def = &k_pre[i];
     if (!def)
-        return QF_ERR_SET(err, QF_ERR_UNSUPPORTED, "%s: pre-tokenizer tokenizer.ggml.pre = '%s' is not supported",
-                          t->name, t->pre_name);
+        return QF_ERR_SET(err, QF_ERR_UNSUPPORTED,
+                          "%s: pre-tokenizer tokenizer.ggml.pre = '%s' is not supported", t->name,
+                          t->pre_name);
     tok_bpe *b = qf_calloc(1, sizeof *b);
     if (!b) return QF_ERR_SET(err, QF_ERR_NOMEM, "%s: out of memory", t->name);
     t->bpe = b;
@@ -384,7 +416,8 @@ qf_status tok_bpe_init(qf_tok *t, const qf_gguf *g, qf_err *err) {
         if (!b->re[i]) {
             PCRE2_UCHAR msg[128];
             pcre2_get_error_message(ec, msg, sizeof msg);
-            return QF_ERR_SET(err, QF_ERR_INTERNAL, "%s: pre-tokenizer '%s' regex %d: %s at offset %zu", t->name,
+            return QF_ERR_SET(err, QF_ERR_INTERNAL,
+                              "%s: pre-tokenizer '%s' regex %d: %s at offset %zu", t->name,
                               t->pre_name, i, (const char *)msg, (size_t)eo);
         }
         b->n_re = i + 1;
@@ -424,21 +457,22 @@ static qf_status piece_push(piece_vec *p, uint32_t off, uint32_t len, bool bad) 
 }
 
 /* Re-splits piece pc of text with regex re, appending to out. */
-static qf_status split_piece(const qf_tok *t, const pcre2_code *re, pcre2_match_data *md, const char *text,
-                             piece pc, piece_vec *out, qf_err *err) {
+static qf_status split_piece(const qf_tok *t, const pcre2_code *re, pcre2_match_data *md,
+                             const char *text, piece pc, piece_vec *out, qf_err *err) {
     PCRE2_SPTR subj = (PCRE2_SPTR)text + pc.off;
     size_t n = pc.len, start = 0, gap = 0;
     while (start < n) {
         int rc = pcre2_match(re, subj, n, start, PCRE2_NO_UTF_CHECK, md, NULL);
-        if (rc == PCRE2_ERROR_JIT_STACKLIMIT) /* deep backtracking: the interpreter keeps its frames on the heap */
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT) /* deep backtracking: the interpreter keeps its frames
+                                                 on the heap */
             rc = pcre2_match(re, subj, n, start, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md, NULL);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) {
             PCRE2_UCHAR msg[128];
             pcre2_get_error_message(rc, msg, sizeof msg);
             return QF_ERR_SET(err, rc == PCRE2_ERROR_NOMEMORY ? QF_ERR_NOMEM : QF_ERR_INTERNAL,
-                              "%s: pre-tokenizer '%s' failed on a %zu-byte piece: %s", t->name, t->pre_name, n,
-                              (const char *)msg);
+                              "%s: pre-tokenizer '%s' failed on a %zu-byte piece: %s", t->name,
+                              t->pre_name, n, (const char *)msg);
         }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         size_t ms = ov[0], me = ov[1];
@@ -556,14 +590,16 @@ static qf_status merge_piece(const qf_tok *t, work *w, const uint8_t *p, size_t 
     }
     sym *s = w->s;
     for (size_t k = 0; k < n; k++)
-        s[k] = (sym){b->byte_id[p[k]], (int32_t)k - 1, k + 1 < n ? (int32_t)k + 1 : -1, (uint32_t)k, 1};
+        s[k] = (sym){b->byte_id[p[k]], (int32_t)k - 1, k + 1 < n ? (int32_t)k + 1 : -1, (uint32_t)k,
+                     1};
     w->h_n = 0;
     for (size_t k = 1; k < n; k++)
         if (add_pair(b, w, (int32_t)k - 1, (int32_t)k)) return QF_ERR_NOMEM;
     while (w->h_n) {
         pair q = heap_pop(w);
         sym *l = &s[q.left], *r = &s[q.right];
-        if (l->n == 0 || r->n == 0 || l->next != q.right || l->id != q.lid || r->id != q.rid) continue;
+        if (l->n == 0 || r->n == 0 || l->next != q.right || l->id != q.lid || r->id != q.rid)
+            continue;
         l->id = q.res;
         l->n += r->n;
         r->n = 0;
@@ -572,7 +608,8 @@ static qf_status merge_piece(const qf_tok *t, work *w, const uint8_t *p, size_t 
         if (add_pair(b, w, l->prev, q.left) || add_pair(b, w, q.left, l->next)) return QF_ERR_NOMEM;
     }
     for (int32_t i = 0; i != -1; i = s[i].next) {
-        qf_status st = s[i].id >= 0 ? tok_vec_push(out, s[i].id) : emit_bytes(b, p + s[i].off, s[i].n, out);
+        qf_status st =
+            s[i].id >= 0 ? tok_vec_push(out, s[i].id) : emit_bytes(b, p + s[i].off, s[i].n, out);
         if (st) return st;
     }
     return QF_OK;
@@ -630,8 +667,10 @@ qf_status tok_bpe_encode(const qf_tok *t, const char *text, size_t len, tok_vec 
              * never occur in UTF-8 as USER_DEFINED text tokens; then the byte
              * is encoded as U+FFFD, as llama.cpp does for all invalid bytes. */
             int32_t id = b->byte_id[*p];
-            bool plain = id >= 0 && (t->type[id] == QF_TOKEN_NORMAL || t->type[id] == QF_TOKEN_BYTE);
-            if (plain ? tok_vec_push(out, id) : merge_piece(t, &w, (const uint8_t *)"\xef\xbf\xbd", 3, out))
+            bool plain =
+                id >= 0 && (t->type[id] == QF_TOKEN_NORMAL || t->type[id] == QF_TOKEN_BYTE);
+            if (plain ? tok_vec_push(out, id)
+                      : merge_piece(t, &w, (const uint8_t *)"\xef\xbf\xbd", 3, out))
                 goto nomem;
             continue;
         }

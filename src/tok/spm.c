@@ -82,7 +82,8 @@ static bigram heap_pop(heap *h) {
     return top;
 }
 
-static qf_status try_bigram(const qf_tok *t, const char *buf, const sym *s, int32_t l, int32_t r, heap *h) {
+static qf_status try_bigram(const qf_tok *t, const char *buf, const sym *s, int32_t l, int32_t r,
+                            heap *h) {
     if (l < 0 || r < 0) return QF_OK;
     uint32_t size = s[l].n + s[r].n;
     if (size > t->max_len) return QF_OK;
@@ -171,8 +172,8 @@ void tok_spm_init(qf_tok *t) {
     }
 }
 
-qf_status tok_spm_encode(const qf_tok *t, const char *text, size_t len, bool prefix_space, tok_vec *out,
-                         qf_err *err) {
+qf_status tok_spm_encode(const qf_tok *t, const char *text, size_t len, bool prefix_space,
+                         tok_vec *out, qf_err *err) {
     (void)err;
     size_t cap = 3 * (len + 1);
     char *buf = qf_malloc(cap);
@@ -205,7 +206,8 @@ qf_status tok_spm_encode(const qf_tok *t, const char *text, size_t len, bool pre
      * those points merge independently: same result, small heaps. */
     size_t from = 0;
     if (t->spm_split_words) {
-        if (n >= 4096 && tok_wcache_init(&cache, n / 8)) goto done; /* natural text repeats its words */
+        if (n >= 4096 && tok_wcache_init(&cache, n / 8))
+            goto done; /* natural text repeats its words */
         for (size_t p = 3; p + 3 <= n; p++) {
             if (is_ws_mark(buf + p) && !is_ws_mark(buf + p - 3)) {
                 if (spm_word(t, buf, from, p, s, &h, &cache, out)) goto done;

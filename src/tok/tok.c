@@ -27,7 +27,8 @@
 #include "base/mem.h"
 #include "tok/tok_int.h"
 
-#define TOK_MAX_TEXT 0x7FFFFFFFu /* encode input limit: offsets are 32-bit */
+#define TOK_MAX_TEXT  0x7FFFFFFFu /* encode input limit: offsets are 32-bit */
+#define TOK_MAX_VOCAB (1u << 28)  /* keeps every table size within 32 bits */
 
 /* ---- small helpers ---- */
 
@@ -57,7 +58,8 @@ static bool in_range(const qf_tok *t, int32_t id) {
 
 qf_status tok_wcache_init(tok_wcache *c, size_t n_words) {
     uint32_t cap = 1024;
-    while (cap < n_words && cap < (1u << 16)) cap *= 2;
+    while (cap < n_words && cap < (1u << 16))
+        cap *= 2;
     c->v = qf_calloc(cap, sizeof *c->v);
     if (!c->v) return QF_ERR_NOMEM;
     c->mask = cap - 1;
@@ -95,8 +97,8 @@ int tok_wcache_get(tok_wcache *c, const char *base, uint32_t off, size_t len, to
     }
 }
 
-qf_status tok_wcache_put(tok_wcache *c, tok_wcache_slot *slot, uint32_t off, size_t len, const tok_vec *out,
-                         size_t before) {
+qf_status tok_wcache_put(tok_wcache *c, tok_wcache_slot *slot, uint32_t off, size_t len,
+                         const tok_vec *out, size_t before) {
     uint32_t ids_off = (uint32_t)c->ids.n;
     for (size_t k = before; k < out->n; k++)
         if (tok_vec_push(&c->ids, out->v[k])) return QF_ERR_NOMEM;
@@ -125,9 +127,11 @@ int32_t tok_lookup(const qf_tok *t, const char *s, size_t n) {
 /* Inserts every token; fails on a duplicate text (llama.cpp refuses those). */
 static qf_status build_hash(qf_tok *t, qf_err *err) {
     uint32_t cap = 16;
-    while (cap < (uint32_t)t->n_vocab * 2u) cap *= 2;
+    while (cap < (uint32_t)t->n_vocab * 2u)
+        cap *= 2;
     t->hslot = qf_calloc(cap, sizeof *t->hslot);
-    if (!t->hslot) return QF_ERR_SET(err, QF_ERR_NOMEM, "%s: out of memory for the vocab index", t->name);
+    if (!t->hslot)
+        return QF_ERR_SET(err, QF_ERR_NOMEM, "%s: out of memory for the vocab index", t->name);
     t->hmask = cap - 1;
     for (int32_t id = 0; id < t->n_vocab; id++) {
         const char *s = t->blob + t->off[id];
@@ -135,7 +139,8 @@ static qf_status build_hash(qf_tok *t, qf_err *err) {
         while (t->hslot[i]) {
             int32_t o = (int32_t)(t->hslot[i] - 1);
             if (t->len[o] == t->len[id] && memcmp(t->blob + t->off[o], s, t->len[id]) == 0)
-                return QF_ERR_SET(err, QF_ERR_FORMAT, "%s: duplicate token in vocabulary: '%.64s' has ids %d and %d",
+                return QF_ERR_SET(err, QF_ERR_FORMAT,
+                                  "%s: duplicate token in vocabulary: '%.64s' has ids %d and %d",
                                   t->name, s, o, id);
             i = (i + 1) & t->hmask;
         }
@@ -160,7 +165,8 @@ static void read_id(qf_tok *t, const qf_gguf *g, const char *key, int32_t *id) {
     int64_t v;
     if (!qf_gguf_get_int(g, key, &v)) return;
     if (v < 0 || v >= t->n_vocab) {
-        qf_warn("%s: %s = %lld is outside the vocabulary; using %d", t->name, key, (long long)v, *id);
+        qf_warn("%s: %s = %lld is outside the vocabulary; using %d", t->name, key, (long long)v,
+                *id);
         return;
     }
     *id = (int32_t)v;
@@ -176,10 +182,12 @@ static void read_bool(const qf_gguf *g, const char *key, bool *b) {
 static qf_status load_tokens(qf_tok *t, const qf_gguf *g, qf_err *err) {
     qf_gguf_arr toks, arr;
     if (!qf_gguf_get_arr(g, "tokenizer.ggml.tokens", &toks))
-        return QF_ERR_SET(err, QF_ERR_FORMAT, "%s: tokenizer.ggml.tokens missing (not a string array?)", t->name);
+        return QF_ERR_SET(err, QF_ERR_FORMAT,
+                          "%s: tokenizer.ggml.tokens missing (not a string array?)", t->name);
     if (toks.type != QF_GGUF_STRING)
-        return QF_ERR_SET(err, QF_ERR_FORMAT, "%s: tokenizer.ggml.tokens is not a string array", t->name);
-    if (toks.n == 0 || toks.n > 0x7FFFFFFF)
+        return QF_ERR_SET(err, QF_ERR_FORMAT, "%s: tokenizer.ggml.tokens is not a string array",
+                          t->name);
+    if (toks.n == 0 || toks.n > TOK_MAX_VOCAB)
         return QF_ERR_SET(err, QF_ERR_FORMAT, "%s: tokenizer.ggml.tokens has %llu entries", t->name,
                           (unsigned long long)toks.n);
     int32_t n = (int32_t)toks.n;
@@ -221,17 +229,22 @@ static qf_status load_tokens(qf_tok *t, const qf_gguf *g, qf_err *err) {
     if (qf_gguf_find_kv(g, "tokenizer.ggml.scores") >= 0) {
         if (!qf_gguf_get_arr(g, "tokenizer.ggml.scores", &arr) ||
             (arr.type != QF_GGUF_FLOAT32 && arr.type != QF_GGUF_INT32))
-            return QF_ERR_SET(err, QF_ERR_FORMAT, "%s: tokenizer.ggml.scores is not an f32/i32 array", t->name);
+            return QF_ERR_SET(err, QF_ERR_FORMAT,
+                              "%s: tokenizer.ggml.scores is not an f32/i32 array", t->name);
         if (arr.n < toks.n)
-            return QF_ERR_SET(err, QF_ERR_FORMAT, "%s: tokenizer.ggml.scores has %llu entries for %d tokens",
-                              t->name, (unsigned long long)arr.n, n);
-        for (int32_t i = 0; i < n; i++) t->score[i] = (float)qf_gguf_arr_float(&arr, (uint64_t)i);
+            return QF_ERR_SET(err, QF_ERR_FORMAT,
+                              "%s: tokenizer.ggml.scores has %llu entries for %d tokens", t->name,
+                              (unsigned long long)arr.n, n);
+        for (int32_t i = 0; i < n; i++)
+            t->score[i] = (float)qf_gguf_arr_float(&arr, (uint64_t)i);
     }
     if (qf_gguf_find_kv(g, "tokenizer.ggml.token_type") >= 0) {
         if (!qf_gguf_get_arr(g, "tokenizer.ggml.token_type", &arr) || arr.type != QF_GGUF_INT32)
-            return QF_ERR_SET(err, QF_ERR_FORMAT, "%s: tokenizer.ggml.token_type is not an i32 array", t->name);
+            return QF_ERR_SET(err, QF_ERR_FORMAT,
+                              "%s: tokenizer.ggml.token_type is not an i32 array", t->name);
         if (arr.n < toks.n)
-            return QF_ERR_SET(err, QF_ERR_FORMAT, "%s: tokenizer.ggml.token_type has %llu entries for %d tokens",
+            return QF_ERR_SET(err, QF_ERR_FORMAT,
+                              "%s: tokenizer.ggml.token_type has %llu entries for %d tokens",
                               t->name, (unsigned long long)arr.n, n);
         for (int32_t i = 0; i < n; i++) {
             int64_t v = qf_gguf_arr_int(&arr, (uint64_t)i);
@@ -264,30 +277,81 @@ static void force_control(qf_tok *t, int32_t id) {
  * CONTROL; the end-of-generation set gets every EOG-named token plus eos,
  * eot, eom and the fim pad/repo/sep tokens. */
 static void detect_specials(qf_tok *t, const qf_gguf *g) {
-    static const char *const k_eot[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",
-                                        "<|endoftext|>", "<|end_of_text|>", "<EOT>", "_<EOT>", "[EOT]",
-                                        "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
-                                        "<end_of_utterance>", NULL};
+    static const char *const k_eot[] = {"<|eot_id|>",
+                                        "<|im_end|>",
+                                        "<|end|>",
+                                        "<end_of_turn>",
+                                        "<|endoftext|>",
+                                        "<|end_of_text|>",
+                                        "<EOT>",
+                                        "_<EOT>",
+                                        "[EOT]",
+                                        "<\xef\xbd\x9c"
+                                        "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+                                        "<end_of_utterance>",
+                                        NULL};
     static const char *const k_eom[] = {"<|eom_id|>", NULL};
-    static const char *const k_fim_pre[] = {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>",
-                                            "<\xef\xbd\x9c" "fim\xe2\x96\x81" "begin\xef\xbd\x9c>", "<PRE>",
-                                            "\xe2\x96\x81<PRE>", "<|code_prefix|>", "<|prefix|>", NULL};
-    static const char *const k_fim_suf[] = {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>",
-                                            "<\xef\xbd\x9c" "fim\xe2\x96\x81hole\xef\xbd\x9c>", "<SUF>",
-                                            "\xe2\x96\x81<SUF>", "<|code_suffix|>", "<|suffix|>", NULL};
-    static const char *const k_fim_mid[] = {"<|fim_middle|>", "<fim-middle>", "<fim_middle>",
-                                            "<\xef\xbd\x9c" "fim\xe2\x96\x81" "end\xef\xbd\x9c>", "<MID>",
-                                            "\xe2\x96\x81<MID>", "<|code_middle|>", "<|middle|>", NULL};
-    static const char *const k_fim_pad[] = {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]", NULL};
-    static const char *const k_fim_rep[] = {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>",
-                                            "<reponame>", NULL};
+    static const char *const k_fim_pre[] = {"<|fim_prefix|>",
+                                            "<fim-prefix>",
+                                            "<fim_prefix>",
+                                            "<\xef\xbd\x9c"
+                                            "fim\xe2\x96\x81"
+                                            "begin\xef\xbd\x9c>",
+                                            "<PRE>",
+                                            "\xe2\x96\x81<PRE>",
+                                            "<|code_prefix|>",
+                                            "<|prefix|>",
+                                            NULL};
+    static const char *const k_fim_suf[] = {"<|fim_suffix|>",
+                                            "<fim-suffix>",
+                                            "<fim_suffix>",
+                                            "<\xef\xbd\x9c"
+                                            "fim\xe2\x96\x81hole\xef\xbd\x9c>",
+                                            "<SUF>",
+                                            "\xe2\x96\x81<SUF>",
+                                            "<|code_suffix|>",
+                                            "<|suffix|>",
+                                            NULL};
+    static const char *const k_fim_mid[] = {"<|fim_middle|>",
+                                            "<fim-middle>",
+                                            "<fim_middle>",
+                                            "<\xef\xbd\x9c"
+                                            "fim\xe2\x96\x81"
+                                            "end\xef\xbd\x9c>",
+                                            "<MID>",
+                                            "\xe2\x96\x81<MID>",
+                                            "<|code_middle|>",
+                                            "<|middle|>",
+                                            NULL};
+    static const char *const k_fim_pad[] = {"<|fim_pad|>", "<fim-pad>", "<fim_pad>",
+                                            "<PAD>",       "[PAD]",     NULL};
+    static const char *const k_fim_rep[] = {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>",
+                                            "<REPO>",       "<reponame>",    NULL};
     static const char *const k_fim_sep[] = {"<|file_sep|>", NULL};
-    static const char *const k_eog[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>",
-                                        "<|flush|>", "<|calls|>", "<end_of_turn>", "<|endoftext|>", "</s>",
-                                        "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>",
-                                        "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
-                                        "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
-                                        "[e~[", NULL};
+    static const char *const k_eog[] = {"<|eot_id|>",
+                                        "<|im_end|>",
+                                        "<|end|>",
+                                        "<|return|>",
+                                        "<|call|>",
+                                        "<|flush|>",
+                                        "<|calls|>",
+                                        "<end_of_turn>",
+                                        "<|endoftext|>",
+                                        "</s>",
+                                        "<|eom_id|>",
+                                        "<EOT>",
+                                        "_<EOT>",
+                                        "[EOT]",
+                                        "[EOS]",
+                                        "<|end_of_text|>",
+                                        "<end_of_utterance>",
+                                        "<eos>",
+                                        "<turn|>",
+                                        "<|tool_response>",
+                                        "<\xef\xbd\x9c"
+                                        "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+                                        "[e~[",
+                                        NULL};
     static const char *const k_fim_keys[6][2] = {
         {"tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id"},
         {"tokenizer.ggml.fim_suf_token_id", "tokenizer.ggml.suffix_token_id"},
@@ -297,7 +361,7 @@ static void detect_specials(qf_tok *t, const qf_gguf *g) {
         {"tokenizer.ggml.fim_sep_token_id", NULL},
     };
     static const char *const *const k_fim_names[6] = {k_fim_pre, k_fim_suf, k_fim_mid,
-                                                       k_fim_pad, k_fim_rep, k_fim_sep};
+                                                      k_fim_pad, k_fim_rep, k_fim_sep};
 
     if (t->eot < 0) {
         t->eot = find_first(t, k_eot);
@@ -326,7 +390,8 @@ static void detect_specials(qf_tok *t, const qf_gguf *g) {
         force_control(t, id);
     }
     /* gpt-oss: these render as text and are always split out */
-    static const char *const k_gptoss[] = {"<|channel|>", "<|message|>", "<|start|>", "<|constrain|>", NULL};
+    static const char *const k_gptoss[] = {"<|channel|>", "<|message|>", "<|start|>",
+                                           "<|constrain|>", NULL};
     for (const char *const *p = k_gptoss; *p; p++) {
         int32_t id = tok_lookup(t, *p, strlen(*p));
         if (id >= 0) t->type[id] = QF_TOKEN_USER_DEFINED;
@@ -338,7 +403,8 @@ static void detect_specials(qf_tok *t, const qf_gguf *g) {
     int32_t ret = tok_lookup(t, "<|return|>", 10), call = tok_lookup(t, "<|call|>", 8);
     int32_t calls = tok_lookup(t, "<|calls|>", 9), flush = tok_lookup(t, "<|flush|>", 9);
     int32_t end = tok_lookup(t, "<|end|>", 7);
-    bool has_call = (call >= 0 && (t->flags[call] & TOK_F_EOG)) || (calls >= 0 && (t->flags[calls] & TOK_F_EOG));
+    bool has_call = (call >= 0 && (t->flags[call] & TOK_F_EOG)) ||
+                    (calls >= 0 && (t->flags[calls] & TOK_F_EOG));
     bool has_ret = ret >= 0 && (t->flags[ret] & TOK_F_EOG);
     bool has_flush = flush >= 0 && (t->flags[flush] & TOK_F_EOG);
     if (end >= 0 && (t->flags[end] & TOK_F_EOG) && has_call && (has_ret || has_flush)) {
@@ -371,9 +437,12 @@ static void sort_specials(qf_tok *t, int32_t *tmp) {
         for (int32_t lo = 0; lo < n; lo += 2 * w) {
             int32_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
             int32_t i = lo, j = mid, k = lo;
-            while (i < mid && j < hi) b[k++] = special_before(t, a[j], a[i]) ? a[j++] : a[i++];
-            while (i < mid) b[k++] = a[i++];
-            while (j < hi) b[k++] = a[j++];
+            while (i < mid && j < hi)
+                b[k++] = special_before(t, a[j], a[i]) ? a[j++] : a[i++];
+            while (i < mid)
+                b[k++] = a[i++];
+            while (j < hi)
+                b[k++] = a[j++];
         }
         int32_t *sw = a;
         a = b;
@@ -384,7 +453,8 @@ static void sort_specials(qf_tok *t, int32_t *tmp) {
 
 static qf_status build_specials(qf_tok *t, qf_err *err) {
     int32_t n = 0;
-    for (int32_t id = 0; id < t->n_vocab; id++) n += is_special_type(t->type[id]);
+    for (int32_t id = 0; id < t->n_vocab; id++)
+        n += is_special_type(t->type[id]);
     t->specials = qf_malloc((size_t)(n ? n : 1) * sizeof *t->specials);
     if (!t->specials) return QF_ERR_SET(err, QF_ERR_NOMEM, "%s: out of memory", t->name);
     for (int32_t id = 0; id < t->n_vocab; id++)
@@ -396,11 +466,14 @@ static qf_status build_specials(qf_tok *t, qf_err *err) {
 
     /* trie over the texts: node count <= total bytes */
     size_t nodes = 1;
-    for (int32_t i = 0; i < n; i++) nodes += t->len[t->specials[i]];
-    if (nodes > 0x7FFFFFFF) return QF_ERR_SET(err, QF_ERR_RANGE, "%s: special tokens too long", t->name);
+    for (int32_t i = 0; i < n; i++)
+        nodes += t->len[t->specials[i]];
+    if (nodes > 0x7FFFFFFF)
+        return QF_ERR_SET(err, QF_ERR_RANGE, "%s: special tokens too long", t->name);
     t->trie = qf_malloc(nodes * sizeof *t->trie);
     if (!t->trie) return QF_ERR_SET(err, QF_ERR_NOMEM, "%s: out of memory", t->name);
-    for (int b = 0; b < 256; b++) t->trie_root[b] = -1;
+    for (int b = 0; b < 256; b++)
+        t->trie_root[b] = -1;
     t->n_trie = 0;
     for (int32_t i = 0; i < n; i++) {
         const uint8_t *s = (const uint8_t *)t->blob + t->off[t->specials[i]];
@@ -410,10 +483,12 @@ static qf_status build_specials(qf_tok *t, qf_err *err) {
         for (uint32_t k = 0; k < len; k++) {
             /* find the child with byte s[k] in the sibling chain at *link */
             int32_t c = *link;
-            while (c >= 0 && t->trie[c].byte != s[k]) c = t->trie[c].sibling;
+            while (c >= 0 && t->trie[c].byte != s[k])
+                c = t->trie[c].sibling;
             if (c < 0) {
                 c = t->n_trie++;
-                t->trie[c] = (tok_trie_node){.child = -1, .sibling = *link, .special = -1, .byte = s[k]};
+                t->trie[c] =
+                    (tok_trie_node){.child = -1, .sibling = *link, .special = -1, .byte = s[k]};
                 *link = c;
             }
             node = c;
@@ -441,7 +516,8 @@ static void set_strip_attrs(qf_tok *t, const qf_gguf *g) {
         int32_t id = tok_lookup(t, "<mask>", 6);
         if (id >= 0) t->flags[id] |= TOK_F_LSTRIP;
     } else if (strstr(name, "phi-3") || strstr(name, "phi3")) {
-        for (int32_t i = 0; i < t->n_specials; i++) t->flags[t->specials[i]] |= TOK_F_RSTRIP;
+        for (int32_t i = 0; i < t->n_specials; i++)
+            t->flags[t->specials[i]] |= TOK_F_RSTRIP;
         int32_t id = tok_lookup(t, "</s>", 4);
         if (id >= 0) t->flags[id] |= TOK_F_RSTRIP;
         static const char *const k_no[] = {"<unk>", "<s>", "<|endoftext|>", NULL};
@@ -461,8 +537,10 @@ static int parse_byte_token(const char *s, uint32_t len) {
     int v = 0;
     for (int k = 3; k < 5; k++) {
         char c = s[k];
-        int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'A' && c <= 'F') ? c - 'A' + 10
-                : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+        int d = (c >= '0' && c <= '9')   ? c - '0'
+                : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+                : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                                         : -1;
         if (d < 0) return -1;
         v = v * 16 + d;
     }
@@ -473,7 +551,8 @@ static int parse_byte_token(const char *s, uint32_t len) {
  * token_to_piece cache). */
 static qf_status build_pieces(qf_tok *t, qf_err *err) {
     size_t total = 0;
-    for (int32_t i = 0; i < t->n_vocab; i++) total += t->len[i];
+    for (int32_t i = 0; i < t->n_vocab; i++)
+        total += t->len[i];
     t->piece_blob = qf_malloc(total ? total : 1);
     t->piece_off = qf_calloc((size_t)t->n_vocab, sizeof *t->piece_off);
     t->piece_len = qf_calloc((size_t)t->n_vocab, sizeof *t->piece_len);
@@ -554,7 +633,8 @@ qf_tok *qf_tok_new_from_gguf(const qf_gguf *g, qf_err *err) {
     t->bos = t->eos = t->eot = t->eom = t->unk = t->sep = t->pad = -1;
 
     if (!get_str(g, "tokenizer.ggml.model", &model, &st)) {
-        QF_ERR_SET(err, QF_ERR_FORMAT, "%s: tokenizer.ggml.model missing", t->name);
+        QF_ERR_SET(err, QF_ERR_FORMAT, "%s: tokenizer.ggml.model missing (or not a string)",
+                   t->name);
         goto fail;
     }
     if (st) goto nomem;
@@ -565,12 +645,13 @@ qf_tok *qf_tok_new_from_gguf(const qf_gguf *g, qf_err *err) {
     } else if (!strcmp(model, "bert")) {
         t->kind = QF_TOK_WPM;
     } else {
-        QF_ERR_SET(err, QF_ERR_UNSUPPORTED, "%s: tokenizer model '%s' is not supported (llama, gpt2, bert)",
-                   t->name, model);
+        QF_ERR_SET(err, QF_ERR_UNSUPPORTED,
+                   "%s: tokenizer model '%s' is not supported (llama, gpt2, bert)", t->name, model);
         goto fail;
     }
-    if (!get_str(g, "tokenizer.ggml.pre", &t->pre_name, &st) || !t->pre_name) {
-        if (st) goto nomem;
+    if (get_str(g, "tokenizer.ggml.pre", &t->pre_name, &st) && st) goto nomem;
+    if (!t->pre_name || !t->pre_name[0]) { /* absent or empty: "default" (llama.cpp) */
+        qf_free(t->pre_name);
         t->pre_name = qf_strdup("default");
         if (!t->pre_name) goto nomem;
     }
@@ -600,7 +681,8 @@ qf_tok *qf_tok_new_from_gguf(const qf_gguf *g, qf_err *err) {
     } else if (t->kind == QF_TOK_SPM) {
         tok_spm_init(t);
     }
-    if (t->kind == QF_TOK_WPM) read_id(t, g, "tokenizer.ggml.cls_token_id", &t->bos); /* [CLS] opens */
+    if (t->kind == QF_TOK_WPM)
+        read_id(t, g, "tokenizer.ggml.cls_token_id", &t->bos); /* [CLS] opens */
     read_id(t, g, "tokenizer.ggml.bos_token_id", &t->bos);
     read_id(t, g, "tokenizer.ggml.eos_token_id", &t->eos);
     read_id(t, g, "tokenizer.ggml.eot_token_id", &t->eot);
@@ -634,7 +716,8 @@ qf_tok *qf_tok_new_from_gguf(const qf_gguf *g, qf_err *err) {
     return t;
 
 nomem:
-    QF_ERR_SET(err, QF_ERR_NOMEM, "%s: out of memory loading the tokenizer", t && t->name ? t->name : "gguf");
+    QF_ERR_SET(err, QF_ERR_NOMEM, "%s: out of memory loading the tokenizer",
+               t && t->name ? t->name : "gguf");
 fail:
     qf_free(model);
     qf_tok_free(t);
@@ -664,17 +747,39 @@ void qf_tok_free(qf_tok *t) {
 
 /* ---- accessors ---- */
 
-qf_tok_kind qf_tok_get_kind(const qf_tok *t) { return t->kind; }
-int32_t qf_tok_n_vocab(const qf_tok *t) { return t ? t->n_vocab : 0; }
-int32_t qf_tok_bos(const qf_tok *t) { return t->bos; }
-int32_t qf_tok_eos(const qf_tok *t) { return t->eos; }
-int32_t qf_tok_eot(const qf_tok *t) { return t->eot; }
-int32_t qf_tok_unk(const qf_tok *t) { return t->unk; }
-int32_t qf_tok_sep(const qf_tok *t) { return t->sep; }
-bool qf_tok_add_bos(const qf_tok *t) { return t->add_bos; }
-bool qf_tok_add_eos(const qf_tok *t) { return t->add_eos; }
-const char *qf_tok_chat_template(const qf_tok *t) { return t->chat_template; }
-const char *qf_tok_pre_name(const qf_tok *t) { return t->pre_name; }
+qf_tok_kind qf_tok_get_kind(const qf_tok *t) {
+    return t->kind;
+}
+int32_t qf_tok_n_vocab(const qf_tok *t) {
+    return t ? t->n_vocab : 0;
+}
+int32_t qf_tok_bos(const qf_tok *t) {
+    return t->bos;
+}
+int32_t qf_tok_eos(const qf_tok *t) {
+    return t->eos;
+}
+int32_t qf_tok_eot(const qf_tok *t) {
+    return t->eot;
+}
+int32_t qf_tok_unk(const qf_tok *t) {
+    return t->unk;
+}
+int32_t qf_tok_sep(const qf_tok *t) {
+    return t->sep;
+}
+bool qf_tok_add_bos(const qf_tok *t) {
+    return t->add_bos;
+}
+bool qf_tok_add_eos(const qf_tok *t) {
+    return t->add_eos;
+}
+const char *qf_tok_chat_template(const qf_tok *t) {
+    return t->chat_template;
+}
+const char *qf_tok_pre_name(const qf_tok *t) {
+    return t->pre_name;
+}
 
 bool qf_tok_is_eog(const qf_tok *t, int32_t id) {
     return in_range(t, id) && (t->flags[id] & TOK_F_EOG);
@@ -748,7 +853,8 @@ static int32_t find_present(const qf_tok *t, const uint8_t *text, size_t len, bo
             }
             if (++q >= len) break;
             int32_t c = t->trie[node].child;
-            while (c >= 0 && t->trie[c].byte != text[q]) c = t->trie[c].sibling;
+            while (c >= 0 && t->trie[c].byte != text[q])
+                c = t->trie[c].sibling;
             node = c;
         }
     }
@@ -758,7 +864,8 @@ static int32_t find_present(const qf_tok *t, const uint8_t *text, size_t len, bo
 /* Splits every raw fragment of in at each occurrence of special token id,
  * writing the result to out (llama.cpp's per-token pass, LSTRIP/RSTRIP
  * included). */
-static qf_status cut_special(const qf_tok *t, const char *text, int32_t id, const frag_vec *in, frag_vec *out) {
+static qf_status cut_special(const qf_tok *t, const char *text, int32_t id, const frag_vec *in,
+                             frag_vec *out) {
     const char *tt = t->blob + t->off[id];
     uint32_t tl = t->len[id];
     out->n = 0;
@@ -778,12 +885,14 @@ static qf_status cut_special(const qf_tok *t, const char *text, int32_t id, cons
             uint32_t mo = (uint32_t)(m - text);
             uint32_t left = mo - base;
             if (t->flags[id] & TOK_F_LSTRIP)
-                while (left > 0 && ascii_space((unsigned char)text[base + left - 1])) left--;
+                while (left > 0 && ascii_space((unsigned char)text[base + left - 1]))
+                    left--;
             if (left > 0 && frag_push(out, base, left, -1)) return QF_ERR_NOMEM;
             if (frag_push(out, mo, tl, id)) return QF_ERR_NOMEM;
             uint32_t r = mo + tl, rlen = base + blen - r;
             if (t->flags[id] & TOK_F_RSTRIP)
-                while (rlen > 0 && ascii_space((unsigned char)text[r])) r++, rlen--;
+                while (rlen > 0 && ascii_space((unsigned char)text[r]))
+                    r++, rlen--;
             base = r;
             blen = rlen;
         }
@@ -791,8 +900,8 @@ static qf_status cut_special(const qf_tok *t, const char *text, int32_t id, cons
     return QF_OK;
 }
 
-static qf_status partition(const qf_tok *t, const char *text, size_t len, bool parse_special, frag_vec *out,
-                           frag_vec *tmp) {
+static qf_status partition(const qf_tok *t, const char *text, size_t len, bool parse_special,
+                           frag_vec *out, frag_vec *tmp) {
     out->n = 0;
     if (len == 0) return QF_OK;
     if (frag_push(out, 0, (uint32_t)len, -1)) return QF_ERR_NOMEM;
@@ -815,8 +924,8 @@ static qf_status partition(const qf_tok *t, const char *text, size_t len, bool p
 
 /* ---- encode ---- */
 
-int32_t *qf_tok_encode(const qf_tok *t, const char *text, size_t len, bool add_special, bool parse_special,
-                       int32_t *n_out, qf_err *err) {
+int32_t *qf_tok_encode(const qf_tok *t, const char *text, size_t len, bool add_special,
+                       bool parse_special, int32_t *n_out, qf_err *err) {
     tok_vec out = {0};
     frag_vec frags = {0}, tmp = {0};
     qf_status st = QF_OK;
@@ -826,10 +935,12 @@ int32_t *qf_tok_encode(const qf_tok *t, const char *text, size_t len, bool add_s
         return NULL;
     }
     if (len >= TOK_MAX_TEXT) {
-        QF_ERR_SET(err, QF_ERR_RANGE, "%s: text of %zu bytes is too long to tokenize (limit 2 GiB)", t->name, len);
+        QF_ERR_SET(err, QF_ERR_RANGE, "%s: text of %zu bytes is too long to tokenize (limit 2 GiB)",
+                   t->name, len);
         return NULL;
     }
-    if (add_special && (t->add_bos || t->kind == QF_TOK_WPM) && t->bos >= 0) st = tok_vec_push(&out, t->bos);
+    if (add_special && (t->add_bos || t->kind == QF_TOK_WPM) && t->bos >= 0)
+        st = tok_vec_push(&out, t->bos);
     if (!st) st = partition(t, text, len, parse_special, &frags, &tmp);
     bool prev_special = true; /* SPM: the first text fragment gets the space prefix */
     for (size_t i = 0; i < frags.n && st == QF_OK; i++) {
@@ -841,7 +952,8 @@ int32_t *qf_tok_encode(const qf_tok *t, const char *text, size_t len, bool add_s
         }
         switch (t->kind) {
         case QF_TOK_SPM:
-            st = tok_spm_encode(t, text + f.off, f.len, t->add_space_prefix && prev_special, &out, err);
+            st = tok_spm_encode(t, text + f.off, f.len, t->add_space_prefix && prev_special, &out,
+                                err);
             break;
         case QF_TOK_BPE:
             st = tok_bpe_encode(t, text + f.off, f.len, &out, err);
@@ -866,7 +978,8 @@ int32_t *qf_tok_encode(const qf_tok *t, const char *text, size_t len, bool add_s
         if (!out.v) st = QF_ERR_NOMEM;
     }
     if (st) {
-        if (st == QF_ERR_NOMEM) QF_ERR_SET(err, QF_ERR_NOMEM, "%s: out of memory tokenizing %zu bytes", t->name, len);
+        if (st == QF_ERR_NOMEM)
+            QF_ERR_SET(err, QF_ERR_NOMEM, "%s: out of memory tokenizing %zu bytes", t->name, len);
         qf_free(out.v);
         return NULL;
     }

@@ -23,9 +23,13 @@
  * the original bytes back; WPM drops it (as llama.cpp, which turns it into
  * U+FFFD and then removes it). llama.cpp substitutes U+FFFD for such bytes in
  * BPE; qforge keeps the bytes instead (lossless), the one deliberate
- * difference, affecting only invalid input. (Exception: a BPE vocab whose
- * token for that byte is not a plain byte token, as deepseek-llm's for bytes
- * C0, C1, F5..FF, gets U+FFFD as llama.cpp does.)
+ * difference, affecting only invalid input. (Exception: when a BPE vocab has
+ * no plain token for that byte - most lack C0, C1, F5..FF, deepseek's list
+ * them as USER_DEFINED text - the byte becomes U+FFFD, as in llama.cpp.)
+ *
+ * Cost: encode is O(n log n) in the text length (heap-ordered merges over
+ * linked symbols; no quadratic case); long inputs use a per-call cache of
+ * already-merged words. Tens of MB/s per core on natural text.
  *
  * Thread-safety: a qf_tok is immutable after qf_tok_new_from_gguf; every
  * function below may be called from many threads at once on the same object.

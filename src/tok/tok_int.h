@@ -23,7 +23,7 @@
 #include "tok/tok.h"
 
 /* per-token flags */
-#define TOK_F_EOG 0x01u
+#define TOK_F_EOG    0x01u
 #define TOK_F_LSTRIP 0x02u /* strip whitespace left of this special token */
 #define TOK_F_RSTRIP 0x04u /* strip whitespace right of this special token */
 
@@ -47,12 +47,12 @@ typedef struct tok_trie_node {
 struct qf_tok {
     qf_tok_kind kind;
     int32_t n_vocab;
-    char *blob;     /* all token texts, each followed by a NUL */
-    uint32_t *off;  /* (n_vocab) */
-    uint32_t *len;  /* (n_vocab) */
-    float *score;   /* (n_vocab) */
-    uint8_t *type;  /* (n_vocab) qf_token_type values, 0 = undefined */
-    uint8_t *flags; /* (n_vocab) TOK_F_* */
+    char *blob;       /* all token texts, each followed by a NUL */
+    uint32_t *off;    /* (n_vocab) */
+    uint32_t *len;    /* (n_vocab) */
+    float *score;     /* (n_vocab) */
+    uint8_t *type;    /* (n_vocab) qf_token_type values, 0 = undefined */
+    uint8_t *flags;   /* (n_vocab) TOK_F_* */
     uint32_t max_len; /* longest token text in bytes */
 
     uint32_t *hslot; /* vocab hash: id + 1, 0 = empty; (hmask + 1) slots */
@@ -110,8 +110,8 @@ void tok_wcache_free(tok_wcache *c);
 int tok_wcache_get(tok_wcache *c, const char *base, uint32_t off, size_t len, tok_vec *out,
                    tok_wcache_slot **slot);
 /* Stores out->v[before..] as the ids of base[off, off+len) in slot. */
-qf_status tok_wcache_put(tok_wcache *c, tok_wcache_slot *slot, uint32_t off, size_t len, const tok_vec *out,
-                         size_t before);
+qf_status tok_wcache_put(tok_wcache *c, tok_wcache_slot *slot, uint32_t off, size_t len,
+                         const tok_vec *out, size_t before);
 
 /* ---- spm.c / bpe.c / wpm.c: encode one raw-text fragment, appending ---- */
 void tok_spm_init(qf_tok *t); /* after the tokens are loaded */

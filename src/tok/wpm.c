@@ -27,7 +27,8 @@ typedef struct wbuf {
 static qf_status wbuf_put(wbuf *w, const char *s, size_t n) {
     if (w->n + n > w->cap) {
         size_t cap = w->cap ? w->cap * 2 : 64;
-        while (cap < w->n + n) cap *= 2;
+        while (cap < w->n + n)
+            cap *= 2;
         char *p = qf_realloc(w->v, cap);
         if (!p) return QF_ERR_NOMEM;
         w->v = p;
@@ -40,8 +41,9 @@ static qf_status wbuf_put(wbuf *w, const char *s, size_t n) {
 
 /* BERT's CJK ranges (as the HF/llama.cpp code, 0x2B920 start included) */
 static bool is_cjk(uint32_t c) {
-    return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x20000 && c <= 0x2A6DF) ||
-           (c >= 0x2A700 && c <= 0x2B73F) || (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B920 && c <= 0x2CEAF) ||
+    return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) ||
+           (c >= 0x20000 && c <= 0x2A6DF) || (c >= 0x2A700 && c <= 0x2B73F) ||
+           (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B920 && c <= 0x2CEAF) ||
            (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
 }
 

@@ -1,0 +1,634 @@
+/* avx2.c - AVX2 + FMA + F16C kernels (x86-64; compiled with -mavx2 -mfma
+ * -mf16c, see cmake/isa.cmake; empty elsewhere).
+ *
+ * qf_gemm is computed in register tiles of R weight rows x T tokens: each
+ * weight block is decoded once per tile and used for T tokens, each
+ * activation block is loaded once and used for R rows, and every (row,
+ * token) pair keeps a float accumulator that is summed horizontally once at
+ * the end of the row. With n == 1 (generation) the tile is 4 rows x 1 token,
+ * which streams four weight rows at a time.
+ *
+ * Integer dots follow ggml's AVX2 scheme: _mm256_maddubs_epi16 multiplies
+ * unsigned weight levels with signed int8 activations into int16 pair sums
+ * (never saturating: |q| <= 63 for the levels used here, or the sign trick
+ * for Q8_0 with |x| <= 127), _mm256_madd_epi16 widens to int32 (by 1, or by
+ * the int16 sub-block scale of the K-quants). Formats whose levels carry an
+ * offset (Q4_0: q - 8, Q5_0: q - 16, Q6_K: q - 32) subtract offset * sum(x)
+ * per block, computed once per token and shared by the R rows. Scales and
+ * mins are applied in float once per block (32 values) or super-block
+ * (256), exactly the terms of the scalar reference in ref_dot.c, only
+ * summed in another order.
+ *
+ * Activation quantizers reproduce the reference bytes: same float
+ * operations, same rounding (round-half-away for Q8_0/Q8_1, nearest-even
+ * for Q8_K and fp16).
+ */
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "quant/blocks.h"
+#include "quant/quant.h"
+#include "quant/quant_int.h"
+
+#define INLINE static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 8")
+
+/* Tokens processed in one pass over a row tile; activations of this many
+ * tokens stay in L1/L2 while the weights of the tile are reused. */
+#define TT_MAX 4
+/* Bytes of activations per cache chunk of tokens (fits in L2). */
+#define ACT_CHUNK_BYTES (256 * 1024)
+
+/* ---- small helpers ---- */
+
+INLINE float h2f(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, sizeof h);
+    return _cvtsh_ss(h);
+}
+
+INLINE float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+INLINE __m256i loadu256(const uint8_t *p) {
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+INLINE __m128i loadu128(const uint8_t *p) {
+    return _mm_loadu_si128((const __m128i *)p);
+}
+
+/* 16 bytes of packed nibbles -> 32 bytes: low nibbles, then high nibbles
+ * (the element order of the 32-value 4-bit blocks). */
+INLINE __m256i nibbles(__m128i x) {
+    const __m256i v = _mm256_set_m128i(_mm_srli_epi16(x, 4), x);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+}
+
+/* Fifth bits of a Q5_0/Q5_1 block: byte i = 0x10 if bit i of qh is set. */
+INLINE __m256i q5_high(const uint8_t *qh_bytes) {
+    uint32_t qh;
+    memcpy(&qh, qh_bytes, sizeof qh);
+    const __m256i spread = _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL,
+                                             0x0101010101010101LL, 0);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), spread);
+    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+/* 8 int32 lanes -> float, times scale, into acc. */
+INLINE __m256 fma_i32(__m256i v, __m256 scale, __m256 acc) {
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), scale, acc);
+}
+
+/* ---- tiling driver ----
+ * A kernel family provides tile(R, T, ...) for R in {1, 4} (rows) and T in
+ * 1..TT_MAX (tokens); drive() walks the rows in tiles of 4 (then single
+ * rows) and the tokens in chunks that fit in L2, tiles of T inside. */
+
+typedef struct gemm_args {
+    const uint8_t *w;
+    size_t wrb;
+    int64_t cols;
+    const uint8_t *x;
+    size_t xs;
+    float *y;
+    int64_t ldy;
+} gemm_args;
+
+#define DEFINE_DRIVER(name, TILE, TT)                                                              \
+    static void name(const void *W, size_t wrb, int64_t cols, int64_t r0, int64_t r1,              \
+                     const void *xq, size_t xs, int64_t n, float *y, int64_t ldy) {                \
+        int64_t chunk = (int64_t)(ACT_CHUNK_BYTES / (xs ? xs : 1));                                \
+        chunk = chunk < (TT) ? (TT) : chunk - chunk % (TT);                                        \
+        for (int64_t t0 = 0; t0 < n; t0 += chunk) {                                               \
+            const int64_t t1 = n - t0 < chunk ? n : t0 + chunk;                                    \
+            for (int64_t r = r0; r < r1;) {                                                        \
+                const int R = r1 - r >= 4 ? 4 : 1;                                                 \
+                for (int64_t t = t0; t < t1;) {                                                    \
+                    const int T = t1 - t >= (TT) ? (TT) : (int)(t1 - t);                           \
+                    gemm_args a = {(const uint8_t *)W + (size_t)r * wrb, wrb, cols,                \
+                                   (const uint8_t *)xq + (size_t)t * xs, xs, y + t * ldy + r, ldy}; \
+                    if (R == 4) {                                                                  \
+                        switch (T) {                                                               \
+                        case 1: TILE(4, 1, &a); break;                                             \
+                        case 2: TILE(4, 2, &a); break;                                             \
+                        case 3: TILE(4, (TT) >= 3 ? 3 : 1, &a); break;                             \
+                        default: TILE(4, (TT) >= 4 ? 4 : 1, &a); break;                            \
+                        }                                                                          \
+                    } else {                                                                       \
+                        switch (T) {                                                               \
+                        case 1: TILE(1, 1, &a); break;                                             \
+                        case 2: TILE(1, 2, &a); break;                                             \
+                        case 3: TILE(1, (TT) >= 3 ? 3 : 1, &a); break;                             \
+                        default: TILE(1, (TT) >= 4 ? 4 : 1, &a); break;                            \
+                        }                                                                          \
+                    }                                                                              \
+                    t += T;                                                                        \
+                }                                                                                  \
+                r += R;                                                                            \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+/* ---- 32-value blocks: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 ---- */
+
+enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
+
+INLINE size_t b32_bytes(int kind) {
+    switch (kind) {
+    case K_Q4_0: return sizeof(qf_block_q4_0);
+    case K_Q4_1: return sizeof(qf_block_q4_1);
+    case K_Q5_0: return sizeof(qf_block_q5_0);
+    case K_Q5_1: return sizeof(qf_block_q5_1);
+    default: return sizeof(qf_block_q8_0);
+    }
+}
+
+/* Kinds with a min m (activations Q8_1 carry s = d * sum(q)). */
+INLINE bool b32_has_min(int kind) {
+    return kind == K_Q4_1 || kind == K_Q5_1;
+}
+
+/* Level offset subtracted from the unsigned levels (0: none or signed). */
+INLINE int b32_offset(int kind) {
+    return kind == K_Q4_0 ? 8 : kind == K_Q5_0 ? 16 : 0;
+}
+
+/* Decode one weight block: 32 levels (unsigned, or signed for Q8_0), d, m. */
+INLINE __m256i b32_decode(int kind, const uint8_t *b, float *d, float *m) {
+    *d = h2f(b);
+    switch (kind) {
+    case K_Q4_0:
+        return nibbles(loadu128(b + 2));
+    case K_Q4_1:
+        *m = h2f(b + 2);
+        return nibbles(loadu128(b + 4));
+    case K_Q5_0:
+        return _mm256_or_si256(nibbles(loadu128(b + 6)), q5_high(b + 2));
+    case K_Q5_1:
+        *m = h2f(b + 2);
+        return _mm256_or_si256(nibbles(loadu128(b + 8)), q5_high(b + 4));
+    default:
+        return loadu256(b + 2);
+    }
+}
+
+INLINE void tile_b32(const int kind, const int R, const int T, const gemm_args *g) {
+    const size_t bw = b32_bytes(kind);
+    const bool has_min = b32_has_min(kind);
+    const size_t bx = has_min ? sizeof(qf_block_q8_1) : sizeof(qf_block_q8_0);
+    const int off = b32_offset(kind);
+    const int64_t nb = g->cols / 32;
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    __m256 acc[4][TT_MAX];
+    float accm[4][TT_MAX];
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++) {
+            acc[r][t] = _mm256_setzero_ps();
+            accm[r][t] = 0;
+        }
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i q[4], aq[4];
+        float dw[4], mw[4] = {0, 0, 0, 0};
+        UNROLL for (int r = 0; r < R; r++) {
+            q[r] = b32_decode(kind, g->w + (size_t)r * g->wrb + (size_t)b * bw, &dw[r], &mw[r]);
+            if (kind == K_Q8_0) aq[r] = _mm256_sign_epi8(q[r], q[r]);
+        }
+        UNROLL for (int t = 0; t < T; t++) {
+            const uint8_t *xb = g->x + (size_t)t * g->xs + (size_t)b * bx;
+            const __m256i xv = loadu256(xb + (has_min ? 4 : 2));
+            const float dx = h2f(xb);
+            __m256i ox = _mm256_setzero_si256();
+            if (off) ox = _mm256_maddubs_epi16(_mm256_set1_epi8((char)off), xv);
+            UNROLL for (int r = 0; r < R; r++) {
+                __m256i p;
+                if (kind == K_Q8_0) {
+                    p = _mm256_maddubs_epi16(aq[r], _mm256_sign_epi8(xv, q[r]));
+                } else {
+                    p = _mm256_maddubs_epi16(q[r], xv);
+                    if (off) p = _mm256_sub_epi16(p, ox);
+                }
+                acc[r][t] = fma_i32(_mm256_madd_epi16(p, ones16), _mm256_set1_ps(dw[r] * dx),
+                                    acc[r][t]);
+                if (has_min) accm[r][t] += mw[r] * h2f(xb + 2);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++)
+            g->y[t * g->ldy + r] = hsum(acc[r][t]) + accm[r][t];
+    }
+}
+
+#define TILE_Q4_0(R, T, a) tile_b32(K_Q4_0, R, T, a)
+#define TILE_Q4_1(R, T, a) tile_b32(K_Q4_1, R, T, a)
+#define TILE_Q5_0(R, T, a) tile_b32(K_Q5_0, R, T, a)
+#define TILE_Q5_1(R, T, a) tile_b32(K_Q5_1, R, T, a)
+#define TILE_Q8_0(R, T, a) tile_b32(K_Q8_0, R, T, a)
+DEFINE_DRIVER(gemm_q4_0, TILE_Q4_0, 2)
+DEFINE_DRIVER(gemm_q4_1, TILE_Q4_1, 2)
+DEFINE_DRIVER(gemm_q5_0, TILE_Q5_0, 2)
+DEFINE_DRIVER(gemm_q5_1, TILE_Q5_1, 2)
+DEFINE_DRIVER(gemm_q8_0, TILE_Q8_0, 2)
+
+/* ---- K-quants: Q4_K, Q5_K, Q6_K against Q8_K ---- */
+
+/* Q4_K/Q5_K scales: 8 six-bit scales and mins from the 12 packed bytes
+ * (blocks.h), four at a time with 32-bit masks. */
+INLINE void k4_scales(const uint8_t *s, uint8_t sc[8], uint8_t mn[8]) {
+    uint32_t a, b, c;
+    memcpy(&a, s, 4);
+    memcpy(&b, s + 4, 4);
+    memcpy(&c, s + 8, 4);
+    const uint32_t sc_lo = a & 0x3F3F3F3Fu, mn_lo = b & 0x3F3F3F3Fu;
+    const uint32_t sc_hi = (c & 0x0F0F0F0Fu) | ((a >> 2) & 0x30303030u);
+    const uint32_t mn_hi = ((c >> 4) & 0x0F0F0F0Fu) | ((b >> 2) & 0x30303030u);
+    memcpy(sc, &sc_lo, 4);
+    memcpy(sc + 4, &sc_hi, 4);
+    memcpy(mn, &mn_lo, 4);
+    memcpy(mn + 4, &mn_hi, 4);
+}
+
+/* Fifth bit j of each byte of qh moved to bit 4 (0x10). */
+INLINE __m256i bit_to_0x10(__m256i qh, int j) {
+    const __m256i b = _mm256_and_si256(qh, _mm256_set1_epi8((char)(1 << j)));
+    if (j < 4) return _mm256_slli_epi16(b, 4 - j);
+    if (j > 4) return _mm256_srli_epi16(b, j - 4);
+    return b;
+}
+
+INLINE void tile_k45(const bool five, const int R, const int T, const gemm_args *g) {
+    const size_t bw = five ? sizeof(qf_block_q5_K) : sizeof(qf_block_q4_K);
+    const int64_t nsb = g->cols / QF_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    /* duplicates byte j of 8 into int16 lanes 2j, 2j+1 (pairs with bsums) */
+    const __m128i dup = _mm_set_epi8(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    __m256 acc[4][TT_MAX];
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++)
+            acc[r][t] = _mm256_setzero_ps();
+    }
+    for (int64_t s = 0; s < nsb; s++) {
+        uint8_t sc[4][8], mn[4][8];
+        float dw[4], dmin[4];
+        __m256i mins[4];
+        const uint8_t *blk[4];
+        UNROLL for (int r = 0; r < R; r++) {
+            blk[r] = g->w + (size_t)r * g->wrb + (size_t)s * bw;
+            dw[r] = h2f(blk[r]);
+            dmin[r] = h2f(blk[r] + 2);
+            k4_scales(blk[r] + 4, sc[r], mn[r]);
+            mins[r] = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)mn[r]), dup));
+        }
+        const qf_block_q8_K *xb[TT_MAX];
+        __m256i iacc[4][TT_MAX];
+        UNROLL for (int t = 0; t < T; t++) {
+            xb[t] = (const qf_block_q8_K *)(g->x + (size_t)t * g->xs) + s;
+            UNROLL for (int r = 0; r < R; r++)
+                iacc[r][t] = _mm256_setzero_si256();
+        }
+        const size_t qs_off = five ? 16 + QF_QK_K / 8 : 16;
+        for (int c = 0; c < 4; c++) {
+            __m256i lo[4], hi[4];
+            UNROLL for (int r = 0; r < R; r++) {
+                const __m256i v = loadu256(blk[r] + qs_off + 32 * c);
+                lo[r] = _mm256_and_si256(v, m4);
+                hi[r] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                if (five) {
+                    const __m256i qh = loadu256(blk[r] + 16);
+                    lo[r] = _mm256_or_si256(lo[r], bit_to_0x10(qh, 2 * c));
+                    hi[r] = _mm256_or_si256(hi[r], bit_to_0x10(qh, 2 * c + 1));
+                }
+            }
+            UNROLL for (int t = 0; t < T; t++) {
+                const __m256i xlo = loadu256((const uint8_t *)xb[t]->qs + 64 * c);
+                const __m256i xhi = loadu256((const uint8_t *)xb[t]->qs + 64 * c + 32);
+                UNROLL for (int r = 0; r < R; r++) {
+                    const __m256i plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo[r], xlo),
+                                                          _mm256_set1_epi16(sc[r][2 * c]));
+                    const __m256i phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi[r], xhi),
+                                                          _mm256_set1_epi16(sc[r][2 * c + 1]));
+                    iacc[r][t] = _mm256_add_epi32(iacc[r][t], _mm256_add_epi32(plo, phi));
+                }
+            }
+        }
+        UNROLL for (int t = 0; t < T; t++) {
+            const __m256i bsums = _mm256_loadu_si256((const __m256i *)xb[t]->bsums);
+            UNROLL for (int r = 0; r < R; r++) {
+                acc[r][t] = fma_i32(iacc[r][t], _mm256_set1_ps(dw[r] * xb[t]->d), acc[r][t]);
+                acc[r][t] = fma_i32(_mm256_madd_epi16(mins[r], bsums),
+                                    _mm256_set1_ps(-dmin[r] * xb[t]->d), acc[r][t]);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++)
+            g->y[t * g->ldy + r] = hsum(acc[r][t]);
+    }
+}
+
+#define TILE_Q4_K(R, T, a) tile_k45(false, R, T, a)
+#define TILE_Q5_K(R, T, a) tile_k45(true, R, T, a)
+DEFINE_DRIVER(gemm_q4_K, TILE_Q4_K, 2)
+DEFINE_DRIVER(gemm_q5_K, TILE_Q5_K, 2)
+
+/* Q6_K: 8 vectors of 32 levels per super-block; vector v = 4h + k holds
+ * elements 128h + 32k .. +31 (sub-blocks 2v, 2v + 1). */
+INLINE __m256i q6_levels(const qf_block_q6_K *b, int v) {
+    const int h = v / 4, k = v % 4;
+    const __m256i ql = loadu256(b->ql + 64 * h + 32 * (k % 2));
+    const __m256i qh = loadu256(b->qh + 32 * h);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x03);
+    const __m256i low = k < 2 ? _mm256_and_si256(ql, m4)
+                              : _mm256_and_si256(_mm256_srli_epi16(ql, 4), m4);
+    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), m3);
+    return _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
+}
+
+INLINE void tile_q6_K(const int R, const int T, const gemm_args *g) {
+    const int64_t nsb = g->cols / QF_QK_K;
+    __m256 acc[4][TT_MAX];
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++)
+            acc[r][t] = _mm256_setzero_ps();
+    }
+    for (int64_t s = 0; s < nsb; s++) {
+        const qf_block_q6_K *blk[4];
+        __m128i sc8[4];
+        UNROLL for (int r = 0; r < R; r++) {
+            blk[r] = (const qf_block_q6_K *)(g->w + (size_t)r * g->wrb) + s;
+            sc8[r] = _mm_loadu_si128((const __m128i *)blk[r]->scales);
+        }
+        const qf_block_q8_K *xb[TT_MAX];
+        __m256i iacc[4][TT_MAX];
+        UNROLL for (int t = 0; t < T; t++) {
+            xb[t] = (const qf_block_q8_K *)(g->x + (size_t)t * g->xs) + s;
+            /* the -32 offset: -32 * sum_j scale_j * bsum_j */
+            const __m256i bsums = _mm256_loadu_si256((const __m256i *)xb[t]->bsums);
+            UNROLL for (int r = 0; r < R; r++) {
+                const __m256i corr = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8[r]), bsums);
+                iacc[r][t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5));
+            }
+        }
+        for (int v = 0; v < 8; v++) {
+            __m256i q[4], scv[4];
+            /* int16 scales: sub-block 2v in the low 128 bits, 2v+1 high */
+            const __m128i pick = _mm_set_epi64x(0x0101010101010101LL * (2 * v + 1),
+                                                0x0101010101010101LL * (2 * v));
+            UNROLL for (int r = 0; r < R; r++) {
+                q[r] = q6_levels(blk[r], v);
+                scv[r] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8[r], pick));
+            }
+            UNROLL for (int t = 0; t < T; t++) {
+                const __m256i xv = loadu256((const uint8_t *)xb[t]->qs + 32 * v);
+                UNROLL for (int r = 0; r < R; r++) {
+                    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q[r], xv), scv[r]);
+                    iacc[r][t] = _mm256_add_epi32(iacc[r][t], p);
+                }
+            }
+        }
+        UNROLL for (int t = 0; t < T; t++) {
+            UNROLL for (int r = 0; r < R; r++)
+                acc[r][t] = fma_i32(iacc[r][t], _mm256_set1_ps(h2f((const uint8_t *)&blk[r]->d) * xb[t]->d),
+                                    acc[r][t]);
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++)
+            g->y[t * g->ldy + r] = hsum(acc[r][t]);
+    }
+}
+
+#define TILE_Q6_K(R, T, a) tile_q6_K(R, T, a)
+DEFINE_DRIVER(gemm_q6_K, TILE_Q6_K, 2)
+
+/* ---- float types: F32 x F32, F16 x F16, BF16 x F32 ---- */
+
+enum { F_F32, F_F16, F_BF16 };
+
+INLINE __m256 load8_w(int kind, const uint8_t *row, int64_t i) {
+    switch (kind) {
+    case F_F16:
+        return _mm256_cvtph_ps(loadu128(row + 2 * i));
+    case F_BF16:
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(loadu128(row + 2 * i)), 16));
+    default:
+        return _mm256_loadu_ps((const float *)row + i);
+    }
+}
+
+INLINE float load1_w(int kind, const uint8_t *row, int64_t i) {
+    uint16_t h;
+    switch (kind) {
+    case F_F16:
+        return h2f(row + 2 * i);
+    case F_BF16:
+        memcpy(&h, row + 2 * i, 2);
+        return qf_bf16_to_fp32(h);
+    default:
+        return ((const float *)row)[i];
+    }
+}
+
+/* activations: F16 for F16 weights, else F32 */
+INLINE __m256 load8_x(int kind, const uint8_t *x, int64_t i) {
+    return kind == F_F16 ? _mm256_cvtph_ps(loadu128(x + 2 * i)) : _mm256_loadu_ps((const float *)x + i);
+}
+
+INLINE float load1_x(int kind, const uint8_t *x, int64_t i) {
+    return kind == F_F16 ? h2f(x + 2 * i) : ((const float *)x)[i];
+}
+
+INLINE void tile_f(const int kind, const int R, const int T, const gemm_args *g) {
+    __m256 acc[4][TT_MAX];
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++)
+            acc[r][t] = _mm256_setzero_ps();
+    }
+    const int64_t n8 = g->cols - g->cols % 8;
+    for (int64_t i = 0; i < n8; i += 8) {
+        __m256 wv[4];
+        UNROLL for (int r = 0; r < R; r++)
+            wv[r] = load8_w(kind, g->w + (size_t)r * g->wrb, i);
+        UNROLL for (int t = 0; t < T; t++) {
+            const __m256 xv = load8_x(kind, g->x + (size_t)t * g->xs, i);
+            UNROLL for (int r = 0; r < R; r++)
+                acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++) {
+            float s = hsum(acc[r][t]);
+            for (int64_t i = n8; i < g->cols; i++)
+                s += load1_w(kind, g->w + (size_t)r * g->wrb, i) * load1_x(kind, g->x + (size_t)t * g->xs, i);
+            g->y[t * g->ldy + r] = s;
+        }
+    }
+}
+
+#define TILE_F32(R, T, a)  tile_f(F_F32, R, T, a)
+#define TILE_F16(R, T, a)  tile_f(F_F16, R, T, a)
+#define TILE_BF16(R, T, a) tile_f(F_BF16, R, T, a)
+DEFINE_DRIVER(gemm_f32, TILE_F32, 2)
+DEFINE_DRIVER(gemm_f16, TILE_F16, 2)
+DEFINE_DRIVER(gemm_bf16, TILE_BF16, 2)
+
+/* ---- activation quantizers ---- */
+
+INLINE float hmax(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+INLINE __m256 absps(__m256 v) {
+    return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
+}
+
+/* roundf (half away from zero), exactly: trunc, then step away from zero
+ * when the exact remainder is at least one half. */
+INLINE __m256 round_away(__m256 v) {
+    const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 frac = absps(_mm256_sub_ps(v, t));
+    const __m256 step = _mm256_or_ps(_mm256_and_ps(v, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(1.0f));
+    const __m256 ge = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    return _mm256_add_ps(t, _mm256_and_ps(ge, step));
+}
+
+/* 4 x 8 int32 (each in -128..127) -> 32 int8 in order. */
+INLINE __m256i pack32(__m256i a, __m256i b, __m256i c, __m256i d) {
+    const __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
+    const __m256i v = _mm256_packs_epi16(ab, cd);
+    return _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* One Q8_0/Q8_1 block: d = amax / 127, q = roundf(x / d) (ref.c). Returns
+ * sum(q), stores q and returns d through *d. */
+INLINE int quant_b32(const float *x, int8_t *qs, float *dout) {
+    __m256 v[4];
+    __m256 amax = _mm256_setzero_ps();
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_loadu_ps(x + 8 * k);
+        amax = _mm256_max_ps(amax, absps(v[k]));
+    }
+    const float d = hmax(amax) / 127;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    __m256i q[4];
+    const __m256 lim = _mm256_set1_ps(127.0f);
+    for (int k = 0; k < 4; k++) {
+        __m256 r = round_away(_mm256_mul_ps(v[k], _mm256_set1_ps(id)));
+        r = _mm256_min_ps(_mm256_max_ps(r, _mm256_sub_ps(_mm256_setzero_ps(), lim)), lim);
+        q[k] = _mm256_cvttps_epi32(r);
+    }
+    const __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    s4 = _mm_hadd_epi32(s4, s4);
+    s4 = _mm_hadd_epi32(s4, s4);
+    _mm256_storeu_si256((__m256i *)qs, pack32(q[0], q[1], q[2], q[3]));
+    *dout = d;
+    return _mm_cvtsi128_si32(s4);
+}
+
+static void act_q8_0(const float *x, void *xq, int64_t cols) {
+    qf_block_q8_0 *y = xq;
+    for (int64_t i = 0; i < cols / QF_QK8_0; i++) {
+        float d;
+        quant_b32(x + i * QF_QK8_0, y[i].qs, &d);
+        y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+    }
+}
+
+static void act_q8_1(const float *x, void *xq, int64_t cols) {
+    qf_block_q8_1 *y = xq;
+    for (int64_t i = 0; i < cols / QF_QK8_1; i++) {
+        float d;
+        const int sum = quant_b32(x + i * QF_QK8_1, y[i].qs, &d);
+        y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        y[i].s = _cvtss_sh((float)sum * d, _MM_FROUND_TO_NEAREST_INT);
+    }
+}
+
+/* Q8_K: scale from the signed value of largest magnitude (the first one
+ * on ties), q = nearest-even(-127 / max * x), bsums of 16. */
+static void act_q8_K(const float *x, void *xq, int64_t cols) {
+    qf_block_q8_K *y = xq;
+    for (int64_t i = 0; i < cols / QF_QK_K; i++) {
+        const float *xb = x + i * QF_QK_K;
+        __m256 amax = _mm256_setzero_ps();
+        for (int k = 0; k < QF_QK_K / 8; k++)
+            amax = _mm256_max_ps(amax, absps(_mm256_loadu_ps(xb + 8 * k)));
+        const float am = hmax(amax);
+        memset(&y[i], 0, sizeof y[i]);
+        if (am == 0) continue;
+        float max = 0;
+        const __m256 amv = _mm256_set1_ps(am);
+        for (int k = 0; k < QF_QK_K / 8; k++) {
+            const int m = _mm256_movemask_ps(_mm256_cmp_ps(absps(_mm256_loadu_ps(xb + 8 * k)), amv, _CMP_EQ_OQ));
+            if (m) {
+                max = xb[8 * k + __builtin_ctz((unsigned)m)];
+                break;
+            }
+        }
+        const float iscale = -127.f / max;
+        const __m256 is = _mm256_set1_ps(iscale);
+        for (int k = 0; k < QF_QK_K / 32; k++) {
+            __m256i q[4];
+            for (int j = 0; j < 4; j++)
+                q[j] = _mm256_cvtps_epi32(_mm256_mul_ps(is, _mm256_loadu_ps(xb + 32 * k + 8 * j)));
+            const __m256i p = pack32(q[0], q[1], q[2], q[3]);
+            _mm256_storeu_si256((__m256i *)(y[i].qs + 32 * k), p);
+            /* sums of 4 bytes, then of 16 within each 128-bit half */
+            __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p), _mm256_set1_epi16(1));
+            s = _mm256_hadd_epi32(s, s);
+            s = _mm256_hadd_epi32(s, s);
+            y[i].bsums[2 * k] = (int16_t)_mm256_extract_epi32(s, 0);
+            y[i].bsums[2 * k + 1] = (int16_t)_mm256_extract_epi32(s, 4);
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+static void act_f16(const float *x, void *xq, int64_t cols) {
+    uint16_t *h = xq;
+    int64_t i = 0;
+    for (; i + 8 <= cols; i += 8)
+        _mm_storeu_si128((__m128i *)(h + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < cols; i++)
+        h[i] = qf_fp32_to_fp16(x[i]);
+}
+
+bool qf_kernels_fill_avx2(qf_kernel_table *t) {
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") ||
+        !__builtin_cpu_supports("f16c"))
+        return false;
+    t->gemm[QF_TYPE_Q4_0] = gemm_q4_0;
+    t->gemm[QF_TYPE_Q4_1] = gemm_q4_1;
+    t->gemm[QF_TYPE_Q5_0] = gemm_q5_0;
+    t->gemm[QF_TYPE_Q5_1] = gemm_q5_1;
+    t->gemm[QF_TYPE_Q8_0] = gemm_q8_0;
+    t->gemm[QF_TYPE_Q4_K] = gemm_q4_K;
+    t->gemm[QF_TYPE_Q5_K] = gemm_q5_K;
+    t->gemm[QF_TYPE_Q6_K] = gemm_q6_K;
+    t->gemm[QF_TYPE_F32] = gemm_f32;
+    t->gemm[QF_TYPE_F16] = gemm_f16;
+    t->gemm[QF_TYPE_BF16] = gemm_bf16;
+    t->act[QF_TYPE_Q8_0] = act_q8_0;
+    t->act[QF_TYPE_Q8_1] = act_q8_1;
+    t->act[QF_TYPE_Q8_K] = act_q8_K;
+    t->act[QF_TYPE_F16] = act_f16;
+    return true;
+}
+
+#endif /* __x86_64__ */

@@ -4,12 +4,13 @@
 
 #include "base/cpu.h"
 #include "cli/cli.h"
+#include "engine/engine.h"
 #include "model/model.h"
 #include "model/synth.h"
 #include "tok/chat.h"
 
 static const char *k_usage =
-    "usage: qforge model info MODEL [--ctx N] [--parallel P] [--kv-type f16|f32]\n"
+    "usage: qforge model info MODEL [--ctx N] [--parallel P] [--kv-type f16|f32|q8_0]\n"
     "       qforge model synth --arch ARCH --n-embd E --n-layer L --n-head H --n-head-kv K --n-ff F\n"
     "                          [--head-dim D] [--ctx N] [--vocab-from GGUF] [--type T] [--seed S] -o OUT.gguf\n"
     "\n"
@@ -42,7 +43,8 @@ static int info(int argc, char **argv) {
         } else if (!strcmp(a, "--kv-type")) {
             v = cli_value(argc, argv, &i);
             if (v && !strcmp(v, "f32")) kv_type = QF_TYPE_F32;
-            else if (!v || strcmp(v, "f16")) return cli_usage_error(k_usage, "model info: --kv-type is f16 or f32");
+            else if (v && !strcmp(v, "q8_0")) kv_type = QF_TYPE_Q8_0;
+            else if (!v || strcmp(v, "f16")) return cli_usage_error(k_usage, "model info: --kv-type is f16, q8_0 or f32");
         } else if (a[0] == '-') {
             return cli_usage_error(k_usage, "model info: unknown option '%s'", a);
         } else if (!path) {
@@ -95,15 +97,24 @@ static int info(int argc, char **argv) {
            kinds[qf_tok_get_kind(tok)], qf_tok_pre_name(tok), qf_tok_n_vocab(tok), qf_tok_bos(tok), qf_tok_eos(tok),
            ct == QF_CHAT_UNKNOWN ? (qf_tok_chat_template(tok) ? "unrecognised (chatml used)" : "none (chatml used)")
                                  : qf_chat_name(ct));
-    qf_kv_params kp = qf_model_kv_params(m, n_ctx * parallel, (int32_t)parallel, kv_type, 16);
-    size_t kvb = qf_kv_pool_bytes(&kp);
-    size_t scratch = qf_fwd_scratch_bytes(m, 512, (int32_t)n_ctx, qf_cpu_default_threads());
-    human(b1, sizeof b1, (double)m->weight_bytes);
-    human(b2, sizeof b2, (double)kvb);
-    human(b3, sizeof b3, (double)scratch);
-    human(b4, sizeof b4, (double)(m->weight_bytes + kvb + scratch));
-    printf("memory at ctx %lld x %lld sequences (kv %s): weights %s (mapped), kv cache %s, scratch %s, total %s\n",
-           n_ctx, parallel, kv_type == QF_TYPE_F16 ? "f16" : "f32", b1, b2, b3, b4);
+    qf_engine_params ep = qf_engine_params_default();
+    ep.n_ctx = (int32_t)n_ctx;
+    ep.n_parallel = (int32_t)parallel;
+    ep.kv_type = kv_type;
+    qf_mem_plan plan;
+    qf_err perr = {0};
+    qf_engine_plan(m, &ep, &plan, &perr);
+    human(b1, sizeof b1, (double)plan.weights);
+    human(b2, sizeof b2, (double)plan.kv);
+    human(b3, sizeof b3, (double)plan.scratch);
+    human(b4, sizeof b4, (double)(plan.weights + plan.kv + plan.scratch + plan.reserve));
+    printf("memory at ctx %lld x %lld sequences (kv %s): weights %s (mapped), kv cache %s, scratch %s, "
+           "with reserve %s\n",
+           n_ctx, parallel, qf_type_get(kv_type)->name, b1, b2, b3, b4);
+    human(b1, sizeof b1, (double)plan.budget);
+    human(b2, sizeof b2, (double)plan.available);
+    printf("plan:          %s (budget %s, available now %s)\n", plan.fits ? "fits" : "DOES NOT FIT", b1, b2);
+    if (!plan.fits) printf("               %s\n", perr.msg);
     qf_model_free(m);
     return QF_EXIT_OK;
 }

@@ -24,7 +24,7 @@ static const char *k_usage =
     "      --top-k K         (default 40)   --top-p P (default 0.95)   --min-p P (default 0.05)\n"
     "      --repeat-penalty R (default 1.0) --seed S\n"
     "  -t, --threads N       compute threads (default: performance cores)\n"
-    "      --kv-type TYPE    f16 (default) or f32\n"
+    "      --kv-type TYPE    f16 (default), q8_0 or f32\n"
     "      --ignore-eos      keep generating after an end-of-generation token\n"
     "      --ids             print generated token ids on one line instead of text\n"
     "      --logits-out FILE write the last prompt position's logits (float32 LE)\n";
@@ -100,6 +100,7 @@ static int parse(int argc, char **argv, run_opts *o) {
             if (!VAL()) goto missing;
             if (!strcmp(v, "f16")) o->kv_type = QF_TYPE_F16;
             else if (!strcmp(v, "f32")) o->kv_type = QF_TYPE_F32;
+            else if (!strcmp(v, "q8_0")) o->kv_type = QF_TYPE_Q8_0;
             else goto bad;
         } else {
             return cli_usage_error(k_usage, "run: unknown option '%s'", a);

@@ -154,6 +154,18 @@ typedef struct qf_engine_stats {
 } qf_engine_stats;
 
 void qf_engine_get_stats(qf_engine *e, qf_engine_stats *out /* out */);
+
+/* Memory plan of an engine (bytes). fits: weights + kv + scratch + reserve
+ * within the budget (mem_budget, else physical memory) and kv + scratch
+ * within the memory available now. */
+typedef struct qf_mem_plan {
+    size_t weights, kv, scratch, reserve;
+    size_t total, available, budget;
+    bool fits;
+} qf_mem_plan;
+/* Fills out in every case; QF_ERR_RANGE with all the numbers when it does
+ * not fit. qf_engine_new runs this first. */
+qf_status qf_engine_plan(const qf_model *m, const qf_engine_params *p, qf_mem_plan *out /* out */, qf_err *err);
 const qf_model *qf_engine_model(const qf_engine *e);
 
 #endif

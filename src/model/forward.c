@@ -168,14 +168,17 @@ static void qk_post_region(void *p, int ith, int nth) {
 }
 
 /* Row `slot` of a cache block, elements [off, off+len) as floats: a view
- * for f32 storage, decoded into tmp otherwise (off is a block multiple). */
+ * for f32 storage; otherwise the blocks covering the range are decoded
+ * into tmp (a quantized block may span two heads). */
 static const float *cache_row(const qf_fwd *f, const uint8_t *base, size_t row_bytes, int32_t slot, int32_t off,
                               int32_t len, float *tmp) {
     qf_type t = qf_kv_get_params(f->kv)->type;
     const uint8_t *row = base + (size_t)slot * row_bytes;
     if (t == QF_TYPE_F32) return (const float *)row + off;
-    qf_type_get(t)->to_float(row + qf_type_row_size(t, off), tmp, len);
-    return tmp;
+    const qf_type_traits *tt = qf_type_get(t);
+    int32_t blk = (int32_t)tt->blck_size, lo = off / blk * blk, hi = (off + len + blk - 1) / blk * blk;
+    tt->to_float(row + (size_t)(lo / blk) * tt->type_size, tmp, hi - lo);
+    return tmp + (off - lo);
 }
 
 static void attn_region(void *p, int ith, int nth) {
@@ -187,7 +190,7 @@ static void attn_region(void *p, int ith, int nth) {
     int32_t hd = hp->head_dim, hdv = hp->head_dim_v, group = hp->n_head / hp->n_head_kv;
     int32_t bs = kp->block_size;
     float *scores = f->scores + (size_t)ith * f->n_ctx_max;
-    float *tmp = f->kvrow + (size_t)ith * (hd > hdv ? hd : hdv);
+    float *tmp = f->kvrow + (size_t)ith * ((hd > hdv ? hd : hdv) + 64);
     float scale = 1.0f / sqrtf((float)hd);
     size_t krow = qf_kv_row_bytes_k(f->kv), vrow = qf_kv_row_bytes_v(f->kv);
     long lo, hi;
@@ -277,7 +280,7 @@ size_t qf_fwd_scratch_bytes(const qf_model *m, int32_t n_batch_max, int32_t n_ct
     if ((size_t)hp->n_embd > mc) mc = hp->n_embd;
     if (qd > mc) mc = qd;
     if (od > mc) mc = od;
-    size_t hmax = (size_t)(hp->head_dim > hp->head_dim_v ? hp->head_dim : hp->head_dim_v);
+    size_t hmax = (size_t)(hp->head_dim > hp->head_dim_v ? hp->head_dim : hp->head_dim_v) + 64;
     size_t floats = nb * (2 * (size_t)hp->n_embd + qd + kd + vd + od + 2 * (size_t)hp->n_ff + hp->n_rot) +
                     (size_t)n_threads * (mc + (size_t)n_ctx_max + hmax) + (size_t)hp->n_vocab;
     return floats * sizeof(float) + nb * sizeof(int32_t);
@@ -319,7 +322,7 @@ qf_fwd *qf_fwd_new(const qf_model *m, qf_kv *kv, qf_pool *pool, int32_t n_batch_
     f->rope_cs = qf_calloc(nb * hp->n_rot, sizeof(float));
     f->wbuf = qf_calloc((size_t)f->n_threads * f->max_cols, sizeof(float));
     f->scores = qf_calloc((size_t)f->n_threads * n_ctx_max, sizeof(float));
-    f->kvrow = qf_calloc((size_t)f->n_threads * hmax, sizeof(float));
+    f->kvrow = qf_calloc((size_t)f->n_threads * (hmax + 64), sizeof(float));
     f->out_idx = qf_calloc(nb, sizeof(int32_t));
     if (!f->x || !f->xn || !f->q || !f->k || !f->v || !f->att || !f->g || !f->u || !f->rope_cs ||
         !f->wbuf || !f->scores || !f->kvrow || !f->out_idx)
@@ -352,7 +355,12 @@ static qf_status check_batch(qf_fwd *f, const qf_batch *b, qf_err *err) {
                               b->tok[i], i, hp->n_vocab);
         if (b->seq[i] < 0 || b->seq[i] >= kp->n_seq_max)
             return QF_ERR_SET(err, QF_ERR_INVALID, "sequence id %d outside 0..%d", b->seq[i], kp->n_seq_max - 1);
-        if (b->pos[i] < 0 || b->pos[i] >= f->n_ctx_max)
+        /* a sliding-window sequence may run past n_ctx_max positions; what
+         * must fit is the number of positions one token attends to */
+        int32_t window = 0, n_sink = 0;
+        if (b->seq[i] >= 0 && b->seq[i] < kp->n_seq_max) qf_kv_seq_get_window(f->kv, b->seq[i], &window, &n_sink);
+        int64_t attended = window > 0 && b->pos[i] + 1 > window + n_sink ? window + n_sink : (int64_t)b->pos[i] + 1;
+        if (b->pos[i] < 0 || attended > f->n_ctx_max || b->pos[i] >= INT32_MAX / 2)
             return QF_ERR_SET(err, QF_ERR_RANGE, "position %d is beyond the context of %d tokens", b->pos[i],
                               f->n_ctx_max);
     }

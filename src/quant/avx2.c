@@ -201,7 +201,10 @@ INLINE void tile_b32(const int kind, const int R, const int T, const gemm_args *
         __m256i q[4], aq[4];
         float dw[4], mw[4] = {0, 0, 0, 0};
         UNROLL for (int r = 0; r < R; r++) {
-            q[r] = b32_decode(kind, g->w + (size_t)r * g->wrb + (size_t)b * bw, &dw[r], &mw[r]);
+            const uint8_t *wb = g->w + (size_t)r * g->wrb + (size_t)b * bw;
+            /* the same spot of the next row tile: one tile ahead of use */
+            _mm_prefetch((const char *)wb + 16 * R * g->wrb, _MM_HINT_T1);
+            q[r] = b32_decode(kind, wb, &dw[r], &mw[r]);
             if (kind == K_Q8_0) aq[r] = _mm256_sign_epi8(q[r], q[r]);
         }
         UNROLL for (int t = 0; t < T; t++) {

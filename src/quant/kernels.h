@@ -17,7 +17,8 @@
  * scalar reference (quant/ref_dot.c, llama.cpp's integer semantics: e.g.
  * Q4_0 x Q8_0 = sum over blocks of d_w * d_x * sum(int products)) up to
  * float summation order: |fast - ref| <= 1e-5 * (sum of the magnitudes of
- * the float terms added), checked by tests/quant/test_kernels.c.
+ * the individual products, scales included), checked by
+ * tests/quant/test_kernels.c.
  *
  * The ISA is picked once (first call of any function here) from the CPU:
  * x86-64 AVX-512 (F+BW+VL+VNNI) > AVX2+FMA+F16C > scalar, aarch64 NEON

@@ -62,8 +62,9 @@ void qf_ref_from_float_q8_K(const float *src, void *dst, int64_t n);
  * in the format qf_act_type(w) gives (quant/kernels.h), n values, with
  * llama.cpp's integer semantics (quant/ref_dot.c). Scales multiply in float,
  * block results are summed in double. If mag is not NULL it receives the sum
- * of the magnitudes of the float terms that were added (the scale for the
- * tolerance of faster kernels, whose only freedom is the summation order). */
+ * of the magnitudes of the individual products, scales included (e.g.
+ * sum over blocks of |d_w * d_x| * sum |q_w * q_x|): the yardstick for the
+ * tolerance of faster kernels, whose only freedom is the summation order. */
 typedef float (*qf_vdot_fn)(int64_t n, const void *w, const void *xq, float *mag /* out */);
 
 #define QF_VDOT_DECL(t) float qf_ref_vdot_##t(int64_t n, const void *w, const void *xq, float *mag)

@@ -70,7 +70,16 @@ static void k4_scale_min(const uint8_t s[12], int j, int *sc, int *m) {
     }
 }
 
-/* ---- 32-value blocks against Q8_0 / Q8_1 ---- */
+/* ---- 32-value blocks against Q8_0 / Q8_1 ----
+ * Element j of a block is level(j) * activation q[j]; isum and iabs
+ * accumulate the products and their magnitudes. */
+
+#define DOT_ELEM(isum, iabs, p)                                                                    \
+    do {                                                                                           \
+        const int p_ = (p);                                                                        \
+        (isum) += p_;                                                                              \
+        (iabs) += p_ < 0 ? -p_ : p_;                                                               \
+    } while (0)
 
 float qf_ref_vdot_q4_0(int64_t n, const void *w, const void *xq, float *mag) {
     QF_ASSERT(n >= 0 && n % QF_QK4_0 == 0);
@@ -78,13 +87,21 @@ float qf_ref_vdot_q4_0(int64_t n, const void *w, const void *xq, float *mag) {
     const qf_block_q8_0 *a = xq;
     term_sum s = {0, 0};
     for (int64_t i = 0; i < n / QF_QK4_0; i++) {
-        int isum = 0;
+        int isum = 0, iabs = 0;
         for (int j = 0; j < QF_QK4_0; j++)
-            isum += (nibble(b[i].qs, j) - 8) * a[i].qs[j];
+            DOT_ELEM(isum, iabs, (nibble(b[i].qs, j) - 8) * a[i].qs[j]);
         const float d = qf_fp16_to_fp32(b[i].d) * qf_fp16_to_fp32(a[i].d);
-        add_term(&s, d * (float)isum);
+        add_term(&s, d, isum, iabs);
     }
     return finish(&s, mag);
+}
+
+/* The min m of Q4_1/Q5_1 contributes m * sum(x) = m * s, s stored in the
+ * activation block (fp16 of d * sum(q)). */
+static void add_min_term(term_sum *s, qf_half m, qf_half sx) {
+    const float t = qf_fp16_to_fp32(m) * qf_fp16_to_fp32(sx);
+    s->sum += t;
+    s->mag += fabsf(t);
 }
 
 float qf_ref_vdot_q4_1(int64_t n, const void *w, const void *xq, float *mag) {
@@ -93,13 +110,12 @@ float qf_ref_vdot_q4_1(int64_t n, const void *w, const void *xq, float *mag) {
     const qf_block_q8_1 *a = xq;
     term_sum s = {0, 0};
     for (int64_t i = 0; i < n / QF_QK4_1; i++) {
-        int isum = 0;
+        int isum = 0, iabs = 0;
         for (int j = 0; j < QF_QK4_1; j++)
-            isum += nibble(b[i].qs, j) * a[i].qs[j];
-        /* x = d*q + m: the m part is m * sum(x) = m * s of the activation */
+            DOT_ELEM(isum, iabs, nibble(b[i].qs, j) * a[i].qs[j]);
         const float d = qf_fp16_to_fp32(b[i].d) * qf_fp16_to_fp32(a[i].d);
-        add_term(&s, d * (float)isum);
-        add_term(&s, qf_fp16_to_fp32(b[i].m) * qf_fp16_to_fp32(a[i].s));
+        add_term(&s, d, isum, iabs);
+        add_min_term(&s, b[i].m, a[i].s);
     }
     return finish(&s, mag);
 }
@@ -110,13 +126,13 @@ float qf_ref_vdot_q5_0(int64_t n, const void *w, const void *xq, float *mag) {
     const qf_block_q8_0 *a = xq;
     term_sum s = {0, 0};
     for (int64_t i = 0; i < n / QF_QK5_0; i++) {
-        int isum = 0;
+        int isum = 0, iabs = 0;
         for (int j = 0; j < QF_QK5_0; j++) {
             const int q = nibble(b[i].qs, j) | (q5_bit(b[i].qh, j) << 4);
-            isum += (q - 16) * a[i].qs[j];
+            DOT_ELEM(isum, iabs, (q - 16) * a[i].qs[j]);
         }
         const float d = qf_fp16_to_fp32(b[i].d) * qf_fp16_to_fp32(a[i].d);
-        add_term(&s, d * (float)isum);
+        add_term(&s, d, isum, iabs);
     }
     return finish(&s, mag);
 }
@@ -127,14 +143,14 @@ float qf_ref_vdot_q5_1(int64_t n, const void *w, const void *xq, float *mag) {
     const qf_block_q8_1 *a = xq;
     term_sum s = {0, 0};
     for (int64_t i = 0; i < n / QF_QK5_1; i++) {
-        int isum = 0;
+        int isum = 0, iabs = 0;
         for (int j = 0; j < QF_QK5_1; j++) {
             const int q = nibble(b[i].qs, j) | (q5_bit(b[i].qh, j) << 4);
-            isum += q * a[i].qs[j];
+            DOT_ELEM(isum, iabs, q * a[i].qs[j]);
         }
         const float d = qf_fp16_to_fp32(b[i].d) * qf_fp16_to_fp32(a[i].d);
-        add_term(&s, d * (float)isum);
-        add_term(&s, qf_fp16_to_fp32(b[i].m) * qf_fp16_to_fp32(a[i].s));
+        add_term(&s, d, isum, iabs);
+        add_min_term(&s, b[i].m, a[i].s);
     }
     return finish(&s, mag);
 }
@@ -145,19 +161,20 @@ float qf_ref_vdot_q8_0(int64_t n, const void *w, const void *xq, float *mag) {
     const qf_block_q8_0 *a = xq;
     term_sum s = {0, 0};
     for (int64_t i = 0; i < n / QF_QK8_0; i++) {
-        int isum = 0;
+        int isum = 0, iabs = 0;
         for (int j = 0; j < QF_QK8_0; j++)
-            isum += b[i].qs[j] * a[i].qs[j];
+            DOT_ELEM(isum, iabs, b[i].qs[j] * a[i].qs[j]);
         const float d = qf_fp16_to_fp32(b[i].d) * qf_fp16_to_fp32(a[i].d);
-        add_term(&s, d * (float)isum);
+        add_term(&s, d, isum, iabs);
     }
     return finish(&s, mag);
 }
 
 /* ---- K-quants against Q8_K ----
- * Q8_K's bsums[j] is the sum of activations 16j..16j+15; the formats with a
- * min (Q2_K, Q4_K, Q5_K) use them to subtract the min term without touching
- * the elements. */
+ * A super-block contributes (d_w * d_x) * sum_j scale_j * sum(level * q)
+ * and, for the formats with a min (Q2_K, Q4_K, Q5_K), minus
+ * (dmin_w * d_x) * sum_j min_j * bsum_j, where Q8_K's bsums[j] is the sum
+ * of activations 16j..16j+15 (so the min never touches the elements). */
 
 float qf_ref_vdot_q2_K(int64_t n, const void *w, const void *xq, float *mag) {
     QF_ASSERT(n >= 0 && n % QF_QK_K == 0);
@@ -165,19 +182,19 @@ float qf_ref_vdot_q2_K(int64_t n, const void *w, const void *xq, float *mag) {
     const qf_block_q8_K *a = xq;
     term_sum s = {0, 0};
     for (int64_t i = 0; i < n / QF_QK_K; i++) {
-        int isum = 0, msum = 0;
+        int isum = 0, iabs = 0, msum = 0, mabs = 0;
         for (int j = 0; j < QF_QK_K / 16; j++) {
-            int sub = 0;
+            const int sc = b[i].scales[j] & 0x0F, m = b[i].scales[j] >> 4;
             for (int l = 0; l < 16; l++) {
                 const int e = 16 * j + l;
-                const int h = e / 128, k = (e % 128) / 32, m = e % 32;
-                sub += ((b[i].qs[32 * h + m] >> (2 * k)) & 3) * a[i].qs[e];
+                const int h = e / 128, k = (e % 128) / 32, c = e % 32;
+                const int q = (b[i].qs[32 * h + c] >> (2 * k)) & 3;
+                DOT_ELEM(isum, iabs, sc * q * a[i].qs[e]);
             }
-            isum += (b[i].scales[j] & 0x0F) * sub;
-            msum += (b[i].scales[j] >> 4) * a[i].bsums[j];
+            DOT_ELEM(msum, mabs, m * a[i].bsums[j]);
         }
-        add_term(&s, (qf_fp16_to_fp32(b[i].d) * a[i].d) * (float)isum);
-        add_term(&s, -(qf_fp16_to_fp32(b[i].dmin) * a[i].d) * (float)msum);
+        add_term(&s, qf_fp16_to_fp32(b[i].d) * a[i].d, isum, iabs);
+        add_term(&s, -(qf_fp16_to_fp32(b[i].dmin) * a[i].d), msum, mabs);
     }
     return finish(&s, mag);
 }
@@ -189,21 +206,19 @@ float qf_ref_vdot_q3_K(int64_t n, const void *w, const void *xq, float *mag) {
     term_sum s = {0, 0};
     for (int64_t i = 0; i < n / QF_QK_K; i++) {
         const uint8_t *sc = b[i].scales;
-        int isum = 0;
+        int isum = 0, iabs = 0;
         for (int j = 0; j < QF_QK_K / 16; j++) {
             const int low = j < 8 ? (sc[j] & 0x0F) : (sc[j - 8] >> 4);
             const int scale = (low | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
-            int sub = 0;
             for (int l = 0; l < 16; l++) {
                 const int e = 16 * j + l;
-                const int h = e / 128, k = (e % 128) / 32, m = e % 32;
-                const int low2 = (b[i].qs[32 * h + m] >> (2 * k)) & 3;
+                const int h = e / 128, k = (e % 128) / 32, c = e % 32;
+                const int low2 = (b[i].qs[32 * h + c] >> (2 * k)) & 3;
                 const int hbit = (b[i].hmask[e % 32] >> (e / 32)) & 1;
-                sub += (low2 - (hbit ? 0 : 4)) * a[i].qs[e];
+                DOT_ELEM(isum, iabs, scale * (low2 - (hbit ? 0 : 4)) * a[i].qs[e]);
             }
-            isum += scale * sub;
         }
-        add_term(&s, (qf_fp16_to_fp32(b[i].d) * a[i].d) * (float)isum);
+        add_term(&s, qf_fp16_to_fp32(b[i].d) * a[i].d, isum, iabs);
     }
     return finish(&s, mag);
 }
@@ -224,23 +239,21 @@ static float vdot_k45(int64_t n, const uint8_t *w, size_t bsize, bool five, cons
         const uint8_t *scales = blk + 4;
         const uint8_t *qh = five ? blk + 16 : NULL;
         const uint8_t *qs = blk + 16 + (five ? QF_QK_K / 8 : 0);
-        int isum = 0, msum = 0;
+        int isum = 0, iabs = 0, msum = 0, mabs = 0;
         for (int j = 0; j < QF_QK_K / 32; j++) {
             int sc, m;
             k4_scale_min(scales, j, &sc, &m);
             const int c = j / 2;
-            int sub = 0;
             for (int l = 0; l < 32; l++) {
                 const uint8_t byte = qs[32 * c + l];
                 int q = (j % 2 == 0) ? (byte & 0x0F) : (byte >> 4);
                 if (five) q |= ((qh[l] >> j) & 1) << 4; /* bit 2c or 2c+1 = bit j */
-                sub += q * a[i].qs[32 * j + l];
+                DOT_ELEM(isum, iabs, sc * q * a[i].qs[32 * j + l]);
             }
-            isum += sc * sub;
-            msum += m * (a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
+            DOT_ELEM(msum, mabs, m * (a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]));
         }
-        add_term(&s, (qf_fp16_to_fp32(d) * a[i].d) * (float)isum);
-        add_term(&s, -(qf_fp16_to_fp32(dmin) * a[i].d) * (float)msum);
+        add_term(&s, qf_fp16_to_fp32(d) * a[i].d, isum, iabs);
+        add_term(&s, -(qf_fp16_to_fp32(dmin) * a[i].d), msum, mabs);
     }
     return finish(&s, mag);
 }
@@ -259,20 +272,18 @@ float qf_ref_vdot_q6_K(int64_t n, const void *w, const void *xq, float *mag) {
     const qf_block_q8_K *a = xq;
     term_sum s = {0, 0};
     for (int64_t i = 0; i < n / QF_QK_K; i++) {
-        int isum = 0;
+        int isum = 0, iabs = 0;
         for (int j = 0; j < QF_QK_K / 16; j++) {
-            int sub = 0;
             for (int l = 0; l < 16; l++) {
                 const int e = 16 * j + l;
-                const int h = e / 128, k = (e % 128) / 32, m = e % 32;
-                const uint8_t ql = b[i].ql[64 * h + 32 * (k % 2) + m];
+                const int h = e / 128, k = (e % 128) / 32, c = e % 32;
+                const uint8_t ql = b[i].ql[64 * h + 32 * (k % 2) + c];
                 const int low4 = k < 2 ? (ql & 0x0F) : (ql >> 4);
-                const int high2 = (b[i].qh[32 * h + m] >> (2 * k)) & 3;
-                sub += ((low4 | (high2 << 4)) - 32) * a[i].qs[e];
+                const int high2 = (b[i].qh[32 * h + c] >> (2 * k)) & 3;
+                DOT_ELEM(isum, iabs, b[i].scales[j] * ((low4 | (high2 << 4)) - 32) * a[i].qs[e]);
             }
-            isum += b[i].scales[j] * sub;
         }
-        add_term(&s, (qf_fp16_to_fp32(b[i].d) * a[i].d) * (float)isum);
+        add_term(&s, qf_fp16_to_fp32(b[i].d) * a[i].d, isum, iabs);
     }
     return finish(&s, mag);
 }
@@ -282,12 +293,17 @@ float qf_ref_vdot_q6_K(int64_t n, const void *w, const void *xq, float *mag) {
  * in float); F32 and BF16 weights with F32 activations. Terms are the
  * individual products. */
 
+static void add_product(term_sum *s, float p) {
+    s->sum += p;
+    s->mag += fabsf(p);
+}
+
 float qf_ref_vdot_f16(int64_t n, const void *w, const void *xq, float *mag) {
     QF_ASSERT(n >= 0);
     const uint16_t *b = w, *a = xq;
     term_sum s = {0, 0};
     for (int64_t i = 0; i < n; i++)
-        add_term(&s, qf_fp16_to_fp32(b[i]) * qf_fp16_to_fp32(a[i]));
+        add_product(&s, qf_fp16_to_fp32(b[i]) * qf_fp16_to_fp32(a[i]));
     return finish(&s, mag);
 }
 
@@ -297,7 +313,7 @@ float qf_ref_vdot_bf16(int64_t n, const void *w, const void *xq, float *mag) {
     const float *a = xq;
     term_sum s = {0, 0};
     for (int64_t i = 0; i < n; i++)
-        add_term(&s, qf_bf16_to_fp32(b[i]) * a[i]);
+        add_product(&s, qf_bf16_to_fp32(b[i]) * a[i]);
     return finish(&s, mag);
 }
 
@@ -306,7 +322,7 @@ float qf_ref_vdot_f32(int64_t n, const void *w, const void *xq, float *mag) {
     const float *b = w, *a = xq;
     term_sum s = {0, 0};
     for (int64_t i = 0; i < n; i++)
-        add_term(&s, b[i] * a[i]);
+        add_product(&s, b[i] * a[i]);
     return finish(&s, mag);
 }
 

@@ -71,7 +71,91 @@ static void test_bad_params(void) {
     qf_kv_free(NULL);
 }
 
+static void fill_block(qf_kv *kv, int32_t block, uint8_t v) {
+    const qf_kv_params *p = qf_kv_get_params(kv);
+    for (int l = 0; l < p->n_layer; l++) {
+        memset(qf_kv_block_k(kv, l, block), v, (size_t)p->block_size * qf_kv_row_bytes_k(kv));
+        memset(qf_kv_block_v(kv, l, block), v, (size_t)p->block_size * qf_kv_row_bytes_v(kv));
+    }
+}
+
+/* register, attach, refcounts, copy on write, LRU eviction */
+static void test_prefix_sharing(void) {
+    qf_kv_params p = params(6); /* block_size 4 */
+    qf_kv *kv = qf_kv_new(&p, NULL);
+    ASSERT(kv);
+    int32_t toks[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, n;
+    ASSERT_EQ_INT(qf_kv_seq_reserve(kv, 0, 10, NULL), QF_OK); /* 3 blocks */
+    const int32_t *t0 = qf_kv_seq_table(kv, 0, &n);
+    int32_t b0 = t0[0], b1 = t0[1], b2 = t0[2];
+    fill_block(kv, b0, 0x11);
+    fill_block(kv, b1, 0x22);
+    qf_kv_seq_register(kv, 0, toks, 10); /* two full blocks */
+    /* same prefix: both full blocks attach, capped by max_pos */
+    ASSERT_EQ_INT(qf_kv_seq_attach_prefix(kv, 1, toks, 10, 9), 8);
+    const int32_t *t1 = qf_kv_seq_table(kv, 1, &n);
+    ASSERT(n == 2 && t1[0] == b0 && t1[1] == b1);
+    ASSERT_EQ_INT(qf_kv_seq_attach_prefix(kv, 2, toks, 10, 7), 4); /* max_pos 7: one block */
+    int32_t other[8] = {1, 2, 3, 4, 9, 9, 9, 9};
+    qf_kv_seq_truncate(kv, 2, 0);
+    ASSERT_EQ_INT(qf_kv_seq_attach_prefix(kv, 2, other, 8, 8), 4); /* diverges in block 2 */
+    qf_kv_seq_truncate(kv, 2, 0);
+    int32_t diff_first[8] = {0, 2, 3, 4, 5, 6, 7, 8};
+    ASSERT_EQ_INT(qf_kv_seq_attach_prefix(kv, 2, diff_first, 8, 8), 0);
+    /* writing into a shared block copies it first */
+    qf_kv_stats st;
+    ASSERT_EQ_INT(qf_kv_seq_prepare(kv, 1, 7, 8, NULL), QF_OK);
+    t1 = qf_kv_seq_table(kv, 1, &n);
+    ASSERT(t1[0] == b0 && t1[1] != b1);
+    ASSERT_EQ_INT(((uint8_t *)qf_kv_block_k(kv, 1, t1[1]))[5], 0x22); /* copied contents */
+    qf_kv_get_stats(kv, &st);
+    ASSERT_EQ_INT(st.cow_copies, 1);
+    /* fork shares everything */
+    ASSERT_EQ_INT(qf_kv_seq_fork(kv, 0, 2, NULL), QF_OK);
+    const int32_t *t2 = qf_kv_seq_table(kv, 2, &n);
+    ASSERT(n == 3 && t2[2] == b2);
+    ASSERT_EQ_INT(qf_kv_seq_fork(kv, 0, 2, NULL), QF_ERR_INVALID); /* dst not empty */
+    /* release all: registered blocks stay cached, others go free */
+    for (int s = 0; s < 3; s++) qf_kv_seq_truncate(kv, s, 0);
+    qf_kv_get_stats(kv, &st);
+    ASSERT_EQ_INT(st.used, 0);
+    ASSERT_EQ_INT(st.cached, 2);
+    ASSERT_EQ_INT(st.free + st.cached, 6);
+    /* cached blocks are found again, then evicted least recently used first */
+    ASSERT_EQ_INT(qf_kv_seq_attach_prefix(kv, 0, toks, 10, 10), 8);
+    qf_kv_seq_truncate(kv, 0, 0);
+    ASSERT_EQ_INT(qf_kv_seq_reserve(kv, 0, 24, NULL), QF_OK); /* all 6 blocks: both cached evicted */
+    qf_kv_get_stats(kv, &st);
+    ASSERT_EQ_INT(st.evictions, 2);
+    ASSERT_EQ_INT(st.cached, 0);
+    qf_kv_seq_truncate(kv, 0, 0);
+    ASSERT_EQ_INT(qf_kv_seq_attach_prefix(kv, 1, toks, 10, 10), 0); /* gone */
+    qf_kv_free(kv);
+}
+
+static void test_drop_range_and_window(void) {
+    qf_kv_params p = params(8);
+    qf_kv *kv = qf_kv_new(&p, NULL);
+    ASSERT(kv);
+    ASSERT_EQ_INT(qf_kv_seq_reserve(kv, 0, 20, NULL), QF_OK); /* 5 blocks */
+    qf_kv_seq_drop_range(kv, 0, 4, 14); /* blocks 1, 2 lie wholly inside; 3 does not */
+    int32_t n;
+    const int32_t *t = qf_kv_seq_table(kv, 0, &n);
+    ASSERT(n == 5 && t[0] >= 0 && t[1] == -1 && t[2] == -1 && t[3] >= 0);
+    ASSERT_EQ_INT(qf_kv_free_blocks(kv), 5);
+    ASSERT_EQ_INT(qf_kv_seq_prepare(kv, 0, 20, 24, NULL), QF_OK); /* grows past the holes */
+    qf_kv_seq_set_window(kv, 0, 12, 4);
+    int32_t w, s;
+    qf_kv_seq_get_window(kv, 0, &w, &s);
+    ASSERT(w == 12 && s == 4);
+    qf_kv_seq_truncate(kv, 0, 0);
+    ASSERT_EQ_INT(qf_kv_free_blocks(kv), 8);
+    qf_kv_free(kv);
+}
+
 int main(void) {
+    RUN_TEST(test_prefix_sharing);
+    RUN_TEST(test_drop_range_and_window);
     RUN_TEST(test_reserve_and_truncate);
     RUN_TEST(test_random_ops_no_leak);
     RUN_TEST(test_bad_params);

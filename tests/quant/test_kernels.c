@@ -9,8 +9,9 @@
  *    quantized gaussian rows - with odd token counts (1, 3, 7, 17), row
  *    ranges that are not multiples of the tile, ldy > rows, and cols from
  *    32 to 4096. Tolerance: |fast - ref| <= 1e-5 * mag, where mag is the
- *    sum of the magnitudes of the float terms the reference adds (the
- *    kernels may only add the same terms in another order). Entries of y
+ *    sum of the magnitudes of the individual products, scales included,
+ *    as the reference reports it (the kernels may only add the same
+ *    products in another order). Entries of y
  *    outside the requested rows must stay untouched.
  * 3. The ISA activation quantizers must reproduce the reference bytes
  *    exactly, including rounding ties.

@@ -11,6 +11,7 @@
 #include "pipeline/dedup.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -7,6 +7,7 @@
 #include "pipeline/prompt.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>

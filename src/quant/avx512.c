@@ -1,9 +1,728 @@
-/* avx512.c - AVX-512 kernels (placeholder while being written). */
+/* avx512.c - AVX-512 (F, BW, VL, DQ, VNNI) kernels (x86-64; compiled with
+ * the flags of cmake/isa.cmake; empty elsewhere).
+ *
+ * 32-value block formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) use vpdpbusd on
+ * pairs of blocks. The 64 levels of a pair are laid out "interleaved": the
+ * four 128-bit lanes hold elements 0-15 of block 0, 0-15 of block 1, 16-31
+ * of block 0, 16-31 of block 1 (which is simply the low and high nibbles of
+ * the two blocks' 16 packed bytes), and the activations are permuted the
+ * same way. Levels are unsigned (Q8_0's are flipped by 0x80), so a block's
+ * dot is sum(q * x) - offset * sum(x) with offset 8, 16, 128 (or 0 for
+ * Q4_1/Q5_1, whose min is added as m * s from the Q8_1 activation).
+ *  - n == 1: the int32 lanes of 8 pairs are reduced in registers to one
+ *    vector of 16 per-block sums (a fixed lane permutation, PERM16), which
+ *    is scaled once with 16 block scales fetched by one gather; this costs
+ *    far fewer instructions per block than scaling every lane, which keeps
+ *    generation bound by memory rather than by decoding.
+ *  - n > 1: per-token data (permuted levels, scale and offset vectors) is
+ *    prepared once per call into a per-thread scratch "token panel", then
+ *    tiles of 4 rows x 4 tokens scale the lanes of each pair directly.
+ * K-quants (Q4_K, Q5_K, Q6_K) multiply unsigned levels with vpmaddubsw and
+ * accumulate with their integer sub-block scales through vpdpwssd, so the
+ * float scale is applied once per 256 values. Float types use FMA on 16
+ * lanes with masked tails.
+ *
+ * Results equal ref_dot.c up to float summation order, like avx2.c.
+ */
 #if defined(__x86_64__)
+
+#include <immintrin.h>
+#include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "base/mem.h"
+#include "quant/blocks.h"
+#include "quant/quant.h"
 #include "quant/quant_int.h"
-bool qf_kernels_fill_avx512(qf_kernel_table *t) {
-    (void)t;
-    return false;
+
+#define INLINE static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 16")
+
+/* Entries of the table this file replaced: used when scratch memory cannot
+ * be had (allocation failure), so that a kernel never fails. */
+static qf_gemm_fn fallback[QF_TYPE_COUNT_MAX];
+
+/* ---- per-thread scratch ----
+ * One growing buffer per thread, 64-byte aligned, freed by the key's
+ * destructor when the thread exits. */
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static bool scratch_ok;
+
+typedef struct scratch_buf {
+    void *raw;      /* from qf_malloc */
+    uint8_t *data;  /* raw rounded up to 64 */
+    size_t cap;
+} scratch_buf;
+
+static void scratch_destroy(void *p) {
+    scratch_buf *s = p;
+    if (s) qf_free(s->raw);
+    qf_free(s);
 }
-#endif
+
+static void scratch_init(void) {
+    scratch_ok = pthread_key_create(&scratch_key, scratch_destroy) == 0;
+}
+
+/* A 64-byte aligned buffer of at least bytes, or NULL. Valid until the next
+ * call on the same thread. */
+static uint8_t *scratch_get(size_t bytes) {
+    pthread_once(&scratch_once, scratch_init);
+    if (!scratch_ok) return NULL;
+    scratch_buf *s = pthread_getspecific(scratch_key);
+    if (s && s->cap >= bytes) return s->data;
+    if (!s) {
+        s = qf_calloc(1, sizeof *s);
+        if (!s) return NULL;
+        if (pthread_setspecific(scratch_key, s) != 0) {
+            qf_free(s);
+            return NULL;
+        }
+    }
+    const size_t cap = bytes + bytes / 2 + 4096;
+    void *raw = qf_malloc(cap + 64);
+    if (!raw) return NULL;
+    qf_free(s->raw);
+    s->raw = raw;
+    s->data = (uint8_t *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
+    s->cap = cap;
+    return s->data;
+}
+
+/* ---- small helpers ---- */
+
+INLINE uint16_t ld16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+INLINE float h2f(const uint8_t *p) {
+    return _cvtsh_ss(ld16(p));
+}
+
+INLINE __m256i ldu256(const uint8_t *p) {
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+INLINE __m128i ldu128(const uint8_t *p) {
+    return _mm_loadu_si128((const __m128i *)p);
+}
+
+INLINE float hsum512(__m512 v) {
+    const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* ---- 32-value blocks: decoding a pair ---- */
+
+enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
+
+INLINE size_t b32_bytes(int kind) {
+    switch (kind) {
+    case K_Q4_0: return sizeof(qf_block_q4_0);
+    case K_Q4_1: return sizeof(qf_block_q4_1);
+    case K_Q5_0: return sizeof(qf_block_q5_0);
+    case K_Q5_1: return sizeof(qf_block_q5_1);
+    default: return sizeof(qf_block_q8_0);
+    }
+}
+
+INLINE bool b32_has_min(int kind) {
+    return kind == K_Q4_1 || kind == K_Q5_1;
+}
+
+INLINE int b32_offset(int kind) {
+    return kind == K_Q4_0 ? 8 : kind == K_Q5_0 ? 16 : kind == K_Q8_0 ? 128 : 0;
+}
+
+/* Byte offset of the packed quants in a block. */
+INLINE size_t b32_qs(int kind) {
+    switch (kind) {
+    case K_Q4_0: return 2;
+    case K_Q4_1: return 4;
+    case K_Q5_0: return 6;
+    case K_Q5_1: return 8;
+    default: return 2;
+    }
+}
+
+/* [a, b] (two 128-bit halves) as one 256-bit vector. */
+INLINE __m256i cat128(__m128i a, __m128i b) {
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1);
+}
+
+/* Interleave two 32-byte rows: [a0-15, b0-15, a16-31, b16-31]. */
+INLINE __m512i interleave32(__m256i a, __m256i b) {
+    const __m512i ab = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+    return _mm512_shuffle_i64x2(ab, ab, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+/* Fifth bits of two Q5 blocks as a byte mask in the interleaved order. */
+INLINE __mmask64 q5_mask(const uint8_t *qh0, const uint8_t *qh1) {
+    uint32_t h0, h1 = 0;
+    memcpy(&h0, qh0, 4);
+    if (qh1) memcpy(&h1, qh1, 4);
+    return (__mmask64)((uint64_t)(h0 & 0xFFFF) | ((uint64_t)(h1 & 0xFFFF) << 16) |
+                       ((uint64_t)(h0 >> 16) << 32) | ((uint64_t)(h1 >> 16) << 48));
+}
+
+/* The 64 unsigned levels of blocks b0 and b1 (b1 NULL: zeros) in the
+ * interleaved order. */
+INLINE __m512i b32_levels(int kind, const uint8_t *b0, const uint8_t *b1) {
+    if (kind == K_Q8_0) {
+        const __m256i w0 = ldu256(b0 + 2);
+        const __m256i w1 = b1 ? ldu256(b1 + 2) : _mm256_set1_epi8((char)0x80);
+        return _mm512_xor_si512(interleave32(w0, w1), _mm512_set1_epi8((char)0x80));
+    }
+    const size_t qs = b32_qs(kind);
+    const __m256i q = cat128(ldu128(b0 + qs), b1 ? ldu128(b1 + qs) : _mm_setzero_si128());
+    const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
+    __m512i lv = _mm512_and_si512(z, _mm512_set1_epi8(0x0F));
+    if (kind == K_Q5_0 || kind == K_Q5_1) {
+        const size_t qh = kind == K_Q5_0 ? 2 : 4;
+        const __mmask64 m = q5_mask(b0 + qh, b1 ? b1 + qh : NULL);
+        lv = _mm512_mask_add_epi8(lv, m, lv, _mm512_set1_epi8(0x10));
+    }
+    return lv;
+}
+
+/* Activations of Q8_0/Q8_1 blocks a0, a1 (a1 NULL: zeros), interleaved. */
+INLINE __m512i act_pair(const uint8_t *a0, const uint8_t *a1, size_t qs) {
+    return interleave32(ldu256(a0 + qs), a1 ? ldu256(a1 + qs) : _mm256_setzero_si256());
+}
+
+/* ---- 32-value blocks, n == 1 ----
+ * Groups of 16 blocks. The 8 pair vectors of int32 partial sums are reduced
+ * to one vector whose lane 4k + j holds block PERM16[4k + j] of the group:
+ * k, 8 + k, 4 + k, 12 + k for j = 0..3 (see reduce8). */
+
+static const int perm16[16] = {0, 8, 4, 12, 1, 9, 5, 13, 2, 10, 6, 14, 3, 11, 7, 15};
+
+/* s[0..7]: pair p holds blocks 2p, 2p+1 interleaved. */
+INLINE __m512i reduce8(const __m512i s[8]) {
+    __m512i v[4];
+    UNROLL for (int i = 0; i < 4; i++) {
+        const __m512i x = _mm512_shuffle_i64x2(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0));
+        const __m512i y = _mm512_shuffle_i64x2(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2));
+        v[i] = _mm512_add_epi32(x, y); /* 128-bit lane k: block 4i + k */
+    }
+    const __m512i p = _mm512_add_epi32(_mm512_unpacklo_epi64(v[0], v[1]), _mm512_unpackhi_epi64(v[0], v[1]));
+    const __m512i q = _mm512_add_epi32(_mm512_unpacklo_epi64(v[2], v[3]), _mm512_unpackhi_epi64(v[2], v[3]));
+    const __m512i p2 = _mm512_add_epi32(p, _mm512_shuffle_epi32(p, _MM_PERM_CDAB));
+    const __m512i q2 = _mm512_add_epi32(q, _mm512_shuffle_epi32(q, _MM_PERM_CDAB));
+    return _mm512_mask_blend_epi32(0xAAAA, p2, q2);
+}
+
+/* Per-token data of the n == 1 kernel, per group of 16 blocks: the
+ * interleaved activations of its 8 pairs, then (in PERM16 order) the
+ * offset corrections offset * sum(x) as int32, the activation scales and,
+ * for Q8_1, the sums s, as floats. Blocks past the row's end are zero. */
+typedef struct gv_group {
+    __m512i x[8];
+    __m512i corr;
+    __m512 dx;
+    __m512 sx;
+} gv_group;
+
+static void gv_prepare(int kind, const uint8_t *xq, int64_t nb, gv_group *g) {
+    const bool has_min = b32_has_min(kind);
+    const size_t bx = has_min ? sizeof(qf_block_q8_1) : sizeof(qf_block_q8_0);
+    const size_t qs = has_min ? 4 : 2;
+    const int off = b32_offset(kind);
+    for (int64_t g0 = 0; g0 < nb; g0 += 16) {
+        gv_group *G = g + g0 / 16;
+        for (int p = 0; p < 8; p++) {
+            const int64_t b = g0 + 2 * p;
+            G->x[p] = b < nb ? act_pair(xq + (size_t)b * bx, b + 1 < nb ? xq + (size_t)(b + 1) * bx : NULL, qs)
+                             : _mm512_setzero_si512();
+        }
+        int32_t corr[16];
+        float dx[16], sx[16];
+        for (int l = 0; l < 16; l++) {
+            const int64_t b = g0 + perm16[l];
+            corr[l] = 0;
+            dx[l] = sx[l] = 0;
+            if (b >= nb) continue;
+            const uint8_t *xb = xq + (size_t)b * bx;
+            int sum = 0;
+            for (int j = 0; j < 32; j++)
+                sum += (int8_t)xb[qs + j];
+            corr[l] = off * sum;
+            dx[l] = h2f(xb);
+            if (has_min) sx[l] = h2f(xb + 2);
+        }
+        G->corr = _mm512_loadu_si512(corr);
+        G->dx = _mm512_loadu_ps(dx);
+        G->sx = _mm512_loadu_ps(sx);
+    }
+}
+
+/* One row (n == 1): y = dot(row, prepared activations). */
+INLINE float gv_row(int kind, const uint8_t *w, int64_t nb, const gv_group *g) {
+    const size_t bw = b32_bytes(kind);
+    const bool has_min = b32_has_min(kind);
+    const __m512i idx = _mm512_mullo_epi32(_mm512_loadu_si512(perm16), _mm512_set1_epi32((int)bw));
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t g0 = 0; g0 < nb; g0 += 16) {
+        const gv_group *G = g + g0 / 16;
+        const uint8_t *wg = w + (size_t)g0 * bw;
+        const bool full = nb - g0 >= 16;
+        __m512i s[8];
+        UNROLL for (int p = 0; p < 8; p++) {
+            const int64_t b = g0 + 2 * p;
+            if (full || b < nb) {
+                const uint8_t *b1 = (full || b + 1 < nb) ? wg + (size_t)(2 * p + 1) * bw : NULL;
+                s[p] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), b32_levels(kind, wg + (size_t)(2 * p) * bw, b1), G->x[p]);
+            } else {
+                s[p] = _mm512_setzero_si512();
+            }
+        }
+        _mm_prefetch((const char *)wg + 16 * bw + 512, _MM_HINT_T0);
+        const __m512i sum = _mm512_sub_epi32(reduce8(s), G->corr);
+        const __mmask16 live = full ? 0xFFFF : _mm512_cmplt_epi32_mask(_mm512_loadu_si512(perm16), _mm512_set1_epi32((int)(nb - g0)));
+        const __m512i dh = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, wg, 1);
+        const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dh));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, G->dx), acc);
+        if (has_min) {
+            const __m512i mh = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, wg + 2, 1);
+            acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_cvtepi32_epi16(mh)), G->sx, acc);
+        }
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+/* ---- 32-value blocks, n > 1 ----
+ * Token panel: per token and pair, the interleaved activations, the scale
+ * vector [dx0 x4, dx1 x4, dx0 x4, dx1 x4], the offset correction
+ * -offset * sum(x) per lane and, for Q8_1, s / 8 in the same pattern (the
+ * 16 lanes of m * s / 8 add up to m0 * s0 + m1 * s1). */
+typedef struct tp_pair {
+    __m512i x;
+    __m512i corr;
+    __m512 dx;
+    __m512 sx;
+} tp_pair;
+
+INLINE __m512 pair_scale(float a, float b) {
+    const __m128 ab = _mm_setr_ps(a, a, a, a); /* lanes 0-3 */
+    const __m128 bb = _mm_set1_ps(b);
+    const __m256 h = _mm256_insertf128_ps(_mm256_castps128_ps256(ab), bb, 1);
+    return _mm512_insertf32x8(_mm512_castps256_ps512(h), h, 1);
+}
+
+/* [h0 x4, h1 x4, h0 x4, h1 x4] as floats from two fp16 scales. */
+INLINE __m512 pair_scale_h(const uint8_t *p0, const uint8_t *p1) {
+    const uint32_t both = (uint32_t)ld16(p0) | (p1 ? (uint32_t)ld16(p1) << 16 : 0);
+    const __m128i v = _mm_shuffle_epi8(_mm_cvtsi32_si128((int)both),
+                                       _mm_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3));
+    const __m256 f = _mm256_cvtph_ps(v);
+    return _mm512_insertf32x8(_mm512_castps256_ps512(f), f, 1);
+}
+
+static void tp_prepare(int kind, const uint8_t *xq, size_t xs, int64_t n, int64_t nb, tp_pair *tp) {
+    const bool has_min = b32_has_min(kind);
+    const size_t bx = has_min ? sizeof(qf_block_q8_1) : sizeof(qf_block_q8_0);
+    const size_t qs = has_min ? 4 : 2;
+    const int off = b32_offset(kind);
+    const int64_t np = (nb + 1) / 2;
+    for (int64_t t = 0; t < n; t++) {
+        const uint8_t *x = xq + (size_t)t * xs;
+        for (int64_t p = 0; p < np; p++) {
+            tp_pair *P = tp + t * np + p;
+            const uint8_t *a0 = x + (size_t)(2 * p) * bx;
+            const uint8_t *a1 = 2 * p + 1 < nb ? a0 + bx : NULL;
+            P->x = act_pair(a0, a1, qs);
+            const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)off), P->x);
+            P->corr = _mm512_sub_epi32(_mm512_setzero_si512(), s);
+            P->dx = pair_scale_h(a0, a1);
+            if (has_min) {
+                const float s0 = h2f(a0 + 2) * 0.125f, s1 = a1 ? h2f(a1 + 2) * 0.125f : 0.0f;
+                P->sx = pair_scale(s0, s1);
+            }
+        }
+    }
+}
+
+#define B32_R 4
+#define B32_T 4
+
+INLINE void b32_tile(const int kind, const int R, const int T, const uint8_t *w, size_t wrb, int64_t nb,
+                     const tp_pair *tp, int64_t np, float *y, int64_t ldy) {
+    const size_t bw = b32_bytes(kind);
+    const bool has_min = b32_has_min(kind);
+    __m512 acc[B32_R][B32_T];
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++)
+            acc[r][t] = _mm512_setzero_ps();
+    }
+    for (int64_t p = 0; p < np; p++) {
+        __m512i lv[B32_R];
+        __m512 dw[B32_R], mw[B32_R];
+        const bool two = 2 * p + 1 < nb;
+        UNROLL for (int r = 0; r < R; r++) {
+            const uint8_t *b0 = w + (size_t)r * wrb + (size_t)(2 * p) * bw;
+            lv[r] = b32_levels(kind, b0, two ? b0 + bw : NULL);
+            dw[r] = pair_scale_h(b0, two ? b0 + bw : NULL);
+            if (has_min) mw[r] = pair_scale_h(b0 + 2, two ? b0 + bw + 2 : NULL);
+        }
+        UNROLL for (int t = 0; t < T; t++) {
+            const tp_pair *P = tp + t * np + p;
+            const __m512i corr = P->corr;
+            const __m512 dx = P->dx;
+            UNROLL for (int r = 0; r < R; r++) {
+                const __m512i s = _mm512_dpbusd_epi32(corr, lv[r], P->x);
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw[r], dx), acc[r][t]);
+                if (has_min) acc[r][t] = _mm512_fmadd_ps(mw[r], P->sx, acc[r][t]);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++)
+            y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
+    }
+}
+
+/* Tokens per token panel (per-thread scratch), a multiple of B32_T. */
+#define B32_TC 16
+
+INLINE void gemm_b32(const int kind, qf_type type, const void *W, size_t wrb, int64_t cols, int64_t r0,
+                     int64_t r1, const void *xq, size_t xs, int64_t n, float *y, int64_t ldy) {
+    const int64_t nb = cols / 32, np = (nb + 1) / 2;
+    const uint8_t *w = W;
+    if (n == 1) {
+        gv_group *g = (gv_group *)scratch_get(sizeof(gv_group) * (size_t)((nb + 15) / 16));
+        if (!g) {
+            fallback[type](W, wrb, cols, r0, r1, xq, xs, n, y, ldy);
+            return;
+        }
+        gv_prepare(kind, xq, nb, g);
+        for (int64_t r = r0; r < r1; r++) {
+            _mm_prefetch((const char *)w + (size_t)(r + 4) * wrb, _MM_HINT_T0);
+            y[r] = gv_row(kind, w + (size_t)r * wrb, nb, g);
+        }
+        return;
+    }
+    const int64_t tc = n < B32_TC ? n : B32_TC;
+    tp_pair *tp = (tp_pair *)scratch_get(sizeof(tp_pair) * (size_t)(tc * np));
+    if (!tp) {
+        fallback[type](W, wrb, cols, r0, r1, xq, xs, n, y, ldy);
+        return;
+    }
+    for (int64_t t0 = 0; t0 < n; t0 += tc) {
+        const int64_t nt = n - t0 < tc ? n - t0 : tc;
+        tp_prepare(kind, (const uint8_t *)xq + (size_t)t0 * xs, xs, nt, nb, tp);
+        for (int64_t r = r0; r < r1;) {
+            const int R = r1 - r >= B32_R ? B32_R : 1;
+            const uint8_t *wr = w + (size_t)r * wrb;
+            for (int64_t t = 0; t < nt;) {
+                const int T = nt - t >= B32_T ? B32_T : 1;
+                float *yt = y + (t0 + t) * ldy + r;
+                const tp_pair *pt = tp + t * np;
+                if (R == B32_R && T == B32_T) b32_tile(kind, B32_R, B32_T, wr, wrb, nb, pt, np, yt, ldy);
+                else if (R == B32_R) b32_tile(kind, B32_R, 1, wr, wrb, nb, pt, np, yt, ldy);
+                else if (T == B32_T) b32_tile(kind, 1, B32_T, wr, wrb, nb, pt, np, yt, ldy);
+                else b32_tile(kind, 1, 1, wr, wrb, nb, pt, np, yt, ldy);
+                t += T;
+            }
+            r += R;
+        }
+    }
+}
+
+#define DEFINE_B32(name, kind, type)                                                               \
+    static void name(const void *W, size_t wrb, int64_t cols, int64_t r0, int64_t r1,              \
+                     const void *xq, size_t xs, int64_t n, float *y, int64_t ldy) {                \
+        gemm_b32(kind, type, W, wrb, cols, r0, r1, xq, xs, n, y, ldy);                             \
+    }
+DEFINE_B32(gemm_q4_0, K_Q4_0, QF_TYPE_Q4_0)
+DEFINE_B32(gemm_q4_1, K_Q4_1, QF_TYPE_Q4_1)
+DEFINE_B32(gemm_q5_0, K_Q5_0, QF_TYPE_Q5_0)
+DEFINE_B32(gemm_q5_1, K_Q5_1, QF_TYPE_Q5_1)
+DEFINE_B32(gemm_q8_0, K_Q8_0, QF_TYPE_Q8_0)
+
+/* ---- K-quants: Q4_K, Q5_K, Q6_K against Q8_K ----
+ * A super-block is 4 vectors of 64 levels, each matching 64 consecutive
+ * activations; vpmaddubsw gives int16 pair sums which vpdpwssd multiplies
+ * by the int16 sub-block scale (permuted into place with vpermw) and adds
+ * to int32. The float scale d_w * d_x (and the Q4_K/Q5_K min term through
+ * the activation's bsums) is applied once per super-block. */
+
+enum { KQ_Q4, KQ_Q5, KQ_Q6 };
+
+INLINE void k4_scales(const uint8_t *s, uint8_t sc[8], uint8_t mn[8]) {
+    uint32_t a, b, c;
+    memcpy(&a, s, 4);
+    memcpy(&b, s + 4, 4);
+    memcpy(&c, s + 8, 4);
+    const uint32_t sc_lo = a & 0x3F3F3F3Fu, mn_lo = b & 0x3F3F3F3Fu;
+    const uint32_t sc_hi = (c & 0x0F0F0F0Fu) | ((a >> 2) & 0x30303030u);
+    const uint32_t mn_hi = ((c >> 4) & 0x0F0F0F0Fu) | ((b >> 2) & 0x30303030u);
+    memcpy(sc, &sc_lo, 4);
+    memcpy(sc + 4, &sc_hi, 4);
+    memcpy(mn, &mn_lo, 4);
+    memcpy(mn + 4, &mn_hi, 4);
+}
+
+/* One decoded weight super-block. */
+typedef struct kq_row {
+    __m512i lv[4];  /* levels of elements 64v .. 64v + 63 */
+    __m512i sc[4];  /* int16 scale of each int16 lane of maddubs(lv[v], x) */
+    __m256i mins;   /* Q4/Q5: int16 min of sub-block j in lanes 2j, 2j+1 */
+    __m256i sc16;   /* Q6: the 16 int16 scales (for the -32 offset) */
+    float d, dmin;
+} kq_row;
+
+INLINE void kq_decode(const int kind, const uint8_t *blk, kq_row *k) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    if (kind == KQ_Q6) {
+        const qf_block_q6_K *b = (const qf_block_q6_K *)blk;
+        k->d = h2f((const uint8_t *)&b->d);
+        const __m128i s8 = ldu128((const uint8_t *)b->scales);
+        k->sc16 = _mm256_cvtepi8_epi16(s8);
+        const __m512i s16 = _mm512_castsi256_si512(k->sc16);
+        UNROLL for (int h = 0; h < 2; h++) {
+            const __m512i L = _mm512_loadu_si512(b->ql + 64 * h);
+            const __m256i qh = ldu256(b->qh + 32 * h);
+            const __m512i Q = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+            const __m512i lo = _mm512_and_si512(L, m4), hi = _mm512_and_si512(_mm512_srli_epi16(L, 4), m4);
+            const __m512i q0 = _mm512_and_si512(Q, _mm512_set1_epi8(3));
+            const __m512i q1 = _mm512_and_si512(_mm512_srli_epi16(Q, 4), _mm512_set1_epi8(3));
+            k->lv[2 * h] = _mm512_or_si512(lo, _mm512_slli_epi16(q0, 4));
+            k->lv[2 * h + 1] = _mm512_or_si512(hi, _mm512_slli_epi16(q1, 4));
+        }
+        /* vector v covers sub-blocks 4v .. 4v+3: int16 lane i -> 4v + i/8 */
+        UNROLL for (int v = 0; v < 4; v++) {
+            const __m512i idx = _mm512_add_epi16(_mm512_set1_epi16((short)(4 * v)),
+                                                 _mm512_srli_epi16(_mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 3));
+            k->sc[v] = _mm512_permutexvar_epi16(idx, s16);
+        }
+        return;
+    }
+    const bool five = kind == KQ_Q5;
+    k->d = h2f(blk);
+    k->dmin = h2f(blk + 2);
+    uint8_t sc[8], mn[8];
+    k4_scales(blk + 4, sc, mn);
+    const __m128i dup = _mm_set_epi8(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    k->mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)mn), dup));
+    const __m512i s16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+    const uint8_t *qs = blk + 16 + (five ? QF_QK_K / 8 : 0);
+    __m512i QH = _mm512_setzero_si512();
+    if (five) {
+        const __m256i qh = ldu256(blk + 16);
+        QH = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 1), 1);
+    }
+    UNROLL for (int c = 0; c < 4; c++) {
+        const __m256i v = ldu256(qs + 32 * c);
+        const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
+        __m512i lv = _mm512_and_si512(z, m4);
+        if (five) {
+            const __mmask64 hb = _mm512_test_epi8_mask(QH, _mm512_set1_epi8((char)(1 << (2 * c))));
+            lv = _mm512_mask_add_epi8(lv, hb, lv, _mm512_set1_epi8(0x10));
+        }
+        k->lv[c] = lv;
+        /* low 256 bits: sub-block 2c, high: 2c + 1 */
+        const __m512i idx = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
+        k->sc[c] = _mm512_permutexvar_epi16(idx, s16);
+    }
+}
+
+#define KQ_R 4
+#define KQ_T 4
+
+INLINE void kq_tile(const int kind, const int R, const int T, const uint8_t *w, size_t wrb, int64_t nsb,
+                    const uint8_t *x, size_t xs, float *y, int64_t ldy) {
+    const size_t bw = kind == KQ_Q4 ? sizeof(qf_block_q4_K) : kind == KQ_Q5 ? sizeof(qf_block_q5_K) : sizeof(qf_block_q6_K);
+    __m512 acc[KQ_R][KQ_T];
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++)
+            acc[r][t] = _mm512_setzero_ps();
+    }
+    for (int64_t s = 0; s < nsb; s++) {
+        kq_row k[KQ_R];
+        UNROLL for (int r = 0; r < R; r++) {
+            const uint8_t *blk = w + (size_t)r * wrb + (size_t)s * bw;
+            if (T == 1) _mm_prefetch((const char *)blk + R * wrb, _MM_HINT_T0);
+            kq_decode(kind, blk, &k[r]);
+        }
+        UNROLL for (int t = 0; t < T; t++) {
+            const qf_block_q8_K *xb = (const qf_block_q8_K *)(x + (size_t)t * xs) + s;
+            const __m256i bsums = _mm256_loadu_si256((const __m256i *)xb->bsums);
+            UNROLL for (int r = 0; r < R; r++) {
+                __m512i ia = _mm512_setzero_si512();
+                if (kind == KQ_Q6) {
+                    /* -32 * sum_j scale_j * bsum_j */
+                    const __m256i c = _mm256_madd_epi16(k[r].sc16, bsums);
+                    ia = _mm512_castsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(c, 5)));
+                    ia = _mm512_inserti64x4(ia, _mm256_setzero_si256(), 1);
+                }
+                UNROLL for (int v = 0; v < 4; v++) {
+                    const __m512i xv = _mm512_loadu_si512(xb->qs + 64 * v);
+                    ia = _mm512_dpwssd_epi32(ia, _mm512_maddubs_epi16(k[r].lv[v], xv), k[r].sc[v]);
+                }
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia), _mm512_set1_ps(k[r].d * xb->d), acc[r][t]);
+                if (kind != KQ_Q6) {
+                    const __m256i m = _mm256_madd_epi16(k[r].mins, bsums);
+                    const __m512 mf = _mm512_cvtepi32_ps(_mm512_inserti64x4(_mm512_castsi256_si512(m), _mm256_setzero_si256(), 1));
+                    acc[r][t] = _mm512_fmadd_ps(mf, _mm512_set1_ps(-k[r].dmin * xb->d), acc[r][t]);
+                }
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++)
+            y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
+    }
+}
+
+INLINE void gemm_kq(const int kind, const void *W, size_t wrb, int64_t cols, int64_t r0, int64_t r1,
+                    const void *xq, size_t xs, int64_t n, float *y, int64_t ldy) {
+    const int64_t nsb = cols / QF_QK_K;
+    const uint8_t *w = W, *x = xq;
+    /* token chunks that stay in L2 while a row tile is reused */
+    int64_t chunk = (int64_t)((256 * 1024) / xs);
+    chunk = chunk < KQ_T ? KQ_T : chunk - chunk % KQ_T;
+    for (int64_t t0 = 0; t0 < n; t0 += chunk) {
+        const int64_t t1 = n - t0 < chunk ? n : t0 + chunk;
+        for (int64_t r = r0; r < r1;) {
+            const int R = r1 - r >= KQ_R ? KQ_R : 1;
+            const uint8_t *wr = w + (size_t)r * wrb;
+            for (int64_t t = t0; t < t1;) {
+                const int T = t1 - t >= KQ_T ? KQ_T : 1;
+                const uint8_t *xt = x + (size_t)t * xs;
+                float *yt = y + t * ldy + r;
+                if (R == KQ_R && T == KQ_T) kq_tile(kind, KQ_R, KQ_T, wr, wrb, nsb, xt, xs, yt, ldy);
+                else if (R == KQ_R) kq_tile(kind, KQ_R, 1, wr, wrb, nsb, xt, xs, yt, ldy);
+                else if (T == KQ_T) kq_tile(kind, 1, KQ_T, wr, wrb, nsb, xt, xs, yt, ldy);
+                else kq_tile(kind, 1, 1, wr, wrb, nsb, xt, xs, yt, ldy);
+                t += T;
+            }
+            r += R;
+        }
+    }
+}
+
+#define DEFINE_KQ(name, kind)                                                                      \
+    static void name(const void *W, size_t wrb, int64_t cols, int64_t r0, int64_t r1,              \
+                     const void *xq, size_t xs, int64_t n, float *y, int64_t ldy) {                \
+        gemm_kq(kind, W, wrb, cols, r0, r1, xq, xs, n, y, ldy);                                    \
+    }
+DEFINE_KQ(gemm_q4_K, KQ_Q4)
+DEFINE_KQ(gemm_q5_K, KQ_Q5)
+DEFINE_KQ(gemm_q6_K, KQ_Q6)
+
+/* ---- float types: F32 x F32, F16 x F16, BF16 x F32 ---- */
+
+enum { F_F32, F_F16, F_BF16 };
+
+/* 16 weights (m: which lanes exist) */
+INLINE __m512 fw16(int kind, const uint8_t *row, int64_t i, __mmask16 m) {
+    switch (kind) {
+    case F_F16:
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + 2 * i));
+    case F_BF16:
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, row + 2 * i)), 16));
+    default:
+        return _mm512_maskz_loadu_ps(m, (const float *)row + i);
+    }
+}
+
+INLINE __m512 fx16(int kind, const uint8_t *x, int64_t i, __mmask16 m) {
+    return kind == F_F16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + 2 * i))
+                         : _mm512_maskz_loadu_ps(m, (const float *)x + i);
+}
+
+#define F_R 4
+#define F_T 4
+
+INLINE void f_tile(const int kind, const int R, const int T, const uint8_t *w, size_t wrb, int64_t cols,
+                   const uint8_t *x, size_t xs, float *y, int64_t ldy) {
+    __m512 acc[F_R][F_T];
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++)
+            acc[r][t] = _mm512_setzero_ps();
+    }
+    for (int64_t i = 0; i < cols; i += 16) {
+        const __mmask16 m = cols - i >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - i)) - 1);
+        __m512 wv[F_R];
+        UNROLL for (int r = 0; r < R; r++) {
+            if (T == 1) _mm_prefetch((const char *)(w + (size_t)r * wrb) + 4 * i + R * wrb, _MM_HINT_T0);
+            wv[r] = fw16(kind, w + (size_t)r * wrb, i, m);
+        }
+        UNROLL for (int t = 0; t < T; t++) {
+            const __m512 xv = fx16(kind, x + (size_t)t * xs, i, m);
+            UNROLL for (int r = 0; r < R; r++)
+                acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++)
+            y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
+    }
+}
+
+INLINE void gemm_f(const int kind, const void *W, size_t wrb, int64_t cols, int64_t r0, int64_t r1,
+                   const void *xq, size_t xs, int64_t n, float *y, int64_t ldy) {
+    const uint8_t *w = W, *x = xq;
+    int64_t chunk = (int64_t)((256 * 1024) / (xs ? xs : 1));
+    chunk = chunk < F_T ? F_T : chunk - chunk % F_T;
+    for (int64_t t0 = 0; t0 < n; t0 += chunk) {
+        const int64_t t1 = n - t0 < chunk ? n : t0 + chunk;
+        for (int64_t r = r0; r < r1;) {
+            const int R = r1 - r >= F_R ? F_R : 1;
+            const uint8_t *wr = w + (size_t)r * wrb;
+            for (int64_t t = t0; t < t1;) {
+                const int T = t1 - t >= F_T ? F_T : 1;
+                const uint8_t *xt = x + (size_t)t * xs;
+                float *yt = y + t * ldy + r;
+                if (R == F_R && T == F_T) f_tile(kind, F_R, F_T, wr, wrb, cols, xt, xs, yt, ldy);
+                else if (R == F_R) f_tile(kind, F_R, 1, wr, wrb, cols, xt, xs, yt, ldy);
+                else if (T == F_T) f_tile(kind, 1, F_T, wr, wrb, cols, xt, xs, yt, ldy);
+                else f_tile(kind, 1, 1, wr, wrb, cols, xt, xs, yt, ldy);
+                t += T;
+            }
+            r += R;
+        }
+    }
+}
+
+#define DEFINE_F(name, kind)                                                                       \
+    static void name(const void *W, size_t wrb, int64_t cols, int64_t r0, int64_t r1,              \
+                     const void *xq, size_t xs, int64_t n, float *y, int64_t ldy) {                \
+        gemm_f(kind, W, wrb, cols, r0, r1, xq, xs, n, y, ldy);                                     \
+    }
+DEFINE_F(gemm_f32, F_F32)
+DEFINE_F(gemm_f16, F_F16)
+DEFINE_F(gemm_bf16, F_BF16)
+
+bool qf_kernels_fill_avx512(qf_kernel_table *t) {
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq") ||
+        !__builtin_cpu_supports("avx512vnni") || !__builtin_cpu_supports("avx2") ||
+        !__builtin_cpu_supports("fma") || !__builtin_cpu_supports("f16c"))
+        return false;
+    memcpy(fallback, t->gemm, sizeof fallback);
+    t->gemm[QF_TYPE_Q4_0] = gemm_q4_0;
+    t->gemm[QF_TYPE_Q4_1] = gemm_q4_1;
+    t->gemm[QF_TYPE_Q5_0] = gemm_q5_0;
+    t->gemm[QF_TYPE_Q5_1] = gemm_q5_1;
+    t->gemm[QF_TYPE_Q8_0] = gemm_q8_0;
+    t->gemm[QF_TYPE_Q4_K] = gemm_q4_K;
+    t->gemm[QF_TYPE_Q5_K] = gemm_q5_K;
+    t->gemm[QF_TYPE_Q6_K] = gemm_q6_K;
+    t->gemm[QF_TYPE_F32] = gemm_f32;
+    t->gemm[QF_TYPE_F16] = gemm_f16;
+    t->gemm[QF_TYPE_BF16] = gemm_bf16;
+    return true;
+}
+
+#endif /* __x86_64__ */

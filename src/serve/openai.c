@@ -134,16 +134,20 @@ const serve_api_ops serve_ops_openai_chat = {
 
 /* ---- completions ---- */
 
-static cJSON *completion_chunk(serve_gen *g, int index, const char *text, size_t len, const char *finish) {
-    cJSON *j = envelope(g, "text_completion");
-    cJSON *choices = cJSON_AddArrayToObject(j, "choices");
+static cJSON *completion_choice(int index, const char *text, size_t len, const char *finish) {
     cJSON *c = cJSON_CreateObject();
     cJSON_AddItemToObject(c, "text", serve_json_str(text, len));
     cJSON_AddNumberToObject(c, "index", index);
     cJSON_AddNullToObject(c, "logprobs");
     if (finish) cJSON_AddStringToObject(c, "finish_reason", finish);
     else cJSON_AddNullToObject(c, "finish_reason");
-    cJSON_AddItemToArray(choices, c);
+    return c;
+}
+
+static cJSON *completion_chunk(serve_gen *g, int index, const char *text, size_t len, const char *finish) {
+    cJSON *j = envelope(g, "text_completion");
+    cJSON *choices = cJSON_AddArrayToObject(j, "choices");
+    cJSON_AddItemToArray(choices, completion_choice(index, text, len, finish));
     return j;
 }
 
@@ -163,17 +167,7 @@ static cJSON *completion_body(serve_gen *g) {
     cJSON *j = envelope(g, "text_completion");
     cJSON *choices = cJSON_AddArrayToObject(j, "choices");
     for (int i = 0; i < g->n; i++)
-        cJSON_AddItemToArray(choices, completion_chunk(g, i, g->text[i].p, g->text[i].len,
-                                                       finish_reason(g->finish[i])));
-    /* completion_chunk built whole envelopes: keep only their choice */
-    cJSON *c;
-    cJSON *flat = cJSON_CreateArray();
-    cJSON_ArrayForEach(c, choices) {
-        cJSON *inner = cJSON_GetObjectItemCaseSensitive(c, "choices");
-        cJSON *first = cJSON_DetachItemFromArray(inner, 0);
-        if (first) cJSON_AddItemToArray(flat, first);
-    }
-    cJSON_ReplaceItemInObjectCaseSensitive(j, "choices", flat);
+        cJSON_AddItemToArray(choices, completion_choice(i, g->text[i].p, g->text[i].len, finish_reason(g->finish[i])));
     cJSON_AddItemToObject(j, "usage", usage_json(g));
     return j;
 }

@@ -229,8 +229,8 @@ static qf_status parse_content(pctx *p, const char *field, const cJSON *c, char 
     int i = 0;
     const cJSON *part;
     cJSON_ArrayForEach(part, c) {
-        char f[96];
-        snprintf(f, sizeof f, "%s[%d]", field, i);
+        char f[160];
+        snprintf(f, sizeof f, "%.96s[%d]", field, i);
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
         const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
         if (!cJSON_IsObject(part) || !cJSON_IsString(type)) {
@@ -403,8 +403,8 @@ static qf_status parse_token_array(pctx *p, const char *field, const cJSON *arr)
     r->n_prompt_ids = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, arr) {
-        char f[96];
-        snprintf(f, sizeof f, "%s[%d]", field, r->n_prompt_ids);
+        char f[160];
+        snprintf(f, sizeof f, "%.96s[%d]", field, r->n_prompt_ids);
         int64_t v;
         qf_status st = get_int(p, f, it, 0, INT32_MAX, &v);
         if (st) return st;

@@ -43,7 +43,7 @@ typedef struct qf_serve_opts {
     int n_ctx;                 /* 0 = engine default */
     int n_threads;             /* 0 = engine default */
     int n_batch;               /* 0 = engine default */
-    qf_type kv_type;           /* 0 (F32) is taken as the engine default F16 */
+    qf_type kv_type;           /* kv cache elements: F16 (default), Q8_0, F32 */
     int max_loaded;            /* 0 = 1 */
     double keep_alive_s;       /* default 300; < 0 forever */
     size_t mem_budget;         /* 0 = available memory */

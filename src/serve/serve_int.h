@@ -183,6 +183,11 @@ void serve_add_common_headers(serve_conn *c, struct MHD_Response *r);
 /* True when the peer closed the connection (peek on the socket). */
 bool serve_client_gone(serve_conn *c);
 
+/* Bind o.host:o.port and start the MHD daemon (s->port gets the bound
+ * port); stop it (joins every connection thread). */
+qf_status serve_http_start(struct qf_serve *s, qf_err *err);
+void serve_http_stop(struct qf_serve *s);
+
 /* HTTP status for a qf_status. */
 int serve_http_status(qf_status st);
 

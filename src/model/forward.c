@@ -14,10 +14,12 @@
  * x holds the residual stream (n, n_embd) of the batch.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/mem.h"
 #include "model/model.h"
+#include "quant/kernels.h"
 
 struct qf_fwd {
     const qf_model *m;
@@ -36,6 +38,10 @@ struct qf_fwd {
     float *logits;          /* (cap_logits, n_vocab) */
     int32_t cap_logits, n_logits;
     int32_t *out_idx;       /* (n_batch_max) batch index of each logits row */
+    bool exact;             /* float activations (reference path) instead of the kernels */
+    uint8_t *act;           /* (n_batch_max, act row) activations encoded for the kernels */
+    size_t act_row;         /* bytes per encoded row in act */
+    qf_type act_type;       /* encoding of the rows in act */
 };
 
 /* ---- region helpers ---- */
@@ -73,10 +79,68 @@ static void mm_region(void *p, int ith, int nth) {
     }
 }
 
-static void matmul(qf_fwd *f, const qf_weight *w, const float *x, float *y, const float *bias, int32_t n) {
-    mm_task t = {w, x, y, bias, n, f->wbuf, f->max_cols};
-    qf_pool_run(f->pool, mm_region, &t);
+/* ---- fast path: activations encoded once, then the ISA kernels ---- */
+
+typedef struct act_task {
+    qf_type wtype;
+    const float *x;
+    uint8_t *act;
+    size_t row;
+    int64_t cols;
+    int32_t n;
+} act_task;
+
+static void act_region(void *p, int ith, int nth) {
+    const act_task *t = p;
+    long lo, hi;
+    qf_split_range(t->n, ith, nth, &lo, &hi);
+    for (long i = lo; i < hi; i++) qf_act_quantize(t->wtype, t->x + (size_t)i * t->cols, t->act + (size_t)i * t->row, t->cols);
 }
+
+typedef struct gemm_task {
+    const qf_weight *w;
+    const uint8_t *act;
+    float *y;
+    const float *bias;
+    int32_t n;
+} gemm_task;
+
+static void gemm_region(void *p, int ith, int nth) {
+    const gemm_task *t = p;
+    const qf_weight *w = t->w;
+    /* split on 16-row boundaries so every thread gets whole kernel tiles */
+    long tiles = (long)((w->rows + 15) / 16), lo, hi;
+    qf_split_range(tiles, ith, nth, &lo, &hi);
+    int64_t r0 = lo * 16, r1 = hi * 16 < w->rows ? hi * 16 : w->rows;
+    if (r0 >= r1) return;
+    qf_gemm(w->type, w->data, w->row_bytes, w->cols, r0, r1, t->act, t->n, t->y, w->rows);
+    if (t->bias)
+        for (int32_t i = 0; i < t->n; i++)
+            for (int64_t r = r0; r < r1; r++) t->y[(size_t)i * w->rows + r] += t->bias[r];
+}
+
+/* y (n, w->rows) = x (n, w->cols) W^T (+ bias). reuse: x and the weight's
+ * activation type are those of the previous call (Q/K/V, gate/up share
+ * their input), so the encoded activations are reused. */
+static void matmul(qf_fwd *f, const qf_weight *w, const float *x, float *y, const float *bias, int32_t n,
+                   bool reuse) {
+    if (f->exact) {
+        mm_task t = {w, x, y, bias, n, f->wbuf, f->max_cols};
+        qf_pool_run(f->pool, mm_region, &t);
+        return;
+    }
+    size_t row = qf_act_row_size(w->type, w->cols);
+    if (!reuse || qf_act_type(w->type) != f->act_type || row != f->act_row) {
+        act_task at = {w->type, x, f->act, row, w->cols, n};
+        qf_pool_run(f->pool, act_region, &at);
+        f->act_row = row;
+        f->act_type = qf_act_type(w->type);
+    }
+    gemm_task gt = {w, f->act, y, bias, n};
+    qf_pool_run(f->pool, gemm_region, &gt);
+}
+
+void qf_fwd_set_exact(qf_fwd *f, bool exact) { f->exact = exact; }
 
 static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
     double ss = 0.0;
@@ -283,7 +347,7 @@ size_t qf_fwd_scratch_bytes(const qf_model *m, int32_t n_batch_max, int32_t n_ct
     size_t hmax = (size_t)(hp->head_dim > hp->head_dim_v ? hp->head_dim : hp->head_dim_v) + 64;
     size_t floats = nb * (2 * (size_t)hp->n_embd + qd + kd + vd + od + 2 * (size_t)hp->n_ff + hp->n_rot) +
                     (size_t)n_threads * (mc + (size_t)n_ctx_max + hmax) + (size_t)hp->n_vocab;
-    return floats * sizeof(float) + nb * sizeof(int32_t);
+    return floats * sizeof(float) + nb * sizeof(int32_t) + nb * (mc * 4 + 64);
 }
 
 qf_fwd *qf_fwd_new(const qf_model *m, qf_kv *kv, qf_pool *pool, int32_t n_batch_max, int32_t n_ctx_max,
@@ -324,8 +388,12 @@ qf_fwd *qf_fwd_new(const qf_model *m, qf_kv *kv, qf_pool *pool, int32_t n_batch_
     f->scores = qf_calloc((size_t)f->n_threads * n_ctx_max, sizeof(float));
     f->kvrow = qf_calloc((size_t)f->n_threads * (hmax + 64), sizeof(float));
     f->out_idx = qf_calloc(nb, sizeof(int32_t));
+    /* encoded activations take at most 4 bytes a value (f32), plus block headers */
+    f->act = qf_malloc(nb * ((size_t)f->max_cols * 4 + 64));
+    const char *ex = getenv("QF_EXACT");
+    f->exact = ex && *ex && strcmp(ex, "0") != 0;
     if (!f->x || !f->xn || !f->q || !f->k || !f->v || !f->att || !f->g || !f->u || !f->rope_cs ||
-        !f->wbuf || !f->scores || !f->kvrow || !f->out_idx)
+        !f->wbuf || !f->scores || !f->kvrow || !f->out_idx || !f->act)
         goto nomem;
     return f;
 nomem:
@@ -341,6 +409,7 @@ void qf_fwd_free(qf_fwd *f) {
                      f->kvrow, f->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) qf_free(bufs[i]);
     qf_free(f->out_idx);
+    qf_free(f->act);
     qf_free(f);
 }
 
@@ -399,21 +468,21 @@ qf_status qf_fwd_decode(qf_fwd *f, const qf_batch *b, qf_err *err) {
     for (int32_t l = 0; l < hp->n_layer; l++) {
         const qf_layer *ly = &m->layers[l];
         norm_rows(f, f->xn, f->x, ly->attn_norm, n, E);
-        matmul(f, &ly->wq, f->xn, f->q, ly->bq, n);
-        matmul(f, &ly->wk, f->xn, f->k, ly->bk, n);
-        matmul(f, &ly->wv, f->xn, f->v, ly->bv, n);
+        matmul(f, &ly->wq, f->xn, f->q, ly->bq, n, false);
+        matmul(f, &ly->wk, f->xn, f->k, ly->bk, n, true);
+        matmul(f, &ly->wv, f->xn, f->v, ly->bv, n, true);
         attn_task at = {f, b, l};
         qf_pool_run(f->pool, qk_post_region, &at);
         qf_pool_run(f->pool, attn_region, &at);
-        matmul(f, &ly->wo, f->att, f->xn, NULL, n);
+        matmul(f, &ly->wo, f->att, f->xn, NULL, n, false);
         for (size_t i = 0; i < (size_t)n * E; i++) f->x[i] += f->xn[i];
 
         norm_rows(f, f->xn, f->x, ly->ffn_norm, n, E);
-        matmul(f, &ly->w_gate, f->xn, f->g, NULL, n);
-        matmul(f, &ly->w_up, f->xn, f->u, NULL, n);
+        matmul(f, &ly->w_gate, f->xn, f->g, NULL, n, false);
+        matmul(f, &ly->w_up, f->xn, f->u, NULL, n, true);
         swiglu_task sw = {f->g, f->u, (long)n * hp->n_ff};
         qf_pool_run(f->pool, swiglu_region, &sw);
-        matmul(f, &ly->w_down, f->g, f->xn, NULL, n);
+        matmul(f, &ly->w_down, f->g, f->xn, NULL, n, false);
         for (size_t i = 0; i < (size_t)n * E; i++) f->x[i] += f->xn[i];
     }
     (void)kp;
@@ -434,7 +503,7 @@ qf_status qf_fwd_decode(qf_fwd *f, const qf_batch *b, qf_err *err) {
         f->cap_logits = n_out;
     }
     norm_rows(f, f->xn, f->x, m->output_norm, n_out, E);
-    matmul(f, &m->output, f->xn, f->logits, NULL, n_out);
+    matmul(f, &m->output, f->xn, f->logits, NULL, n_out, false);
     return QF_OK;
 }
 

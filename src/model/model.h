@@ -127,6 +127,11 @@ void qf_fwd_free(qf_fwd *f);
  * until the next call. */
 qf_status qf_fwd_decode(qf_fwd *f, const qf_batch *b, qf_err *err);
 const float *qf_fwd_logits(const qf_fwd *f, int32_t j);
+/* exact: dequantize weights and multiply float activations (the reference
+ * path, slow); default: activations encoded as llama.cpp does (Q8_0/Q8_K)
+ * and the ISA kernels of quant/kernels.h. QF_EXACT=1 in the environment
+ * makes exact the default. */
+void qf_fwd_set_exact(qf_fwd *f, bool exact);
 int32_t qf_fwd_n_logits(const qf_fwd *f);
 
 /* Scratch bytes qf_fwd_new allocates for these sizes (for memory plans). */

@@ -15,7 +15,7 @@ struct qf_session {
 };
 
 qf_session_params qf_session_params_default(void) {
-    qf_session_params p = {0, 0, 0, QF_TYPE_F16};
+    qf_session_params p = {0, 0, 0, QF_TYPE_F16, false};
     return p;
 }
 
@@ -41,6 +41,7 @@ qf_session *qf_session_new(const qf_model *m, const qf_session_params *p, qf_err
     if (!s->kv) goto fail;
     s->fwd = qf_fwd_new(m, s->kv, s->pool, s->n_batch, s->n_ctx, err);
     if (!s->fwd) goto fail;
+    if (p->exact) qf_fwd_set_exact(s->fwd, true);
     s->pos = qf_calloc((size_t)s->n_batch, sizeof(int32_t));
     s->seq = qf_calloc((size_t)s->n_batch, sizeof(int32_t));
     s->want = qf_calloc((size_t)s->n_batch, 1);

@@ -18,7 +18,8 @@ typedef struct qf_session_params {
     int32_t n_ctx;    /* positions; 0 = min(model's trained context, 4096) */
     int32_t n_batch;  /* tokens per forward call; 0 = 512 */
     int n_threads;    /* 0 = performance cores */
-    qf_type kv_type;  /* QF_TYPE_F16 (default) or QF_TYPE_F32 */
+    qf_type kv_type;  /* QF_TYPE_F16 (default), QF_TYPE_Q8_0 or QF_TYPE_F32 */
+    bool exact;       /* float-activation reference matmuls (see qf_fwd_set_exact) */
 } qf_session_params;
 
 typedef struct qf_session qf_session;

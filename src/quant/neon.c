@@ -1,9 +1,535 @@
-/* neon.c - NEON kernels (placeholder while being written). */
+/* neon.c - AArch64 NEON kernels with the dot-product extension (sdot);
+ * compiled with -march=armv8.2-a+dotprod+fp16 (cmake/isa.cmake), empty on
+ * other architectures. Apple Silicon and recent Arm cores all have sdot;
+ * on Linux the hwcaps are checked before this table is used.
+ *
+ * SDOT multiplies signed int8 by signed int8, so every format is decoded to
+ * its signed levels directly (Q4_0: q - 8, Q6_K: q - 32, ...) and no offset
+ * correction is needed. Tiles of R rows x T tokens reuse each decoded
+ * weight block for T tokens, as in avx2.c. 32-value blocks scale their
+ * int32 sums by d_w * d_x per block; K-quants multiply each sub-block sum
+ * by its integer scale (vmlaq_n_s32) and apply the float scales once per
+ * super-block. F16 weights are widened to float (each product of two halves
+ * is exact in float, which fp16 accumulation would not keep).
+ *
+ * Activation quantizers reproduce ref.c's bytes: FCVTAS rounds half away
+ * from zero like roundf (Q8_0/Q8_1), FCVTNS to nearest even (Q8_K), and
+ * scales go through the reference fp16 conversion.
+ */
 #if defined(__aarch64__)
+
+#include <arm_neon.h>
 #include <stdbool.h>
-#include "quant/quant_int.h"
-bool qf_kernels_fill_neon(qf_kernel_table *t) {
-    (void)t;
-    return false;
-}
+#include <string.h>
+
+#if defined(__linux__)
+#include <sys/auxv.h>
 #endif
+
+#include "quant/blocks.h"
+#include "quant/quant.h"
+#include "quant/quant_int.h"
+
+#define INLINE static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 8")
+#define TT_MAX 4
+#define ACT_CHUNK_BYTES (256 * 1024)
+
+INLINE float h2f(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return qf_fp16_to_fp32(h);
+}
+
+/* ---- tiling driver (as in avx2.c) ---- */
+
+typedef struct gemm_args {
+    const uint8_t *w;
+    size_t wrb;
+    int64_t cols;
+    const uint8_t *x;
+    size_t xs;
+    float *y;
+    int64_t ldy;
+} gemm_args;
+
+#define DEFINE_DRIVER(name, TILE)                                                                  \
+    static void name(const void *W, size_t wrb, int64_t cols, int64_t r0, int64_t r1,              \
+                     const void *xq, size_t xs, int64_t n, float *y, int64_t ldy) {                \
+        int64_t chunk = (int64_t)(ACT_CHUNK_BYTES / (xs ? xs : 1));                                \
+        chunk = chunk < TT_MAX ? TT_MAX : chunk - chunk % TT_MAX;                                  \
+        for (int64_t t0 = 0; t0 < n; t0 += chunk) {                                               \
+            const int64_t t1 = n - t0 < chunk ? n : t0 + chunk;                                    \
+            for (int64_t r = r0; r < r1;) {                                                        \
+                const int R = r1 - r >= 4 ? 4 : 1;                                                 \
+                for (int64_t t = t0; t < t1;) {                                                    \
+                    const int T = t1 - t >= TT_MAX ? TT_MAX : 1;                                   \
+                    gemm_args a = {(const uint8_t *)W + (size_t)r * wrb, wrb, cols,                \
+                                   (const uint8_t *)xq + (size_t)t * xs, xs, y + t * ldy + r, ldy}; \
+                    if (R == 4 && T == TT_MAX) TILE(4, TT_MAX, &a);                                \
+                    else if (R == 4) TILE(4, 1, &a);                                               \
+                    else if (T == TT_MAX) TILE(1, TT_MAX, &a);                                     \
+                    else TILE(1, 1, &a);                                                           \
+                    t += T;                                                                        \
+                }                                                                                  \
+                r += R;                                                                            \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+/* ---- 32-value blocks ---- */
+
+enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
+
+INLINE size_t b32_bytes(int kind) {
+    switch (kind) {
+    case K_Q4_0: return sizeof(qf_block_q4_0);
+    case K_Q4_1: return sizeof(qf_block_q4_1);
+    case K_Q5_0: return sizeof(qf_block_q5_0);
+    case K_Q5_1: return sizeof(qf_block_q5_1);
+    default: return sizeof(qf_block_q8_0);
+    }
+}
+
+INLINE bool b32_has_min(int kind) {
+    return kind == K_Q4_1 || kind == K_Q5_1;
+}
+
+/* 16 fifth bits (bits 0-15 of qh >> shift) as bytes 0x10 / 0. */
+INLINE uint8x16_t q5_bits(uint32_t qh) {
+    static const uint8_t bits[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    const uint8x16_t v = vcombine_u8(vdup_n_u8((uint8_t)qh), vdup_n_u8((uint8_t)(qh >> 8)));
+    return vandq_u8(vtstq_u8(v, vld1q_u8(bits)), vdupq_n_u8(0x10));
+}
+
+/* Signed levels of one block: elements 0-15 in *lo, 16-31 in *hi. */
+INLINE void b32_decode(int kind, const uint8_t *b, int8x16_t *lo, int8x16_t *hi, float *d, float *m) {
+    *d = h2f(b);
+    if (kind == K_Q8_0) {
+        *lo = vld1q_s8((const int8_t *)b + 2);
+        *hi = vld1q_s8((const int8_t *)b + 18);
+        return;
+    }
+    size_t qs = 2;
+    uint32_t qh = 0;
+    switch (kind) {
+    case K_Q4_1: *m = h2f(b + 2); qs = 4; break;
+    case K_Q5_0: memcpy(&qh, b + 2, 4); qs = 6; break;
+    case K_Q5_1: *m = h2f(b + 2); memcpy(&qh, b + 4, 4); qs = 8; break;
+    default: break;
+    }
+    const uint8x16_t v = vld1q_u8(b + qs);
+    uint8x16_t l = vandq_u8(v, vdupq_n_u8(0x0F)), h = vshrq_n_u8(v, 4);
+    if (kind == K_Q5_0 || kind == K_Q5_1) {
+        l = vorrq_u8(l, q5_bits(qh));
+        h = vorrq_u8(h, q5_bits(qh >> 16));
+    }
+    const int off = kind == K_Q4_0 ? 8 : kind == K_Q5_0 ? 16 : 0;
+    *lo = vsubq_s8(vreinterpretq_s8_u8(l), vdupq_n_s8((int8_t)off));
+    *hi = vsubq_s8(vreinterpretq_s8_u8(h), vdupq_n_s8((int8_t)off));
+}
+
+INLINE void tile_b32(const int kind, const int R, const int T, const gemm_args *g) {
+    const size_t bw = b32_bytes(kind);
+    const bool has_min = b32_has_min(kind);
+    const size_t bx = has_min ? sizeof(qf_block_q8_1) : sizeof(qf_block_q8_0);
+    const size_t xqs = has_min ? 4 : 2;
+    const int64_t nb = g->cols / 32;
+    float32x4_t acc[4][TT_MAX];
+    float accm[4][TT_MAX];
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++) {
+            acc[r][t] = vdupq_n_f32(0);
+            accm[r][t] = 0;
+        }
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        int8x16_t lo[4], hi[4];
+        float dw[4], mw[4] = {0, 0, 0, 0};
+        UNROLL for (int r = 0; r < R; r++) {
+            const uint8_t *wb = g->w + (size_t)r * g->wrb + (size_t)b * bw;
+            __builtin_prefetch(wb + 4 * R * g->wrb);
+            b32_decode(kind, wb, &lo[r], &hi[r], &dw[r], &mw[r]);
+        }
+        UNROLL for (int t = 0; t < T; t++) {
+            const uint8_t *xb = g->x + (size_t)t * g->xs + (size_t)b * bx;
+            const int8x16_t x0 = vld1q_s8((const int8_t *)xb + xqs);
+            const int8x16_t x1 = vld1q_s8((const int8_t *)xb + xqs + 16);
+            const float dx = h2f(xb);
+            UNROLL for (int r = 0; r < R; r++) {
+                const int32x4_t s = vdotq_s32(vdotq_s32(vdupq_n_s32(0), lo[r], x0), hi[r], x1);
+                acc[r][t] = vfmaq_n_f32(acc[r][t], vcvtq_f32_s32(s), dw[r] * dx);
+                if (has_min) accm[r][t] += mw[r] * h2f(xb + 2);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++)
+            g->y[t * g->ldy + r] = vaddvq_f32(acc[r][t]) + accm[r][t];
+    }
+}
+
+#define TILE_Q4_0(R, T, a) tile_b32(K_Q4_0, R, T, a)
+#define TILE_Q4_1(R, T, a) tile_b32(K_Q4_1, R, T, a)
+#define TILE_Q5_0(R, T, a) tile_b32(K_Q5_0, R, T, a)
+#define TILE_Q5_1(R, T, a) tile_b32(K_Q5_1, R, T, a)
+#define TILE_Q8_0(R, T, a) tile_b32(K_Q8_0, R, T, a)
+DEFINE_DRIVER(gemm_q4_0, TILE_Q4_0)
+DEFINE_DRIVER(gemm_q4_1, TILE_Q4_1)
+DEFINE_DRIVER(gemm_q5_0, TILE_Q5_0)
+DEFINE_DRIVER(gemm_q5_1, TILE_Q5_1)
+DEFINE_DRIVER(gemm_q8_0, TILE_Q8_0)
+
+/* ---- K-quants against Q8_K ---- */
+
+INLINE void k4_scales(const uint8_t *s, uint8_t sc[8], uint8_t mn[8]) {
+    uint32_t a, b, c;
+    memcpy(&a, s, 4);
+    memcpy(&b, s + 4, 4);
+    memcpy(&c, s + 8, 4);
+    const uint32_t sc_lo = a & 0x3F3F3F3Fu, mn_lo = b & 0x3F3F3F3Fu;
+    const uint32_t sc_hi = (c & 0x0F0F0F0Fu) | ((a >> 2) & 0x30303030u);
+    const uint32_t mn_hi = ((c >> 4) & 0x0F0F0F0Fu) | ((b >> 2) & 0x30303030u);
+    memcpy(sc, &sc_lo, 4);
+    memcpy(sc + 4, &sc_hi, 4);
+    memcpy(mn, &mn_lo, 4);
+    memcpy(mn + 4, &mn_hi, 4);
+}
+
+/* sum_j m_j * (bsums[2j] + bsums[2j+1]) */
+INLINE int32_t min_dot(const uint8_t mn[8], const int16_t *bsums) {
+    const int16x8_t pair = vpaddq_s16(vld1q_s16(bsums), vld1q_s16(bsums + 8));
+    const int16x8_t m = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(mn)));
+    const int32x4_t s = vmlal_s16(vmull_s16(vget_low_s16(m), vget_low_s16(pair)), vget_high_s16(m), vget_high_s16(pair));
+    return vaddvq_s32(s);
+}
+
+/* Q4_K / Q5_K: chunk c of 64 levels as 4 vectors (sub-block 2c: v[0], v[1];
+ * 2c + 1: v[2], v[3]). */
+INLINE void k45_chunk(bool five, const uint8_t *blk, int c, int8x16_t v[4]) {
+    const uint8_t *qs = blk + 16 + (five ? QF_QK_K / 8 : 0) + 32 * c;
+    const uint8x16_t a = vld1q_u8(qs), b = vld1q_u8(qs + 16);
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    uint8x16_t l0 = vandq_u8(a, m4), l1 = vandq_u8(b, m4), h0 = vshrq_n_u8(a, 4), h1 = vshrq_n_u8(b, 4);
+    if (five) {
+        const uint8x16_t qa = vld1q_u8(blk + 16), qb = vld1q_u8(blk + 32);
+        const uint8x16_t bl = vdupq_n_u8((uint8_t)(1 << (2 * c))), bh = vdupq_n_u8((uint8_t)(2 << (2 * c)));
+        const uint8x16_t x10 = vdupq_n_u8(0x10);
+        l0 = vorrq_u8(l0, vandq_u8(vtstq_u8(qa, bl), x10));
+        l1 = vorrq_u8(l1, vandq_u8(vtstq_u8(qb, bl), x10));
+        h0 = vorrq_u8(h0, vandq_u8(vtstq_u8(qa, bh), x10));
+        h1 = vorrq_u8(h1, vandq_u8(vtstq_u8(qb, bh), x10));
+    }
+    v[0] = vreinterpretq_s8_u8(l0);
+    v[1] = vreinterpretq_s8_u8(l1);
+    v[2] = vreinterpretq_s8_u8(h0);
+    v[3] = vreinterpretq_s8_u8(h1);
+}
+
+INLINE void tile_k45(const bool five, const int R, const int T, const gemm_args *g) {
+    const size_t bw = five ? sizeof(qf_block_q5_K) : sizeof(qf_block_q4_K);
+    const int64_t nsb = g->cols / QF_QK_K;
+    float acc[4][TT_MAX];
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++)
+            acc[r][t] = 0;
+    }
+    for (int64_t s = 0; s < nsb; s++) {
+        const uint8_t *blk[4];
+        uint8_t sc[4][8], mn[4][8];
+        int32x4_t ia[4][TT_MAX];
+        UNROLL for (int r = 0; r < R; r++) {
+            blk[r] = g->w + (size_t)r * g->wrb + (size_t)s * bw;
+            __builtin_prefetch(blk[r] + 4 * R * g->wrb);
+            k4_scales(blk[r] + 4, sc[r], mn[r]);
+            UNROLL for (int t = 0; t < T; t++)
+                ia[r][t] = vdupq_n_s32(0);
+        }
+        const qf_block_q8_K *xb[TT_MAX];
+        UNROLL for (int t = 0; t < T; t++)
+            xb[t] = (const qf_block_q8_K *)(g->x + (size_t)t * g->xs) + s;
+        for (int c = 0; c < 4; c++) {
+            int8x16_t v[4][4];
+            UNROLL for (int r = 0; r < R; r++)
+                k45_chunk(five, blk[r], c, v[r]);
+            UNROLL for (int t = 0; t < T; t++) {
+                const int8_t *xq = xb[t]->qs + 64 * c;
+                const int8x16_t x0 = vld1q_s8(xq), x1 = vld1q_s8(xq + 16);
+                const int8x16_t x2 = vld1q_s8(xq + 32), x3 = vld1q_s8(xq + 48);
+                UNROLL for (int r = 0; r < R; r++) {
+                    const int32x4_t lo = vdotq_s32(vdotq_s32(vdupq_n_s32(0), v[r][0], x0), v[r][1], x1);
+                    const int32x4_t hi = vdotq_s32(vdotq_s32(vdupq_n_s32(0), v[r][2], x2), v[r][3], x3);
+                    ia[r][t] = vmlaq_n_s32(vmlaq_n_s32(ia[r][t], lo, sc[r][2 * c]), hi, sc[r][2 * c + 1]);
+                }
+            }
+        }
+        UNROLL for (int r = 0; r < R; r++) {
+            const float d = h2f(blk[r]), dmin = h2f(blk[r] + 2);
+            UNROLL for (int t = 0; t < T; t++) {
+                acc[r][t] += (d * xb[t]->d) * (float)vaddvq_s32(ia[r][t]);
+                acc[r][t] -= (dmin * xb[t]->d) * (float)min_dot(mn[r], xb[t]->bsums);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++)
+            g->y[t * g->ldy + r] = acc[r][t];
+    }
+}
+
+#define TILE_Q4_K(R, T, a) tile_k45(false, R, T, a)
+#define TILE_Q5_K(R, T, a) tile_k45(true, R, T, a)
+DEFINE_DRIVER(gemm_q4_K, TILE_Q4_K)
+DEFINE_DRIVER(gemm_q5_K, TILE_Q5_K)
+
+/* Q6_K: 16 signed level vectors (sub-block j = vector j). */
+INLINE void q6_levels(const qf_block_q6_K *b, int8x16_t v[16]) {
+    const uint8x16_t m4 = vdupq_n_u8(0x0F), m3 = vdupq_n_u8(0x03);
+    const int8x16_t m32 = vdupq_n_s8(32);
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+        for (int u = 0; u < 2; u++) {
+            const uint8x16_t a = vld1q_u8(ql + 16 * u), c = vld1q_u8(ql + 32 + 16 * u);
+            const uint8x16_t q = vld1q_u8(qh + 16 * u);
+            /* k = 0..3: element 128h + 32k + 16u + l */
+            const uint8x16_t lv[4] = {
+                vorrq_u8(vandq_u8(a, m4), vshlq_n_u8(vandq_u8(q, m3), 4)),
+                vorrq_u8(vandq_u8(c, m4), vshlq_n_u8(vandq_u8(vshrq_n_u8(q, 2), m3), 4)),
+                vorrq_u8(vshrq_n_u8(a, 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(q, 4), m3), 4)),
+                vorrq_u8(vshrq_n_u8(c, 4), vshlq_n_u8(vshrq_n_u8(q, 6), 4)),
+            };
+            for (int k = 0; k < 4; k++)
+                v[8 * h + 2 * k + u] = vsubq_s8(vreinterpretq_s8_u8(lv[k]), m32);
+        }
+    }
+}
+
+INLINE void tile_q6_K(const int R, const int T, const gemm_args *g) {
+    const int64_t nsb = g->cols / QF_QK_K;
+    float acc[4][TT_MAX];
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++)
+            acc[r][t] = 0;
+    }
+    for (int64_t s = 0; s < nsb; s++) {
+        const qf_block_q6_K *blk[4];
+        int32x4_t ia[4][TT_MAX];
+        UNROLL for (int r = 0; r < R; r++) {
+            blk[r] = (const qf_block_q6_K *)(g->w + (size_t)r * g->wrb) + s;
+            __builtin_prefetch((const uint8_t *)blk[r] + 4 * R * g->wrb);
+            UNROLL for (int t = 0; t < T; t++)
+                ia[r][t] = vdupq_n_s32(0);
+        }
+        const qf_block_q8_K *xb[TT_MAX];
+        UNROLL for (int t = 0; t < T; t++)
+            xb[t] = (const qf_block_q8_K *)(g->x + (size_t)t * g->xs) + s;
+        for (int half = 0; half < 2; half++) {
+            int8x16_t v[4][16];
+            UNROLL for (int r = 0; r < R; r++)
+                q6_levels(blk[r], v[r]);
+            UNROLL for (int t = 0; t < T; t++) {
+                for (int j = 8 * half; j < 8 * half + 8; j++) {
+                    const int8x16_t xv = vld1q_s8(xb[t]->qs + 16 * j);
+                    UNROLL for (int r = 0; r < R; r++)
+                        ia[r][t] = vmlaq_n_s32(ia[r][t], vdotq_s32(vdupq_n_s32(0), v[r][j], xv), blk[r]->scales[j]);
+                }
+            }
+        }
+        UNROLL for (int r = 0; r < R; r++) {
+            const float d = h2f((const uint8_t *)&blk[r]->d);
+            UNROLL for (int t = 0; t < T; t++)
+                acc[r][t] += (d * xb[t]->d) * (float)vaddvq_s32(ia[r][t]);
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++)
+            g->y[t * g->ldy + r] = acc[r][t];
+    }
+}
+
+#define TILE_Q6_K(R, T, a) tile_q6_K(R, T, a)
+DEFINE_DRIVER(gemm_q6_K, TILE_Q6_K)
+
+/* ---- float types ---- */
+
+enum { F_F32, F_F16, F_BF16 };
+
+INLINE float32x4_t fw4(int kind, const uint8_t *row, int64_t i) {
+    switch (kind) {
+    case F_F16:
+        return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)row + i)));
+    case F_BF16:
+        return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const uint16_t *)row + i), 16));
+    default:
+        return vld1q_f32((const float *)row + i);
+    }
+}
+
+INLINE float fw1(int kind, const uint8_t *row, int64_t i) {
+    uint16_t h;
+    switch (kind) {
+    case F_F16:
+        return h2f(row + 2 * i);
+    case F_BF16:
+        memcpy(&h, row + 2 * i, 2);
+        return qf_bf16_to_fp32(h);
+    default:
+        return ((const float *)row)[i];
+    }
+}
+
+INLINE float32x4_t fx4(int kind, const uint8_t *x, int64_t i) {
+    return kind == F_F16 ? vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)x + i)))
+                         : vld1q_f32((const float *)x + i);
+}
+
+INLINE float fx1(int kind, const uint8_t *x, int64_t i) {
+    return kind == F_F16 ? h2f(x + 2 * i) : ((const float *)x)[i];
+}
+
+INLINE void tile_f(const int kind, const int R, const int T, const gemm_args *g) {
+    float32x4_t acc[4][TT_MAX];
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++)
+            acc[r][t] = vdupq_n_f32(0);
+    }
+    const int64_t n4 = g->cols - g->cols % 4;
+    for (int64_t i = 0; i < n4; i += 4) {
+        float32x4_t wv[4];
+        UNROLL for (int r = 0; r < R; r++)
+            wv[r] = fw4(kind, g->w + (size_t)r * g->wrb, i);
+        UNROLL for (int t = 0; t < T; t++) {
+            const float32x4_t xv = fx4(kind, g->x + (size_t)t * g->xs, i);
+            UNROLL for (int r = 0; r < R; r++)
+                acc[r][t] = vfmaq_f32(acc[r][t], wv[r], xv);
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++) {
+            float s = vaddvq_f32(acc[r][t]);
+            for (int64_t i = n4; i < g->cols; i++)
+                s += fw1(kind, g->w + (size_t)r * g->wrb, i) * fx1(kind, g->x + (size_t)t * g->xs, i);
+            g->y[t * g->ldy + r] = s;
+        }
+    }
+}
+
+#define TILE_F32(R, T, a)  tile_f(F_F32, R, T, a)
+#define TILE_F16(R, T, a)  tile_f(F_F16, R, T, a)
+#define TILE_BF16(R, T, a) tile_f(F_BF16, R, T, a)
+DEFINE_DRIVER(gemm_f32, TILE_F32)
+DEFINE_DRIVER(gemm_f16, TILE_F16)
+DEFINE_DRIVER(gemm_bf16, TILE_BF16)
+
+/* ---- activation quantizers ---- */
+
+/* One Q8_0/Q8_1 block: d = amax / 127, q = roundf(x / d); returns sum(q). */
+INLINE int quant_b32(const float *x, int8_t *qs, float *dout) {
+    float32x4_t v[8];
+    float32x4_t amax = vdupq_n_f32(0);
+    for (int k = 0; k < 8; k++) {
+        v[k] = vld1q_f32(x + 4 * k);
+        amax = vmaxq_f32(amax, vabsq_f32(v[k]));
+    }
+    const float d = vmaxvq_f32(amax) / 127;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    int32x4_t sum = vdupq_n_s32(0);
+    for (int k = 0; k < 8; k += 2) {
+        int32x4_t a = vcvtaq_s32_f32(vmulq_n_f32(v[k], id));
+        int32x4_t b = vcvtaq_s32_f32(vmulq_n_f32(v[k + 1], id));
+        a = vmaxq_s32(vminq_s32(a, vdupq_n_s32(127)), vdupq_n_s32(-127));
+        b = vmaxq_s32(vminq_s32(b, vdupq_n_s32(127)), vdupq_n_s32(-127));
+        sum = vaddq_s32(sum, vaddq_s32(a, b));
+        const int16x8_t ab = vcombine_s16(vmovn_s32(a), vmovn_s32(b));
+        vst1_s8(qs + 4 * k, vmovn_s16(ab));
+    }
+    *dout = d;
+    return vaddvq_s32(sum);
+}
+
+static void act_q8_0(const float *x, void *xq, int64_t cols) {
+    qf_block_q8_0 *y = xq;
+    for (int64_t i = 0; i < cols / QF_QK8_0; i++) {
+        float d;
+        quant_b32(x + i * QF_QK8_0, y[i].qs, &d);
+        y[i].d = qf_fp32_to_fp16(d);
+    }
+}
+
+static void act_q8_1(const float *x, void *xq, int64_t cols) {
+    qf_block_q8_1 *y = xq;
+    for (int64_t i = 0; i < cols / QF_QK8_1; i++) {
+        float d;
+        const int sum = quant_b32(x + i * QF_QK8_1, y[i].qs, &d);
+        y[i].d = qf_fp32_to_fp16(d);
+        y[i].s = qf_fp32_to_fp16((float)sum * d);
+    }
+}
+
+static void act_q8_K(const float *x, void *xq, int64_t cols) {
+    qf_block_q8_K *y = xq;
+    for (int64_t i = 0; i < cols / QF_QK_K; i++) {
+        const float *xb = x + i * QF_QK_K;
+        float32x4_t amax = vdupq_n_f32(0);
+        for (int k = 0; k < QF_QK_K / 4; k++)
+            amax = vmaxq_f32(amax, vabsq_f32(vld1q_f32(xb + 4 * k)));
+        const float am = vmaxvq_f32(amax);
+        memset(&y[i], 0, sizeof y[i]);
+        if (am == 0) continue;
+        float max = 0;
+        for (int j = 0; j < QF_QK_K; j++) {
+            if (xb[j] == am || xb[j] == -am) { /* the first of largest magnitude */
+                max = xb[j];
+                break;
+            }
+        }
+        const float iscale = -127.f / max;
+        for (int k = 0; k < QF_QK_K / 16; k++) {
+            int16x8_t h[2];
+            for (int u = 0; u < 2; u++) {
+                int32x4_t a = vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(xb + 16 * k + 8 * u), iscale));
+                int32x4_t b = vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(xb + 16 * k + 8 * u + 4), iscale));
+                h[u] = vcombine_s16(vqmovn_s32(a), vqmovn_s32(b));
+            }
+            const int8x16_t q = vcombine_s8(vqmovn_s16(h[0]), vqmovn_s16(h[1]));
+            vst1q_s8(y[i].qs + 16 * k, q);
+            y[i].bsums[k] = (int16_t)vaddlvq_s8(q);
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+static void act_f16(const float *x, void *xq, int64_t cols) {
+    uint16_t *h = xq;
+    int64_t i = 0;
+    for (; i + 4 <= cols; i += 4)
+        vst1_u16(h + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(x + i))));
+    for (; i < cols; i++)
+        h[i] = qf_fp32_to_fp16(x[i]);
+}
+
+bool qf_kernels_fill_neon(qf_kernel_table *t) {
+#if defined(__linux__)
+    /* sdot (asimddp) and half-precision conversions (fphp/asimdhp) */
+    const unsigned long hw = getauxval(AT_HWCAP);
+    if (!(hw & HWCAP_ASIMDDP) || !(hw & HWCAP_FPHP) || !(hw & HWCAP_ASIMDHP)) return false;
+#endif
+    t->gemm[QF_TYPE_Q4_0] = gemm_q4_0;
+    t->gemm[QF_TYPE_Q4_1] = gemm_q4_1;
+    t->gemm[QF_TYPE_Q5_0] = gemm_q5_0;
+    t->gemm[QF_TYPE_Q5_1] = gemm_q5_1;
+    t->gemm[QF_TYPE_Q8_0] = gemm_q8_0;
+    t->gemm[QF_TYPE_Q4_K] = gemm_q4_K;
+    t->gemm[QF_TYPE_Q5_K] = gemm_q5_K;
+    t->gemm[QF_TYPE_Q6_K] = gemm_q6_K;
+    t->gemm[QF_TYPE_F32] = gemm_f32;
+    t->gemm[QF_TYPE_F16] = gemm_f16;
+    t->gemm[QF_TYPE_BF16] = gemm_bf16;
+    t->act[QF_TYPE_Q8_0] = act_q8_0;
+    t->act[QF_TYPE_Q8_1] = act_q8_1;
+    t->act[QF_TYPE_Q8_K] = act_q8_K;
+    t->act[QF_TYPE_F16] = act_f16;
+    return true;
+}
+
+#endif /* __aarch64__ */

@@ -58,7 +58,7 @@ typedef struct stats {
 
 /* Run one case; compare every row. kv_type selects the cache precision. */
 static int run_case(const qf_model *m, const cJSON *c, const char *ref_dir, bool step_prompt, qf_type kv_type,
-                    stats *st) {
+                    bool exact, stats *st) {
     char path[1024];
     int n_prompt, n_gen;
     int32_t *prompt = json_ints(cJSON_GetObjectItem(c, "prompt_ids"), &n_prompt);
@@ -82,6 +82,7 @@ static int run_case(const qf_model *m, const cJSON *c, const char *ref_dir, bool
     sp.n_ctx = n_prompt + n_gen + 8;
     sp.kv_type = kv_type;
     sp.n_threads = 2;
+    sp.exact = exact;
     qf_err err = {0};
     qf_session *s = qf_session_new(m, &sp, &err);
     if (!s) goto out;
@@ -180,16 +181,20 @@ static void check_model(const char *json_name) {
     for (int ci = 0; ci < cJSON_GetArraySize(cases); ci++) {
         const cJSON *c = cJSON_GetArrayItem(cases, ci);
         const char *cname = cJSON_GetObjectItem(c, "name")->valuestring;
-        stats st = {0};
-        if (run_case(m, c, ref_dir, step, QF_TYPE_F32, &st) != 0) {
+        stats st = {0}, fast = {0};
+        if (run_case(m, c, ref_dir, step, QF_TYPE_F32, true, &st) != 0 ||
+            run_case(m, c, ref_dir, step, QF_TYPE_F32, false, &fast) != 0) {
             fprintf(stderr, "%s/%s: run failed\n", json_name, cname);
             failed++;
             continue;
         }
-        fprintf(stderr, "  %s %s: max|d| vs llama.cpp %.2e, vs f64 %.2e, range %.1f, argmax %d/%d\n", json_name,
+        fprintf(stderr, "  %s %s exact: max|d| vs llama.cpp %.2e, vs f64 %.2e, range %.1f, argmax %d/%d\n", json_name,
                 cname, st.max_diff_cpp, st.max_diff_f64, st.max_range, st.argmax_agree, st.argmax_checked);
+        fprintf(stderr, "  %s %s fast:  max|d| vs llama.cpp %.2e, vs f64 %.2e, argmax %d/%d\n", json_name, cname,
+                fast.max_diff_cpp, fast.max_diff_f64, fast.argmax_agree, fast.argmax_checked);
         if (is_f32) {
             if (st.max_diff_cpp > 1e-3 || st.max_diff_f64 > 1e-3 || st.argmax_agree != st.argmax_checked) failed++;
+            if (fast.max_diff_cpp > 1e-3 || fast.argmax_agree != fast.argmax_checked) failed++;
             int agree = 0, checked = 0;
             if (greedy_run(m, c, &agree, &checked) != 0 || agree != checked || checked == 0) {
                 fprintf(stderr, "  %s %s: free-running greedy diverged at step %d\n", json_name, cname, agree);
@@ -197,14 +202,17 @@ static void check_model(const char *json_name) {
             }
             /* the f16 cache: small rounding, same decisions where clear */
             stats s16 = {0};
-            if (run_case(m, c, ref_dir, step, QF_TYPE_F16, &s16) != 0 || s16.max_diff_cpp > 0.02 * s16.max_range ||
+            if (run_case(m, c, ref_dir, step, QF_TYPE_F16, false, &s16) != 0 || s16.max_diff_cpp > 0.02 * s16.max_range ||
                 s16.argmax_agree != s16.argmax_checked) {
                 fprintf(stderr, "  %s %s: f16 kv max|d| %.3e, argmax %d/%d\n", json_name, cname, s16.max_diff_cpp,
                         s16.argmax_agree, s16.argmax_checked);
                 failed++;
             }
         } else {
+            /* exact: the same math as the float64 reference; fast: llama.cpp's
+             * activation quantization, so closer to llama.cpp than exact is */
             if (st.max_diff_f64 > 2e-5 * st.max_range || st.max_diff_cpp > 0.08 * st.max_range) failed++;
+            if (fast.max_diff_cpp > 0.05 * fast.max_range || fast.argmax_agree + 2 < fast.argmax_checked) failed++;
         }
     }
     qf_model_free(m);

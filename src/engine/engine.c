@@ -494,8 +494,18 @@ static bool comp_append(comp *c, int32_t tok) {
 static void sample_comp(qf_engine *e, req *q, int32_t i, const float *logits) {
     comp *c = &q->comps[i];
     memcpy(e->logits_tmp, logits, (size_t)e->n_vocab * sizeof(float));
-    if (c->gm) qf_gmatch_mask(c->gm, e->logits_tmp, e->n_vocab);
     int32_t id = qf_sampler_sample(c->sampler, e->logits_tmp, c->toks, c->n_toks);
+    /* constrained: most draws are allowed anyway, so mask the vocabulary
+     * only when the free draw is refused, then draw again from the masked
+     * logits (a rejection step: the result follows the masked distribution) */
+    if (c->gm && id >= 0 && !qf_gmatch_allows(c->gm, id)) {
+        memcpy(e->logits_tmp, logits, (size_t)e->n_vocab * sizeof(float));
+        if (qf_gmatch_mask(c->gm, e->logits_tmp, e->n_vocab) != QF_OK) {
+            finish_comp(e, q, i, QF_FINISH_ERROR, "constrained decoding: no token can continue the output");
+            return;
+        }
+        id = qf_sampler_sample(c->sampler, e->logits_tmp, c->toks, c->n_toks);
+    }
     if (id < 0 || !comp_append(c, id)) {
         finish_comp(e, q, i, QF_FINISH_ERROR, id < 0 ? "sampling failed" : "out of memory");
         return;
@@ -504,7 +514,10 @@ static void sample_comp(qf_engine *e, req *q, int32_t i, const float *logits) {
     c->n_gen++;
     c->last = id;
     e->st.generated_tokens_total++;
-    if (c->gm) qf_gmatch_accept(c->gm, id);
+    if (c->gm && qf_gmatch_accept(c->gm, id) != QF_OK) {
+        finish_comp(e, q, i, QF_FINISH_ERROR, "constrained decoding: the sampled token breaks the schema");
+        return;
+    }
     if (!q->r.ignore_eos && qf_tok_is_eog(e->m->tok, id)) {
         finish_comp(e, q, i, QF_FINISH_STOP, NULL);
         return;

@@ -33,13 +33,15 @@
 #include "sample/grammar_int.h"
 
 #define T_UNKNOWN (-2)
-#define T_DEAD (-1)
+#define T_DEAD    (-1)
 
-#define CF_MAX 4096      /* configs kept before compacting */
-#define ND_MAX (1 << 18) /* stack nodes */
-#define STK_MAX (1 << 19)
+enum { LOOP_UNKNOWN = 0, LOOP_YES = 1, LOOP_NO = 2 };
+
+#define CF_MAX      2048      /* configs kept before compacting (rows: 1 KiB each) */
+#define ND_MAX      (1 << 18) /* stack nodes */
+#define STK_MAX     (1 << 19)
 #define CLOSURE_MAX (1 << 22) /* work items in one step: beyond, QF_ERR_RANGE */
-#define MAX_PIECE 65535
+#define MAX_PIECE   65535
 
 enum { K_NEVER = 0, K_TEXT = 1, K_EOG = 2 };
 
@@ -52,6 +54,7 @@ struct qf_gvocab {
     uint16_t *ndepth;  /* (n_nodes) */
     int32_t *nend;     /* (n_nodes) first node after the subtree */
     int32_t *ntok;     /* (n_nodes + 1) node i's tokens: toks[ntok[i] .. ntok[i+1]) */
+    uint8_t *nplain;   /* (n_nodes) every byte in the subtree is a plain string char */
     int32_t *toks;
     uint8_t *kind;  /* (n_vocab) K_* */
     uint32_t *poff; /* (n_vocab + 1) token i's piece: pbuf[poff[i] .. poff[i+1]) */
@@ -75,6 +78,7 @@ struct qf_gmatch {
     /* interned configs: stacks stk[cf_off .. cf_off + cf_len) */
     int32_t *cf_off, *cf_len, *cf_tr; /* cf_tr: row offset in tr, -1 none */
     uint8_t *cf_acc;
+    uint8_t *cf_loop; /* LOOP_*: does every plain byte lead back to the config */
     int32_t n_cf, cap_cf;
     int32_t *cf_ht;
     int32_t cf_hcap;
@@ -99,7 +103,8 @@ static bool vgrow(void **p, int32_t *cap, int64_t need, size_t elem) {
     if (need <= *cap) return true;
     if (need > INT32_MAX / 2) return false;
     int64_t nc = *cap ? *cap : 16;
-    while (nc < need) nc *= 2;
+    while (nc < need)
+        nc *= 2;
     void *q = qf_realloc(*p, (size_t)nc * elem);
     if (!q) return false;
     *p = q;
@@ -118,6 +123,11 @@ static inline uint32_t mix(uint32_t a, uint32_t b) {
 }
 
 /* ---- token trie ---- */
+
+/* A byte that stands for itself inside a JSON string. */
+static inline bool plain_byte(unsigned b) {
+    return b >= 0x20 && b < 0x80 && b != '"' && b != '\\';
+}
 
 typedef struct piece_ref {
     const char *p;
@@ -205,10 +215,12 @@ qf_gvocab *qf_gvocab_new(const qf_tok *tok, qf_err *err) {
         if (i > 0) {
             const piece_ref *pv = &ref[i - 1];
             uint32_t m = pv->len < pr->len ? pv->len : pr->len;
-            while ((uint32_t)lcp < m && pv->p[lcp] == pr->p[lcp]) lcp++;
+            while ((uint32_t)lcp < m && pv->p[lcp] == pr->p[lcp])
+                lcp++;
         }
         if (lcp > open) lcp = open;
-        for (int32_t d = open; d > lcp; d--) v->nend[path[d]] = nn; /* close diverging nodes */
+        for (int32_t d = open; d > lcp; d--)
+            v->nend[path[d]] = nn; /* close diverging nodes */
         open = lcp;
         for (int32_t d = lcp + 1; d <= (int32_t)pr->len; d++) {
             v->nbyte[nn] = (uint8_t)pr->p[d - 1];
@@ -219,9 +231,25 @@ qf_gvocab *qf_gvocab_new(const qf_tok *tok, qf_err *err) {
         v->ntok[path[pr->len] + 1]++;
         v->toks[i] = pr->id;
     }
-    for (int32_t d = open; d >= 0; d--) v->nend[path[d]] = nn;
+    for (int32_t d = open; d >= 0; d--)
+        v->nend[path[d]] = nn;
     v->n_nodes = nn;
-    for (int32_t i = 0; i < nn; i++) v->ntok[i + 1] += v->ntok[i];
+    for (int32_t i = 0; i < nn; i++)
+        v->ntok[i + 1] += v->ntok[i];
+    /* nplain via a running count of non-plain nodes (path is reused: it has
+     * maxlen + 1 >= 1 entries, but the count needs nn + 1, so allocate) */
+    v->nplain = qf_malloc((size_t)nn);
+    int32_t *bad = qf_malloc(((size_t)nn + 1) * sizeof(int32_t));
+    if (!v->nplain || !bad) {
+        qf_free(bad);
+        goto nomem;
+    }
+    bad[0] = 0;
+    for (int32_t i = 0; i < nn; i++)
+        bad[i + 1] = bad[i] + (i > 0 && !plain_byte(v->nbyte[i]));
+    for (int32_t i = 0; i < nn; i++)
+        v->nplain[i] = bad[v->nend[i]] == bad[i];
+    qf_free(bad);
     qf_free(ref);
     qf_free(path);
     return v;
@@ -239,6 +267,7 @@ void qf_gvocab_free(qf_gvocab *v) {
     qf_free(v->ndepth);
     qf_free(v->nend);
     qf_free(v->ntok);
+    qf_free(v->nplain);
     qf_free(v->toks);
     qf_free(v->kind);
     qf_free(v->poff);
@@ -247,20 +276,26 @@ void qf_gvocab_free(qf_gvocab *v) {
     qf_free(v);
 }
 
-int32_t qf_gvocab_n_vocab(const qf_gvocab *v) { return v ? v->n_vocab : 0; }
-int32_t qf_gvocab_n_nodes(const qf_gvocab *v) { return v ? v->n_nodes : 0; }
+int32_t qf_gvocab_n_vocab(const qf_gvocab *v) {
+    return v ? v->n_vocab : 0;
+}
+int32_t qf_gvocab_n_nodes(const qf_gvocab *v) {
+    return v ? v->n_nodes : 0;
+}
 
 /* ---- interning ---- */
 
-static bool rehash(int32_t **ht, int32_t *hcap, int32_t n, uint32_t (*hash)(const qf_gmatch *, int32_t),
-                   const qf_gmatch *m) {
+static bool rehash(int32_t **ht, int32_t *hcap, int32_t n,
+                   uint32_t (*hash)(const qf_gmatch *, int32_t), const qf_gmatch *m) {
     int32_t cap = *hcap ? *hcap * 2 : 256;
-    while (cap < 2 * (n + 1)) cap *= 2;
+    while (cap < 2 * (n + 1))
+        cap *= 2;
     int32_t *t = qf_calloc((size_t)cap, sizeof(int32_t));
     if (!t) return false;
     for (int32_t id = 0; id < n; id++) {
         uint32_t s = hash(m, id) & (uint32_t)(cap - 1);
-        while (t[s]) s = (s + 1) & (uint32_t)(cap - 1);
+        while (t[s])
+            s = (s + 1) & (uint32_t)(cap - 1);
         t[s] = id + 1;
     }
     qf_free(*ht);
@@ -275,7 +310,8 @@ static uint32_t nd_hash(const qf_gmatch *m, int32_t id) {
 
 /* Node (pos, par); -1 on allocation failure. */
 static int32_t intern_node(qf_gmatch *m, int32_t pos, int32_t par) {
-    if (2 * (m->n_nd + 1) > m->nd_hcap && !rehash(&m->nd_ht, &m->nd_hcap, m->n_nd, nd_hash, m)) return -1;
+    if (2 * (m->n_nd + 1) > m->nd_hcap && !rehash(&m->nd_ht, &m->nd_hcap, m->n_nd, nd_hash, m))
+        return -1;
     uint32_t mask = (uint32_t)m->nd_hcap - 1, s = mix((uint32_t)pos, (uint32_t)par) & mask;
     for (; m->nd_ht[s]; s = (s + 1) & mask) {
         int32_t id = m->nd_ht[s] - 1;
@@ -295,7 +331,8 @@ static int32_t intern_node(qf_gmatch *m, int32_t pos, int32_t par) {
 
 static uint32_t stk_hash(const gstk *s, int32_t n, bool acc) {
     uint32_t h = acc ? 0x9e3779b9u : 0x85ebca6bu;
-    for (int32_t i = 0; i < n; i++) h = mix(h ^ (uint32_t)s[i].t, (uint32_t)s[i].r);
+    for (int32_t i = 0; i < n; i++)
+        h = mix(h ^ (uint32_t)s[i].t, (uint32_t)s[i].r);
     return h;
 }
 
@@ -318,7 +355,8 @@ static void tmp_canon(qf_gmatch *m) {
         for (int32_t i = 1; i < n; i++) {
             gstk x = s[i];
             int32_t j = i;
-            while (j > 0 && cmp_stk(&s[j - 1], &x) > 0) s[j] = s[j - 1], j--;
+            while (j > 0 && cmp_stk(&s[j - 1], &x) > 0)
+                s[j] = s[j - 1], j--;
             s[j] = x;
         }
     } else {
@@ -332,7 +370,8 @@ static void tmp_canon(qf_gmatch *m) {
 
 /* Config of the stacks in m->tmp (canonical) + acc; -1 on allocation failure. */
 static int32_t intern_cfg(qf_gmatch *m, bool acc) {
-    if (2 * (m->n_cf + 1) > m->cf_hcap && !rehash(&m->cf_ht, &m->cf_hcap, m->n_cf, cf_hash, m)) return -1;
+    if (2 * (m->n_cf + 1) > m->cf_hcap && !rehash(&m->cf_ht, &m->cf_hcap, m->n_cf, cf_hash, m))
+        return -1;
     int32_t n = m->n_tmp;
     uint32_t mask = (uint32_t)m->cf_hcap - 1, s = stk_hash(m->tmp, n, acc) & mask;
     for (; m->cf_ht[s]; s = (s + 1) & mask) {
@@ -342,14 +381,15 @@ static int32_t intern_cfg(qf_gmatch *m, bool acc) {
             return id;
     }
     if (!vgrow((void **)&m->stk, &m->cap_stk, (int64_t)m->n_stk + n, sizeof(gstk))) return -1;
-    int32_t c[4] = {m->cap_cf, m->cap_cf, m->cap_cf, m->cap_cf};
+    int32_t c[5] = {m->cap_cf, m->cap_cf, m->cap_cf, m->cap_cf, m->cap_cf};
     if (!vgrow((void **)&m->cf_off, &c[0], m->n_cf + 1, sizeof(int32_t)) ||
         !vgrow((void **)&m->cf_len, &c[1], m->n_cf + 1, sizeof(int32_t)) ||
         !vgrow((void **)&m->cf_tr, &c[2], m->n_cf + 1, sizeof(int32_t)) ||
-        !vgrow((void **)&m->cf_acc, &c[3], m->n_cf + 1, sizeof(uint8_t)))
+        !vgrow((void **)&m->cf_acc, &c[3], m->n_cf + 1, sizeof(uint8_t)) ||
+        !vgrow((void **)&m->cf_loop, &c[4], m->n_cf + 1, sizeof(uint8_t)))
         return -1;
     m->cap_cf = c[0];
-    for (int i = 1; i < 4; i++)
+    for (int i = 1; i < 5; i++)
         if (c[i] < m->cap_cf) m->cap_cf = c[i];
     int32_t id = m->n_cf++;
     if (n) memcpy(m->stk + m->n_stk, m->tmp, (size_t)n * sizeof(gstk));
@@ -357,6 +397,7 @@ static int32_t intern_cfg(qf_gmatch *m, bool acc) {
     m->cf_len[id] = n;
     m->cf_tr[id] = -1;
     m->cf_acc[id] = acc;
+    m->cf_loop[id] = LOOP_UNKNOWN;
     m->n_stk += n;
     m->cf_ht[s] = id + 1;
     return id;
@@ -400,7 +441,8 @@ static qf_status closure(qf_gmatch *m, int32_t p, int32_t r, bool *acc) {
             int32_t q = GE_ARG(e), a0 = g->rule_alt[q], a1 = g->rule_alt[q + 1];
             if (a0 == a1) break;
             int32_t r2 = r;
-            if (GE_KIND(g->el[p + 1]) != GE_END && (r2 = intern_node(m, p + 1, r)) < 0) return QF_ERR_NOMEM;
+            if (GE_KIND(g->el[p + 1]) != GE_END && (r2 = intern_node(m, p + 1, r)) < 0)
+                return QF_ERR_NOMEM;
             for (int32_t a = a0 + 1; a < a1; a++)
                 if (!push(&m->work, &m->n_work, &m->cap_work, g->alt[a], r2)) return QF_ERR_NOMEM;
             p = g->alt[a0];
@@ -433,7 +475,8 @@ static int32_t row(qf_gmatch *m, int32_t c) {
     if (m->cf_tr[c] >= 0) return m->cf_tr[c];
     if (!vgrow((void **)&m->tr, &m->cap_tr, (int64_t)m->n_tr + 256, sizeof(int32_t))) return -1;
     int32_t o = m->n_tr;
-    for (int i = 0; i < 256; i++) m->tr[o + i] = T_UNKNOWN;
+    for (int i = 0; i < 256; i++)
+        m->tr[o + i] = T_UNKNOWN;
     m->n_tr += 256;
     m->cf_tr[c] = o;
     return o;
@@ -460,18 +503,21 @@ static void compact(qf_gmatch *m) {
     int32_t n = m->cf_len[m->cur], total = 0;
     const gstk *s = m->stk + m->cf_off[m->cur];
     for (int32_t i = 0; i < n; i++)
-        for (int32_t r = s[i].r; r >= 0; r = m->nd_par[r]) total++;
+        for (int32_t r = s[i].r; r >= 0; r = m->nd_par[r])
+            total++;
     int32_t *chain = qf_malloc(((size_t)total + 1) * sizeof(int32_t));
     gstk *top = qf_malloc(((size_t)n + 1) * sizeof(gstk));
     int32_t *len = qf_malloc(((size_t)n + 1) * sizeof(int32_t));
-    if (!chain || !top || !len || !vgrow((void **)&m->tmp, &m->cap_tmp, (int64_t)n + 1, sizeof(gstk)))
+    if (!chain || !top || !len ||
+        !vgrow((void **)&m->tmp, &m->cap_tmp, (int64_t)n + 1, sizeof(gstk)))
         goto out;
     bool acc = m->cf_acc[m->cur];
     int32_t at = 0;
     for (int32_t i = 0; i < n; i++) {
         top[i] = s[i];
         len[i] = 0;
-        for (int32_t r = s[i].r; r >= 0; r = m->nd_par[r]) chain[at + len[i]++] = m->nd_pos[r];
+        for (int32_t r = s[i].r; r >= 0; r = m->nd_par[r])
+            chain[at + len[i]++] = m->nd_pos[r];
         at += len[i];
     }
     m->n_nd = m->n_cf = m->n_stk = m->n_tr = 0;
@@ -482,7 +528,8 @@ static void compact(qf_gmatch *m) {
     at = 0;
     for (int32_t i = 0; i < n; i++) {
         int32_t r = -1;
-        for (int32_t k = len[i] - 1; k >= 0; k--) r = intern_node(m, chain[at + k], r);
+        for (int32_t k = len[i] - 1; k >= 0; k--)
+            r = intern_node(m, chain[at + k], r);
         at += len[i];
         m->tmp[m->n_tmp++] = (gstk){top[i].t, r};
     }
@@ -549,6 +596,7 @@ void qf_gmatch_free(qf_gmatch *m) {
     qf_free(m->cf_len);
     qf_free(m->cf_tr);
     qf_free(m->cf_acc);
+    qf_free(m->cf_loop);
     qf_free(m->cf_ht);
     qf_free(m->stk);
     qf_free(m->tr);
@@ -595,6 +643,7 @@ qf_gmatch *qf_gmatch_clone(const qf_gmatch *m, qf_err *err) {
         !dup_arr((void **)&c->cf_len, m->cf_len, (size_t)m->n_cf, sizeof(int32_t)) ||
         !dup_arr((void **)&c->cf_tr, m->cf_tr, (size_t)m->n_cf, sizeof(int32_t)) ||
         !dup_arr((void **)&c->cf_acc, m->cf_acc, (size_t)m->n_cf, sizeof(uint8_t)) ||
+        !dup_arr((void **)&c->cf_loop, m->cf_loop, (size_t)m->n_cf, sizeof(uint8_t)) ||
         !dup_arr((void **)&c->cf_ht, m->cf_ht, (size_t)m->cf_hcap, sizeof(int32_t)) ||
         !dup_arr((void **)&c->stk, m->stk, (size_t)m->n_stk, sizeof(gstk)) ||
         !dup_arr((void **)&c->tr, m->tr, (size_t)m->n_tr, sizeof(int32_t)))
@@ -611,12 +660,34 @@ nomem:
     return NULL;
 }
 
-static bool cur_acc(const qf_gmatch *m) { return m->ended || m->cf_acc[m->cur]; }
+static bool cur_acc(const qf_gmatch *m) {
+    return m->ended || m->cf_acc[m->cur];
+}
 
-bool qf_gmatch_done(const qf_gmatch *m) { return m && cur_acc(m); }
+bool qf_gmatch_done(const qf_gmatch *m) {
+    return m && cur_acc(m);
+}
 
 bool qf_gmatch_closed(const qf_gmatch *m) {
     return m && (m->ended || (m->cf_acc[m->cur] && m->cf_len[m->cur] == 0));
+}
+
+/* Whether every plain byte leads from c back to c (the body of an unbounded
+ * string): then every token spelled with plain bytes only is allowed. */
+static qf_status loops(qf_gmatch *m, int32_t c, bool *yes) {
+    if (m->cf_loop[c] == LOOP_UNKNOWN) {
+        uint8_t r = LOOP_YES;
+        for (unsigned b = 0x20; b < 0x80 && r == LOOP_YES; b++) {
+            if (!plain_byte(b)) continue;
+            qf_status st = QF_OK;
+            int32_t nc = next(m, c, b, &st);
+            if (st != QF_OK) return st;
+            if (nc != c) r = LOOP_NO;
+        }
+        m->cf_loop[c] = r;
+    }
+    *yes = m->cf_loop[c] == LOOP_YES;
+    return QF_OK;
 }
 
 /* Walk the trie from the current config, setting m->bits for every token whose
@@ -629,8 +700,24 @@ static qf_status walk(qf_gmatch *m) {
     uint64_t *bits = m->bits;
     int32_t *cs = m->walk;
     cs[0] = m->cur;
+    const uint8_t *nplain = v->nplain;
     for (int32_t i = 1, n = v->n_nodes; i < n;) {
         int32_t d = ndepth[i], pc = cs[d - 1];
+        if (nplain[i]) {
+            if (m->cf_loop[pc] == LOOP_UNKNOWN) {
+                bool yes;
+                qf_status st = loops(m, pc, &yes);
+                if (st != QF_OK) return st;
+            }
+            if (m->cf_loop[pc] == LOOP_YES) { /* the whole subtree stays in pc */
+                for (int32_t k = ntok[i], e = ntok[nend[i]]; k < e; k++) {
+                    int32_t t = toks[k];
+                    bits[t >> 6] |= 1ull << (t & 63);
+                }
+                i = nend[i];
+                continue;
+            }
+        }
         int32_t o = m->cf_tr[pc];
         if (o < 0 && (o = row(m, pc)) < 0) return QF_ERR_NOMEM;
         unsigned b = nbyte[i];
@@ -665,12 +752,14 @@ qf_status qf_gmatch_mask(qf_gmatch *m, float *logits, int32_t n_vocab) {
         if (st != QF_OK) return st;
     }
     if (cur_acc(m))
-        for (int32_t i = 0; i < v->n_eog; i++) m->bits[v->eog[i] >> 6] |= 1ull << (v->eog[i] & 63);
+        for (int32_t i = 0; i < v->n_eog; i++)
+            m->bits[v->eog[i] >> 6] |= 1ull << (v->eog[i] & 63);
     int32_t nv = n_vocab < v->n_vocab ? n_vocab : v->n_vocab;
     const uint64_t *bits = m->bits;
     for (int32_t i = 0; i < nv; i++)
         if (!((bits[i >> 6] >> (i & 63)) & 1)) logits[i] = -INFINITY;
-    for (int32_t i = nv; i < n_vocab; i++) logits[i] = -INFINITY;
+    for (int32_t i = nv; i < n_vocab; i++)
+        logits[i] = -INFINITY;
     return QF_OK;
 }
 

@@ -31,14 +31,17 @@
 void gb_init(gbuild *b, qf_err *err) {
     memset(b, 0, sizeof(*b));
     b->err = err;
-    for (int i = 0; i < 256; i++) b->byte_cls[i] = -1;
-    for (int i = 0; i < GB_BASE_COUNT; i++) b->base[i] = -1;
+    for (int i = 0; i < 256; i++)
+        b->byte_cls[i] = -1;
+    for (int i = 0; i < GB_BASE_COUNT; i++)
+        b->base[i] = -1;
 }
 
 void gb_deinit(gbuild *b) {
     if (!b) return;
     if (b->rname)
-        for (int32_t i = 0; i < b->n_rule; i++) qf_free(b->rname[i]);
+        for (int32_t i = 0; i < b->n_rule; i++)
+            qf_free(b->rname[i]);
     qf_free(b->rname);
     qf_free(b->pool);
     qf_free(b->alts);
@@ -61,7 +64,8 @@ int32_t gb_fail(gbuild *b, qf_status st, const char *fmt, ...) {
 static bool grow(gbuild *b, void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return true;
     size_t nc = *cap ? *cap : 16;
-    while (nc < need) nc *= 2;
+    while (nc < need)
+        nc *= 2;
     size_t bytes;
     if (qf_mul_overflow(nc, elem, &bytes)) {
         gb_fail(b, QF_ERR_NOMEM, "grammar: out of memory");
@@ -92,21 +96,25 @@ int32_t gb_rule(gbuild *b, const char *name) {
     return b->n_rule++;
 }
 
-uint32_t gb_ref(int32_t rule) { return GE_MAKE(GE_REF, rule < 0 ? 0 : rule); }
+uint32_t gb_ref(int32_t rule) {
+    return GE_MAKE(GE_REF, rule < 0 ? 0 : rule);
+}
 
 uint32_t gb_cls(gbuild *b, const gclass *c) {
     if (b->st != QF_OK) return GE_MAKE(GE_CLS, 0);
     for (int32_t i = 0; i < b->n_cls; i++)
         if (memcmp(&b->cls[i], c, sizeof(*c)) == 0) return GE_MAKE(GE_CLS, i);
     size_t cap = (size_t)b->cap_cls;
-    if (!grow(b, (void **)&b->cls, &cap, (size_t)b->n_cls + 1, sizeof(gclass))) return GE_MAKE(GE_CLS, 0);
+    if (!grow(b, (void **)&b->cls, &cap, (size_t)b->n_cls + 1, sizeof(gclass)))
+        return GE_MAKE(GE_CLS, 0);
     b->cap_cls = (int32_t)cap;
     b->cls[b->n_cls] = *c;
     return GE_MAKE(GE_CLS, b->n_cls++);
 }
 
 static void cls_add(gclass *c, unsigned lo, unsigned hi) {
-    for (unsigned x = lo; x <= hi && x < 256; x++) c->w[x >> 6] |= 1ull << (x & 63);
+    for (unsigned x = lo; x <= hi && x < 256; x++)
+        c->w[x >> 6] |= 1ull << (x & 63);
 }
 
 uint32_t gb_range(gbuild *b, unsigned lo, unsigned hi) {
@@ -141,7 +149,9 @@ void gb_alt_add(gbuild *b, int32_t rule, const uint32_t *els, int32_t n) {
     b->n_pool += (size_t)n;
 }
 
-void gb_alt_empty(gbuild *b, int32_t rule) { gb_alt_add(b, rule, NULL, 0); }
+void gb_alt_empty(gbuild *b, int32_t rule) {
+    gb_alt_add(b, rule, NULL, 0);
+}
 
 void gs_push(gbuild *b, gseq *s, uint32_t e) {
     if (b->st != QF_OK) return;
@@ -154,10 +164,13 @@ void gs_push(gbuild *b, gseq *s, uint32_t e) {
 }
 
 void gs_bytes(gbuild *b, gseq *s, const char *bytes, size_t n) {
-    for (size_t i = 0; i < n && b->st == QF_OK; i++) gs_push(b, s, gb_byte(b, (unsigned char)bytes[i]));
+    for (size_t i = 0; i < n && b->st == QF_OK; i++)
+        gs_push(b, s, gb_byte(b, (unsigned char)bytes[i]));
 }
 
-void gs_add(gbuild *b, int32_t rule, const gseq *s) { gb_alt_add(b, rule, s->v, s->n); }
+void gs_add(gbuild *b, int32_t rule, const gseq *s) {
+    gb_alt_add(b, rule, s->v, s->n);
+}
 
 void gs_free(gseq *s) {
     qf_free(s->v);
@@ -204,7 +217,8 @@ int32_t gb_char_except(gbuild *b, const gclass *minus) {
     plain.w['"' >> 6] &= ~(1ull << ('"' & 63));
     plain.w['\\' >> 6] &= ~(1ull << ('\\' & 63));
     if (minus)
-        for (int i = 0; i < 4; i++) plain.w[i] &= ~minus->w[i];
+        for (int i = 0; i < 4; i++)
+            plain.w[i] &= ~minus->w[i];
     uint32_t cont = gb_range(b, 0x80, 0xbf);
     GB_ALT(b, ch, gb_cls(b, &plain));
     /* well-formed UTF-8 (Unicode table 3-7): no overlongs, no surrogates, <= U+10FFFF */
@@ -219,14 +233,33 @@ int32_t gb_char_except(gbuild *b, const gclass *minus) {
     GB_ALT(b, ch, gb_range(b, 0xf1, 0xf3), cont, cont, cont);
     GB_ALT(b, ch, gb_byte(b, 0xf4), gb_range(b, 0x80, 0x8f), cont, cont);
     gclass esc = {{0}};
-    for (const char *p = "\"\\/bfnrt"; *p; p++) cls_add(&esc, (unsigned char)*p, (unsigned char)*p);
+    for (const char *p = "\"\\/bfnrt"; *p; p++)
+        cls_add(&esc, (unsigned char)*p, (unsigned char)*p);
     GB_ALT(b, ch, gb_byte(b, '\\'), gb_cls(b, &esc));
-    gclass hex = {{0}};
+    /* \uXXXX: any code unit but a surrogate, or a high + low surrogate pair
+     * (lone surrogates are valid JSON syntax but many parsers refuse them) */
+    gclass hex = {{0}}, h1 = {{0}}, lo = {{0}}, hi = {{0}};
     cls_add(&hex, '0', '9');
     cls_add(&hex, 'a', 'f');
     cls_add(&hex, 'A', 'F');
-    uint32_t h = gb_cls(b, &hex);
-    GB_ALT(b, ch, gb_byte(b, '\\'), gb_byte(b, 'u'), h, h, h, h);
+    cls_add(&h1, '0', '9');
+    cls_add(&h1, 'a', 'c');
+    cls_add(&h1, 'A', 'C');
+    cls_add(&h1, 'e', 'f');
+    cls_add(&h1, 'E', 'F');
+    cls_add(&lo, '0', '7');
+    cls_add(&hi, '8', '9');
+    cls_add(&hi, 'a', 'b');
+    cls_add(&hi, 'A', 'B');
+    gclass dd = {{0}}, lo2 = {{0}};
+    cls_add(&dd, 'd', 'd');
+    cls_add(&dd, 'D', 'D');
+    cls_add(&lo2, 'c', 'f');
+    cls_add(&lo2, 'C', 'F');
+    uint32_t h = gb_cls(b, &hex), bs = gb_byte(b, '\\'), u = gb_byte(b, 'u'), d = gb_cls(b, &dd);
+    GB_ALT(b, ch, bs, u, gb_cls(b, &h1), h, h, h);
+    GB_ALT(b, ch, bs, u, d, gb_cls(b, &lo), h, h);
+    GB_ALT(b, ch, bs, u, d, gb_cls(b, &hi), h, h, bs, u, d, gb_cls(b, &lo2), h, h);
     return b->st == QF_OK ? ch : -1;
 }
 
@@ -267,8 +300,12 @@ int32_t gb_base(gbuild *b, gb_base_id id) {
     if (b->st != QF_OK) return -1;
     if (b->base[id] >= 0) return b->base[id];
     switch (id) {
-    case GB_WS: make_ws(b); break;
-    case GB_CHAR: b->base[id] = gb_char_except(b, NULL); break;
+    case GB_WS:
+        make_ws(b);
+        break;
+    case GB_CHAR:
+        b->base[id] = gb_char_except(b, NULL);
+        break;
     case GB_CHARS: {
         int32_t ch = gb_base(b, GB_CHAR), r = gb_rule(b, "chars");
         gb_alt_empty(b, r);
@@ -284,7 +321,9 @@ int32_t gb_base(gbuild *b, gb_base_id id) {
         break;
     }
     case GB_NUMBER:
-    case GB_INTEGER: make_number(b); break;
+    case GB_INTEGER:
+        make_number(b);
+        break;
     case GB_BOOLEAN: {
         int32_t r = gb_rule(b, "boolean");
         gseq s = {0};
@@ -297,7 +336,9 @@ int32_t gb_base(gbuild *b, gb_base_id id) {
         b->base[id] = r;
         break;
     }
-    case GB_NULL: b->base[id] = gb_lit(b, "null", 4); break;
+    case GB_NULL:
+        b->base[id] = gb_lit(b, "null", 4);
+        break;
     case GB_VALUE:
     case GB_OBJECT:
     case GB_ARRAY: {
@@ -317,7 +358,8 @@ int32_t gb_base(gbuild *b, gb_base_id id) {
         GB_ALT(b, v, gb_ref(gb_base(b, GB_NULL)));
         break;
     }
-    default: return gb_fail(b, QF_ERR_INTERNAL, "grammar: bad base rule %d", (int)id);
+    default:
+        return gb_fail(b, QF_ERR_INTERNAL, "grammar: bad base rule %d", (int)id);
     }
     if (b->st != QF_OK) return -1;
     return b->base[id];
@@ -436,10 +478,14 @@ qf_grammar *gb_finish(gbuild *b, int32_t root) {
     }
 
     /* alternatives grouped by rule (stable) */
-    for (size_t a = 0; a < na; a++) ralt_off[b->alts[a].rule + 1]++;
-    for (int32_t r = 0; r < nr; r++) ralt_off[r + 1] += ralt_off[r];
-    for (size_t a = 0; a < na; a++) ralt[ralt_off[b->alts[a].rule]++] = (int32_t)a;
-    for (int32_t r = nr; r > 0; r--) ralt_off[r] = ralt_off[r - 1];
+    for (size_t a = 0; a < na; a++)
+        ralt_off[b->alts[a].rule + 1]++;
+    for (int32_t r = 0; r < nr; r++)
+        ralt_off[r + 1] += ralt_off[r];
+    for (size_t a = 0; a < na; a++)
+        ralt[ralt_off[b->alts[a].rule]++] = (int32_t)a;
+    for (int32_t r = nr; r > 0; r--)
+        ralt_off[r] = ralt_off[r - 1];
     ralt_off[0] = 0;
 
     /* 1. productive: an alternative waits for each rule it references */
@@ -448,28 +494,37 @@ qf_grammar *gb_finish(gbuild *b, int32_t root) {
         for (int32_t i = 0; i < b->alts[a].len; i++)
             if (GE_KIND(e[i]) == GE_REF) need[a]++, occ_off[GE_ARG(e[i]) + 1]++;
     }
-    for (int32_t r = 0; r < nr; r++) occ_off[r + 1] += occ_off[r];
+    for (int32_t r = 0; r < nr; r++)
+        occ_off[r + 1] += occ_off[r];
     for (size_t a = 0; a < na; a++) {
         const uint32_t *e = b->pool + b->alts[a].off;
         for (int32_t i = 0; i < b->alts[a].len; i++)
             if (GE_KIND(e[i]) == GE_REF) occ[occ_off[GE_ARG(e[i])]++] = (int32_t)a;
     }
-    for (int32_t r = nr; r > 0; r--) occ_off[r] = occ_off[r - 1];
+    for (int32_t r = nr; r > 0; r--)
+        occ_off[r] = occ_off[r - 1];
     occ_off[0] = 0;
     fixpoint(b, need, occ, occ_off, NULL, prod, queue);
     if (!prod[root]) {
-        gb_fail(b, QF_ERR_INVALID, "json schema: no finite JSON value satisfies it (%s recurses forever)",
+        gb_fail(b, QF_ERR_INVALID,
+                "json schema: no finite JSON value satisfies it (%s recurses forever)",
                 rule_name(b, root));
         goto fail;
     }
-    for (size_t a = 0; a < na; a++) alive[a] = need[a] == 0;
+    for (size_t a = 0; a < na; a++)
+        alive[a] = need[a] == 0;
 
     /* 2. nullable: an alternative with a byte class never is */
     for (size_t a = 0; a < na; a++) {
         const uint32_t *e = b->pool + b->alts[a].off;
         need[a] = 0;
-        for (int32_t i = 0; i < b->alts[a].len; i++)
-            need[a] += GE_KIND(e[i]) == GE_REF ? 1 : (1 << 28);
+        for (int32_t i = 0; i < b->alts[a].len; i++) {
+            if (GE_KIND(e[i]) != GE_REF) { /* never reaches 0 */
+                need[a] = INT32_MAX;
+                break;
+            }
+            need[a]++;
+        }
     }
     fixpoint(b, need, occ, occ_off, alive, nullable, queue);
 
@@ -584,5 +639,9 @@ void qf_grammar_free(qf_grammar *g) {
     qf_free(g);
 }
 
-int32_t qf_grammar_n_rules(const qf_grammar *g) { return g ? g->n_rule : 0; }
-int32_t qf_grammar_n_elements(const qf_grammar *g) { return g ? g->n_el : 0; }
+int32_t qf_grammar_n_rules(const qf_grammar *g) {
+    return g ? g->n_rule : 0;
+}
+int32_t qf_grammar_n_elements(const qf_grammar *g) {
+    return g ? g->n_el : 0;
+}

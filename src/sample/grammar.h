@@ -61,7 +61,9 @@
  *   anyOf oneOf     alternatives (oneOf's exclusivity is not enforced).
  *   allOf           the members (with $refs resolved) are merged into one
  *                   schema: properties united (first wins), required united,
- *                   other keywords first wins.
+ *                   other keywords first wins (so additionalProperties false
+ *                   in one member does not forbid another member's
+ *                   properties, unlike strict JSON Schema).
  *   $ref            "#", "#/$defs/..", "#/definitions/..", any JSON pointer
  *                   into the same document (recursive schemas work).
  *   nullable: true  (OpenAPI) also allows null.
@@ -70,8 +72,12 @@
  * minimum/maximum/exclusiveMinimum/exclusiveMaximum/multipleOf, uniqueItems, min/maxProperties,
  * not, if/then/else, dependencies, patternProperties, propertyNames,
  * contains, keywords next to $ref/anyOf/oneOf/const/enum; a maxLength or
- * maxItems above QF_GRAMMAR_MAX_REPEAT counts as unbounded; a surrogate
- * pair escape counts as two characters.
+ * maxItems above QF_GRAMMAR_MAX_REPEAT counts as unbounded. Extra members
+ * (additionalProperties) avoid the declared names as spelled (an escaped
+ * spelling such as "\u0061" slips through; declared names with non-ASCII
+ * or escaped characters disable the check) and may repeat one another (no
+ * context-free grammar can rule that out). \u escapes of lone surrogates
+ * are refused (a high + low pair is one character).
  *
  * Errors from the compilers (NULL returned, err filled; messages name the
  * schema location as a JSON pointer, "#/properties/a/items"):
@@ -79,11 +85,12 @@
  *                       a keyword has the wrong JSON type, unknown "type",
  *                       unresolvable $ref.
  *   QF_ERR_INVALID      contradictions: minItems > maxItems, minLength >
- *                       maxLength, empty enum/anyOf, schema false or any
+ *                       maxLength, empty enum/anyOf/type, schema false, or a
  *                       schema no finite JSON value satisfies (a required
- *                       property that recurses forever).
- *   QF_ERR_UNSUPPORTED  $ref outside the document, $ref cycles that consume
- *                       no input ({"$ref": "#"}).
+ *                       property that recurses forever, {"$ref": "#"}).
+ *   QF_ERR_UNSUPPORTED  $ref outside the document or to an anchor, $ref
+ *                       cycles that consume no input
+ *                       ({"anyOf": [{"$ref": "#"}, {"type": "null"}]}).
  *   QF_ERR_RANGE        minItems/minLength above QF_GRAMMAR_MAX_REPEAT,
  *                       nesting deeper than 128 schema levels, grammar over
  *                       QF_GRAMMAR_MAX_ELEMENTS.
@@ -93,8 +100,13 @@
  * walks the vocab trie together with the parse state and prunes a subtree at
  * its first impossible byte; the state transitions it computes are memoized
  * per matcher, so repeated states (the body of a long string, the next list
- * element) cost one table look-up per trie node. Memory per matcher is
- * bounded (the memo is dropped and rebuilt past a few MB).
+ * element) cost one table look-up per trie node, and inside an unbounded
+ * string a subtree of plain-ASCII pieces is allowed whole without a walk.
+ * Measured (x86 VM, one core): 0.2 ms per mask in a string with the 32k
+ * llama SPM vocab, 0.1 ms with gpt-2's 50k, 0.6 ms with deepseek's 102k;
+ * < 0.1 ms outside strings. Memory per matcher is bounded (the memo is
+ * dropped and rebuilt past ~2k states, a few MB). Cheaper still: sample
+ * unmasked, check the pick with qf_gmatch_allows, mask only when refused.
  */
 #ifndef QF_GRAMMAR_H
 #define QF_GRAMMAR_H

@@ -18,8 +18,8 @@
 #include "sample/grammar.h"
 
 enum { GE_END = 0, GE_CLS = 1, GE_REF = 2 };
-#define GE_KIND(e) ((uint32_t)(e) >> 30)
-#define GE_ARG(e) ((int32_t)((uint32_t)(e)&0x3fffffffu))
+#define GE_KIND(e)    ((uint32_t)(e) >> 30)
+#define GE_ARG(e)     ((int32_t)((uint32_t)(e)&0x3fffffffu))
 #define GE_MAKE(k, a) (((uint32_t)(k) << 30) | (uint32_t)(a))
 
 /* A set of bytes. */
@@ -27,11 +27,13 @@ typedef struct gclass {
     uint64_t w[4];
 } gclass;
 
-static inline bool gclass_has(const gclass *c, unsigned b) { return (c->w[b >> 6] >> (b & 63)) & 1u; }
+static inline bool gclass_has(const gclass *c, unsigned b) {
+    return (c->w[b >> 6] >> (b & 63)) & 1u;
+}
 
 struct qf_grammar {
     atomic_int refs;
-    uint32_t *el;      /* (n_el) elements; every alternative ends in GE_END */
+    uint32_t *el; /* (n_el) elements; every alternative ends in GE_END */
     int32_t n_el;
     int32_t *alt;      /* (n_alt) start position of each alternative, grouped by rule */
     int32_t *rule_alt; /* (n_rule + 1) rule r's alternatives: alt[rule_alt[r] .. rule_alt[r+1]) */
@@ -91,7 +93,8 @@ typedef struct gbuild {
 void gb_init(gbuild *b, qf_err *err);
 void gb_deinit(gbuild *b);
 /* Record a failure (first one wins). Returns -1 for use as a rule id. */
-int32_t gb_fail(gbuild *b, qf_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int32_t gb_fail(gbuild *b, qf_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* New rule without alternatives; name (copied, may be NULL) is used in errors. */
 int32_t gb_rule(gbuild *b, const char *name);
 uint32_t gb_ref(int32_t rule);

@@ -30,7 +30,7 @@
 #include "base/mem.h"
 #include "sample/grammar_int.h"
 
-#define MAX_DEPTH 128
+#define MAX_DEPTH    128
 #define MAX_KEY_TRIE 256 /* longer declared names: extra keys are any string */
 
 typedef struct memo_ent {
@@ -52,7 +52,8 @@ typedef struct sctx {
 
 /* ---- helpers ---- */
 
-static int32_t sfail(sctx *c, qf_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int32_t sfail(sctx *c, qf_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int32_t sfail(sctx *c, qf_status st, const char *fmt, ...) {
     char msg[384];
     va_list ap;
@@ -62,7 +63,9 @@ static int32_t sfail(sctx *c, qf_status st, const char *fmt, ...) {
     return gb_fail(c->b, st, "json schema at %s: %s", c->path, msg);
 }
 
-static int32_t nomem(sctx *c) { return gb_fail(c->b, QF_ERR_NOMEM, "json schema: out of memory"); }
+static int32_t nomem(sctx *c) {
+    return gb_fail(c->b, QF_ERR_NOMEM, "json schema: out of memory");
+}
 
 static size_t path_push(sctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static size_t path_push(sctx *c, const char *fmt, ...) {
@@ -110,19 +113,23 @@ static bool memo_put(sctx *c, const cJSON *n, int32_t rule) {
         for (size_t i = 0; i < oldcap; i++) {
             if (!old[i].node) continue;
             size_t j = memo_slot(c, old[i].node);
-            while (c->memo[j].node) j = (j + 1) & (cap - 1);
+            while (c->memo[j].node)
+                j = (j + 1) & (cap - 1);
             c->memo[j] = old[i];
         }
         qf_free(old);
     }
     size_t j = memo_slot(c, n);
-    while (c->memo[j].node) j = (j + 1) & (c->cap_memo - 1);
+    while (c->memo[j].node)
+        j = (j + 1) & (c->cap_memo - 1);
     c->memo[j] = (memo_ent){n, rule};
     c->n_memo++;
     return true;
 }
 
-static const cJSON *get(const cJSON *s, const char *key) { return cJSON_GetObjectItemCaseSensitive(s, key); }
+static const cJSON *get(const cJSON *s, const char *key) {
+    return cJSON_GetObjectItemCaseSensitive(s, key);
+}
 
 /* A non-negative integer keyword: def when absent; false (error set) when it
  * is not one. Values above INT32_MAX read as INT32_MAX. */
@@ -147,7 +154,8 @@ static bool get_bounds(sctx *c, const cJSON *s, const char *kmin, const char *km
         return false;
     }
     if (*min > QF_GRAMMAR_MAX_REPEAT) {
-        sfail(c, QF_ERR_RANGE, "%s %d is above the supported %d", kmin, *min, QF_GRAMMAR_MAX_REPEAT);
+        sfail(c, QF_ERR_RANGE, "%s %d is above the supported %d", kmin, *min,
+              QF_GRAMMAR_MAX_REPEAT);
         return false;
     }
     if (*max > QF_GRAMMAR_MAX_REPEAT) *max = -1; /* documented relaxation */
@@ -160,13 +168,27 @@ static void seq_json_string(gbuild *b, gseq *s, const char *name) {
     for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
         char buf[8];
         switch (*p) {
-        case '"': gs_bytes(b, s, "\\\"", 2); break;
-        case '\\': gs_bytes(b, s, "\\\\", 2); break;
-        case '\n': gs_bytes(b, s, "\\n", 2); break;
-        case '\r': gs_bytes(b, s, "\\r", 2); break;
-        case '\t': gs_bytes(b, s, "\\t", 2); break;
-        case '\b': gs_bytes(b, s, "\\b", 2); break;
-        case '\f': gs_bytes(b, s, "\\f", 2); break;
+        case '"':
+            gs_bytes(b, s, "\\\"", 2);
+            break;
+        case '\\':
+            gs_bytes(b, s, "\\\\", 2);
+            break;
+        case '\n':
+            gs_bytes(b, s, "\\n", 2);
+            break;
+        case '\r':
+            gs_bytes(b, s, "\\r", 2);
+            break;
+        case '\t':
+            gs_bytes(b, s, "\\t", 2);
+            break;
+        case '\b':
+            gs_bytes(b, s, "\\b", 2);
+            break;
+        case '\f':
+            gs_bytes(b, s, "\\f", 2);
+            break;
         default:
             if (*p < 0x20) {
                 snprintf(buf, sizeof buf, "\\u%04x", *p);
@@ -262,13 +284,15 @@ static bool own(sctx *c, cJSON *n) {
 
 static bool has_string(const cJSON *arr, const char *s) {
     const cJSON *it;
-    cJSON_ArrayForEach(it, arr) if (cJSON_IsString(it) && strcmp(it->valuestring, s) == 0) return true;
+    cJSON_ArrayForEach(it,
+                       arr) if (cJSON_IsString(it) && strcmp(it->valuestring, s) == 0) return true;
     return false;
 }
 
 /* Merge node (following $refs) into out/props/req; depth bounds allOf nesting
  * and $ref chains. */
-static bool merge_into(sctx *c, const cJSON *node, cJSON *out, cJSON *props, cJSON *req, int depth) {
+static bool merge_into(sctx *c, const cJSON *node, cJSON *out, cJSON *props, cJSON *req,
+                       int depth) {
     if (depth > 32) {
         sfail(c, QF_ERR_RANGE, "allOf/$ref nested deeper than 32 levels");
         return false;
@@ -301,12 +325,14 @@ static bool merge_into(sctx *c, const cJSON *node, cJSON *out, cJSON *props, cJS
                 return false;
             }
             const cJSON *m;
-            cJSON_ArrayForEach(m, it) if (!merge_into(c, m, out, props, req, depth + 1)) return false;
+            cJSON_ArrayForEach(m,
+                               it) if (!merge_into(c, m, out, props, req, depth + 1)) return false;
         } else if (strcmp(k, "properties") == 0 && cJSON_IsObject(it)) {
             const cJSON *p;
             cJSON_ArrayForEach(p, it) {
                 if (get(props, p->string)) continue;
-                if (!cJSON_AddItemReferenceToObject(props, p->string, (cJSON *)p)) return nomem(c), false;
+                if (!cJSON_AddItemReferenceToObject(props, p->string, (cJSON *)p))
+                    return nomem(c), false;
             }
         } else if (strcmp(k, "required") == 0 && cJSON_IsArray(it)) {
             const cJSON *r;
@@ -380,7 +406,8 @@ static int32_t key_node(gbuild *b, const char **names, int32_t lo, int32_t hi, s
         }
         unsigned ch = (unsigned char)names[i][d];
         int32_t j = i + 1;
-        while (j < hi && (unsigned char)names[j][d] == ch) j++;
+        while (j < hi && (unsigned char)names[j][d] == ch)
+            j++;
         used.w[ch >> 6] |= 1ull << (ch & 63);
         GB_ALT(b, r, gb_byte(b, ch), gb_ref(key_node(b, names, i, j, d + 1)));
         i = j;
@@ -405,7 +432,8 @@ static int32_t key_except(sctx *c, const member *mem, int32_t n) {
     }
     const char **names = qf_malloc((size_t)n * sizeof(*names));
     if (!names) return nomem(c);
-    for (int32_t i = 0; i < n; i++) names[i] = mem[i].name;
+    for (int32_t i = 0; i < n; i++)
+        names[i] = mem[i].name;
     qsort(names, (size_t)n, sizeof(*names), cmp_str);
     int32_t r = gb_rule(b, NULL);
     GB_ALT(b, r, gb_byte(b, '"'), gb_ref(key_node(b, names, 0, n, 0)));
@@ -419,12 +447,15 @@ static int32_t gen_object(sctx *c, const cJSON *s) {
     gbuild *b = c->b;
     const cJSON *props = get(s, "properties"), *req = get(s, "required");
     const cJSON *addl = get(s, "additionalProperties");
-    if (props && !cJSON_IsObject(props)) return sfail(c, QF_ERR_FORMAT, "\"properties\" must be an object");
+    if (props && !cJSON_IsObject(props))
+        return sfail(c, QF_ERR_FORMAT, "\"properties\" must be an object");
     if (req && !cJSON_IsArray(req)) return sfail(c, QF_ERR_FORMAT, "\"required\" must be an array");
     if (addl && !cJSON_IsBool(addl) && !cJSON_IsObject(addl))
         return sfail(c, QF_ERR_FORMAT, "\"additionalProperties\" must be a boolean or a schema");
     const cJSON *it;
-    if (req) cJSON_ArrayForEach(it, req) if (!cJSON_IsString(it)) return sfail(c, QF_ERR_FORMAT, "\"required\" must hold strings");
+    if (req)
+        cJSON_ArrayForEach(it, req) if (!cJSON_IsString(it)) return sfail(
+            c, QF_ERR_FORMAT, "\"required\" must hold strings");
     int32_t ws = gb_base(b, GB_WS);
 
     /* extra members: their value rule, or -1 for none */
@@ -454,17 +485,17 @@ static int32_t gen_object(sctx *c, const cJSON *s) {
         return nomem(c);
     }
     int32_t nm = 0, obj = -1;
-    if (props)
-        cJSON_ArrayForEach(it, props) {
+    if (props) cJSON_ArrayForEach(it, props) {
             bool dup = false;
-            for (int32_t i = 0; i < nm; i++) dup |= strcmp(mem[i].name, it->string) == 0;
+            for (int32_t i = 0; i < nm; i++)
+                dup |= strcmp(mem[i].name, it->string) == 0;
             if (dup) continue; /* cJSON keeps duplicate keys; the first one counts */
             mem[nm++] = (member){it->string, it, req && has_string(req, it->string)};
         }
-    if (req)
-        cJSON_ArrayForEach(it, req) {
+    if (req) cJSON_ArrayForEach(it, req) {
             bool known = false;
-            for (int32_t i = 0; i < nm; i++) known |= strcmp(mem[i].name, it->valuestring) == 0;
+            for (int32_t i = 0; i < nm; i++)
+                known |= strcmp(mem[i].name, it->valuestring) == 0;
             if (!known) mem[nm++] = (member){it->valuestring, NULL, true};
         }
     for (int32_t i = 0; i < nm && b->st == QF_OK; i++) {
@@ -518,7 +549,8 @@ static int32_t gen_array(sctx *c, const cJSON *s) {
     const char *tkey = "prefixItems";
     if (!prefix && cJSON_IsArray(items)) prefix = items, tkey = "items";
     if (prefix) { /* tuple */
-        if (!cJSON_IsArray(prefix)) return sfail(c, QF_ERR_FORMAT, "\"prefixItems\" must be an array");
+        if (!cJSON_IsArray(prefix))
+            return sfail(c, QF_ERR_FORMAT, "\"prefixItems\" must be an array");
         int32_t ws = gb_base(b, GB_WS), r = gb_rule(b, NULL);
         gseq sq = {0};
         gs_push(b, &sq, gb_byte(b, '['));
@@ -678,7 +710,8 @@ static void gen_body(sctx *c, const cJSON *s, int32_t r) {
         sfail(c, QF_ERR_FORMAT, "\"type\" must be a string or an array of strings");
     } else if (get(s, "properties") || get(s, "required") || get(s, "additionalProperties")) {
         gen_type(c, s, "object", r);
-    } else if (get(s, "items") || get(s, "prefixItems") || get(s, "minItems") || get(s, "maxItems")) {
+    } else if (get(s, "items") || get(s, "prefixItems") || get(s, "minItems") ||
+               get(s, "maxItems")) {
         gen_type(c, s, "array", r);
     } else if (get(s, "minLength") || get(s, "maxLength")) {
         gen_type(c, s, "string", r);
@@ -692,10 +725,12 @@ static int32_t gen(sctx *c, const cJSON *s) {
     if (b->st != QF_OK) return -1;
     if (cJSON_IsTrue(s)) return gb_base(b, GB_VALUE);
     if (cJSON_IsFalse(s)) return sfail(c, QF_ERR_INVALID, "schema false admits no value");
-    if (!cJSON_IsObject(s)) return sfail(c, QF_ERR_FORMAT, "a schema must be an object or a boolean");
+    if (!cJSON_IsObject(s))
+        return sfail(c, QF_ERR_FORMAT, "a schema must be an object or a boolean");
     int32_t r = memo_get(c, s);
     if (r >= 0) return r;
-    if (c->depth >= MAX_DEPTH) return sfail(c, QF_ERR_RANGE, "schema nested deeper than %d levels", MAX_DEPTH);
+    if (c->depth >= MAX_DEPTH)
+        return sfail(c, QF_ERR_RANGE, "schema nested deeper than %d levels", MAX_DEPTH);
     r = gb_rule(b, c->path);
     if (r < 0) return -1;
     if (!memo_put(c, s, r)) return nomem(c);
@@ -716,15 +751,19 @@ qf_grammar *qf_grammar_from_schema(const char *schema, size_t len, qf_err *err) 
     cJSON *doc = cJSON_ParseWithLengthOpts(schema, len, &end, 0);
     size_t at = end && end >= schema ? (size_t)(end - schema) : 0;
     if (doc) { /* only whitespace (or NULs) may follow */
-        while (at < len && strchr(" \t\r\n", schema[at]) && schema[at]) at++;
-        while (at < len && schema[at] == '\0') at++;
+        while (at < len && strchr(" \t\r\n", schema[at]) && schema[at])
+            at++;
+        while (at < len && schema[at] == '\0')
+            at++;
     }
     if (!doc || at < len) {
         if (at > len) at = len;
         int line = 1, col = 1;
         for (size_t i = 0; i < at; i++) {
-            if (schema[i] == '\n') line++, col = 1;
-            else col++;
+            if (schema[i] == '\n')
+                line++, col = 1;
+            else
+                col++;
         }
         QF_ERR_SET(err, QF_ERR_FORMAT, "json schema: %s at byte %zu (line %d, column %d)",
                    doc ? "unexpected data after the schema" : "not valid JSON", at, line, col);
@@ -737,7 +776,8 @@ qf_grammar *qf_grammar_from_schema(const char *schema, size_t len, qf_err *err) 
     int32_t root = gen(&c, doc);
     qf_grammar *g = root >= 0 ? gb_finish(&b, root) : NULL;
     gb_deinit(&b);
-    for (size_t i = 0; i < c.n_owned; i++) cJSON_Delete(c.owned[i]);
+    for (size_t i = 0; i < c.n_owned; i++)
+        cJSON_Delete(c.owned[i]);
     qf_free(c.owned);
     qf_free(c.memo);
     cJSON_Delete(doc);

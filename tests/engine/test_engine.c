@@ -3,6 +3,7 @@
  * refusal, overflow policies, and no leaked kv blocks after random
  * submit/cancel traffic. Uses a small synthesized model (no shared data).
  */
+#include <cjson/cJSON.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -461,6 +462,46 @@ static void test_complete_and_stop(void) {
     qf_engine_free(e);
 }
 
+/* constrained decoding: a random model still writes schema-valid JSON */
+static void test_json_schema(void) {
+    qf_engine *e = engine(2, 8, QF_TYPE_F16, 0, true);
+    ASSERT(e);
+    static int32_t prompt[12];
+    make_prompt(prompt, 12, 8);
+    qf_request r = greedy_req(prompt, 12, 200, NULL);
+    r.ignore_eos = false;
+    r.sample.temperature = 0.8f;
+    r.json_schema = "{\"type\":\"object\",\"properties\":{\"question\":{\"type\":\"string\",\"maxLength\":12},"
+                    "\"n\":{\"type\":\"integer\"}},\"required\":[\"question\",\"n\"]}";
+    r.n = 2;
+    char *texts[2];
+    qf_finish fin[2];
+    qf_err err = {0};
+    ASSERT_EQ_INT(qf_engine_complete(e, &r, texts, fin, NULL, &err), QF_OK);
+    for (int i = 0; i < 2; i++) {
+        cJSON *j = cJSON_Parse(texts[i]);
+        bool ok = j && cJSON_IsString(cJSON_GetObjectItem(j, "question")) && cJSON_IsNumber(cJSON_GetObjectItem(j, "n"));
+        if (!ok) fprintf(stderr, "not schema-valid: %s\n", texts[i]);
+        cJSON_Delete(j);
+        ASSERT(ok);
+        ASSERT_EQ_INT(fin[i], QF_FINISH_STOP);
+        qf_free(texts[i]);
+    }
+    r.json_schema = "{\"type\": nope}";
+    qf_status bad = qf_engine_submit(e, &r, NULL, &err);
+    ASSERT(bad == QF_ERR_FORMAT || bad == QF_ERR_INVALID);
+    ASSERT(err.msg[0]);
+    r.json_schema = "json";
+    r.n = 1;
+    ASSERT_EQ_INT(qf_engine_complete(e, &r, texts, fin, NULL, &err), QF_OK);
+    cJSON *j = cJSON_Parse(texts[0]);
+    bool obj = cJSON_IsObject(j);
+    cJSON_Delete(j);
+    qf_free(texts[0]);
+    qf_engine_free(e);
+    ASSERT(obj);
+}
+
 static void test_memory_plan(void) {
     qf_engine_params p = qf_engine_params_default();
     p.n_ctx = 256;
@@ -502,6 +543,7 @@ int main(void) {
     RUN_TEST(test_eviction_under_pressure);
     RUN_TEST(test_random_submit_cancel_no_leak);
     RUN_TEST(test_complete_and_stop);
+    RUN_TEST(test_json_schema);
     RUN_TEST(test_memory_plan);
     qf_model_free(g_m);
     remove(g_model_path);

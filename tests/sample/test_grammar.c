@@ -49,13 +49,32 @@ static qf_tok *tok_from_writer(qf_gguf_writer *w) {
 #define SP "\xe2\x96\x81" /* SPM space */
 
 /* The test vocab: 0 <unk>, 1 <s>, 2 </s>, 3..258 <0xXX>, then these. */
-static const char *const k_pieces[] = {
-    "{", "}", "[", "]", "\"", ":", ",", "{\"", "\":", "\",", "\"}", "}]", "}}", "]}", "\":\"",
-    "\",\"", SP "\"", SP "{", SP, SP SP, "\n", "\n" SP SP, "question", "answer", SP "the", "the",
-    SP "answer", "q", "a", "true", "false", "null", "tru", "nul", "0", "1", "12", "-", ".", "e",
-    "E+", "00", "123", "3.14", "\\", "\\n", "\\\"", "\\u", "00e9", "\xc3\xa9", "\xe6\x97\xa5\xe6\x9c\xac",
-    "}{", "]]", "\"\"\"", "{{", "::", ",,", SP "}", "x\"y", ",\n", "\t", "[{\"", "red", "green",
-    "\"red\"", "ab", "b", "\":[", "]," , "v", "kids", "\":{", "name", "id", "7", "99"};
+static const char *const k_pieces[] = {"{",        "}",        "[",
+                                       "]",        "\"",       ":",
+                                       ",",        "{\"",      "\":",
+                                       "\",",      "\"}",      "}]",
+                                       "}}",       "]}",       "\":\"",
+                                       "\",\"",    SP "\"",    SP "{",
+                                       SP,         SP SP,      "\n",
+                                       "\n" SP SP, "question", "answer",
+                                       SP "the",   "the",      SP "answer",
+                                       "q",        "a",        "true",
+                                       "false",    "null",     "tru",
+                                       "nul",      "0",        "1",
+                                       "12",       "-",        ".",
+                                       "e",        "E+",       "00",
+                                       "123",      "3.14",     "\\",
+                                       "\\n",      "\\\"",     "\\u",
+                                       "00e9",     "\xc3\xa9", "\xe6\x97\xa5\xe6\x9c\xac",
+                                       "}{",       "]]",       "\"\"\"",
+                                       "{{",       "::",       ",,",
+                                       SP "}",     "x\"y",     ",\n",
+                                       "\t",       "[{\"",     "red",
+                                       "green",    "\"red\"",  "ab",
+                                       "b",        "\":[",     "],",
+                                       "v",        "kids",     "\":{",
+                                       "name",     "id",       "7",
+                                       "99"};
 #define N_PIECES ((int)(sizeof k_pieces / sizeof k_pieces[0]))
 enum { T_UNK = 0, T_BOS = 1, T_EOS = 2, T_BYTE0 = 3, T_PIECE0 = 259 };
 static int32_t g_ctl, g_imend, g_user; /* ids of <|ctl|>, <|im_end|>, <tool> */
@@ -98,8 +117,9 @@ static qf_tok *test_vocab(void) {
     return t;
 }
 
-static qf_tok *g_tok;    /* the test vocab */
-static qf_gvocab *g_voc; /* its trie */
+static qf_tok *g_tok;     /* the test vocab */
+static qf_gvocab *g_voc;  /* its trie */
+static uint8_t *g_closer; /* its closer tokens (random_walk) */
 
 static int32_t piece_id(const char *p) {
     for (int i = 0; i < N_PIECES; i++)
@@ -107,7 +127,9 @@ static int32_t piece_id(const char *p) {
     return -1;
 }
 
-static int32_t byte_id(unsigned b) { return T_BYTE0 + (int32_t)b; }
+static int32_t byte_id(unsigned b) {
+    return T_BYTE0 + (int32_t)b;
+}
 
 static qf_grammar *schema(const char *text) {
     qf_err err = {0};
@@ -127,7 +149,8 @@ static qf_gmatch *matcher(const qf_grammar *g) {
 static bool masked_allows(qf_gmatch *m, int32_t id) {
     int32_t nv = qf_tok_n_vocab(g_tok);
     float *l = malloc((size_t)nv * sizeof(float));
-    for (int32_t i = 0; i < nv; i++) l[i] = 0;
+    for (int32_t i = 0; i < nv; i++)
+        l[i] = 0;
     bool ok = qf_gmatch_mask(m, l, nv) == QF_OK && isfinite(l[id]);
     free(l);
     return ok;
@@ -148,7 +171,9 @@ static bool accepts_full(const qf_grammar *g, const char *text) {
     return feed(g, text, &done) == QF_OK && done;
 }
 
-static bool refuses(const qf_grammar *g, const char *text) { return feed(g, text, NULL) == QF_ERR_INVALID; }
+static bool refuses(const qf_grammar *g, const char *text) {
+    return feed(g, text, NULL) == QF_ERR_INVALID;
+}
 
 /* ---- an independent JSON Schema validator for the subset ---- */
 
@@ -165,7 +190,8 @@ static const cJSON *vresolve(const cJSON *root, const char *ref) {
 
 static size_t utf8_len(const char *s) {
     size_t n = 0;
-    for (; *s; s++) n += ((unsigned char)*s & 0xc0) != 0x80;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xc0) != 0x80;
     return n;
 }
 
@@ -188,7 +214,8 @@ static bool valid_kw(const cJSON *v, const cJSON *s, const cJSON *root, int dept
         const cJSON *t = vresolve(root, k->valuestring);
         return t && valid(v, t, root, depth + 1);
     }
-    if ((k = cJSON_GetObjectItemCaseSensitive(s, "const")) && !cJSON_Compare(v, k, true)) return false;
+    if ((k = cJSON_GetObjectItemCaseSensitive(s, "const")) && !cJSON_Compare(v, k, true))
+        return false;
     if ((k = cJSON_GetObjectItemCaseSensitive(s, "enum"))) {
         bool any = false;
         cJSON_ArrayForEach(it, k) any |= cJSON_Compare(v, it, true);
@@ -212,8 +239,10 @@ static bool valid_kw(const cJSON *v, const cJSON *s, const cJSON *root, int dept
     }
     if (cJSON_IsString(v)) {
         size_t n = utf8_len(v->valuestring);
-        if ((k = cJSON_GetObjectItemCaseSensitive(s, "minLength")) && n < (size_t)k->valuedouble) return false;
-        if ((k = cJSON_GetObjectItemCaseSensitive(s, "maxLength")) && n > (size_t)k->valuedouble) return false;
+        if ((k = cJSON_GetObjectItemCaseSensitive(s, "minLength")) && n < (size_t)k->valuedouble)
+            return false;
+        if ((k = cJSON_GetObjectItemCaseSensitive(s, "maxLength")) && n > (size_t)k->valuedouble)
+            return false;
     }
     if (cJSON_IsArray(v)) {
         int n = cJSON_GetArraySize(v);
@@ -223,7 +252,8 @@ static bool valid_kw(const cJSON *v, const cJSON *s, const cJSON *root, int dept
         const cJSON *items = cJSON_GetObjectItemCaseSensitive(s, "items");
         int i = 0;
         cJSON_ArrayForEach(it, v) {
-            const cJSON *sub = pre && i < cJSON_GetArraySize(pre) ? cJSON_GetArrayItem(pre, i) : items;
+            const cJSON *sub =
+                pre && i < cJSON_GetArraySize(pre) ? cJSON_GetArrayItem(pre, i) : items;
             if (sub && !valid(it, sub, root, depth + 1)) return false;
             i++;
         }
@@ -232,11 +262,14 @@ static bool valid_kw(const cJSON *v, const cJSON *s, const cJSON *root, int dept
         const cJSON *props = cJSON_GetObjectItemCaseSensitive(s, "properties");
         const cJSON *addl = cJSON_GetObjectItemCaseSensitive(s, "additionalProperties");
         if ((k = cJSON_GetObjectItemCaseSensitive(s, "required")))
-            cJSON_ArrayForEach(it, k) if (!cJSON_GetObjectItemCaseSensitive(v, it->valuestring)) return false;
+            cJSON_ArrayForEach(
+                it, k) if (!cJSON_GetObjectItemCaseSensitive(v, it->valuestring)) return false;
         cJSON_ArrayForEach(it, v) {
-            for (const cJSON *o = v->child; o != it; o = o->next)
-                if (!strcmp(o->string, it->string)) return false; /* duplicate key */
             const cJSON *ps = props ? cJSON_GetObjectItemCaseSensitive(props, it->string) : NULL;
+            /* a declared key never repeats (two extra keys may: no context-free
+             * grammar can tell arbitrary keys apart) */
+            for (const cJSON *o = v->child; ps && o != it; o = o->next)
+                if (!strcmp(o->string, it->string)) return false;
             if (ps) {
                 if (!valid(it, ps, root, depth + 1)) return false;
             } else if (addl && !valid(it, addl, root, depth + 1)) {
@@ -267,7 +300,9 @@ static bool check_output(const char *out, size_t len, const char *schema_text) {
     } else if (ok) {
         ok = cJSON_IsObject(v);
     }
-    if (!ok) fprintf(stderr, "  bad output (%zu bytes): '%.*s'\n", len, (int)(len < 600 ? len : 600), out);
+    if (!ok)
+        fprintf(stderr, "  bad output (%zu bytes): '%.*s'\n", len, (int)(len < 600 ? len : 600),
+                out);
     cJSON_Delete(v);
     return ok;
 }
@@ -289,15 +324,32 @@ typedef struct walk_out {
 /* One random walk with tokenizer t on m. Returns false on an inconsistency
  * (mask vs allows vs accept, dead end). Tokens whose piece holds a closer
  * are preferred more and more as the walk gets long, so most walks finish. */
-static bool random_walk(qf_gmatch *m, const qf_tok *t, unsigned *seed, int max_steps, walk_out *o) {
+/* closer[i]: token i is EOG or its piece holds one of " } ] , */
+static uint8_t *closers(const qf_tok *t) {
+    int32_t nv = qf_tok_n_vocab(t);
+    uint8_t *c = calloc((size_t)nv + 1, 1);
+    for (int32_t i = 0; i < nv; i++) {
+        char p[256];
+        size_t pl = qf_tok_piece(t, i, false, p, sizeof p);
+        if (pl > sizeof p) pl = sizeof p;
+        c[i] = qf_tok_is_eog(t, i) || memchr(p, '"', pl) || memchr(p, '}', pl) ||
+               memchr(p, ']', pl) || memchr(p, ',', pl);
+    }
+    return c;
+}
+
+static bool random_walk(qf_gmatch *m, const qf_tok *t, const uint8_t *closer, unsigned *seed,
+                        int max_steps, walk_out *o) {
     int32_t nv = qf_tok_n_vocab(t);
     float *l = malloc((size_t)nv * sizeof(float));
-    int32_t *ok = malloc((size_t)nv * sizeof(int32_t)), *pref = malloc((size_t)nv * sizeof(int32_t));
+    int32_t *ok = malloc((size_t)nv * sizeof(int32_t)),
+            *pref = malloc((size_t)nv * sizeof(int32_t));
     bool good = true;
     o->len = 0;
     o->done = false;
     for (o->steps = 0; o->steps < max_steps; o->steps++) {
-        for (int32_t i = 0; i < nv; i++) l[i] = (float)(rnd(seed) % 1000) / 100.0f;
+        for (int32_t i = 0; i < nv; i++)
+            l[i] = (float)(rnd(seed) % 1000) / 100.0f;
         if (qf_gmatch_mask(m, l, nv) != QF_OK) {
             fprintf(stderr, "  mask failed\n");
             good = false;
@@ -307,11 +359,7 @@ static bool random_walk(qf_gmatch *m, const qf_tok *t, unsigned *seed, int max_s
         for (int32_t i = 0; i < nv; i++) {
             if (!isfinite(l[i])) continue;
             ok[n_ok++] = i;
-            char p[64];
-            size_t pl = qf_tok_piece(t, i, false, p, sizeof p);
-            if (qf_tok_is_eog(t, i) || (pl <= sizeof p && memchr(p, '"', pl)) ||
-                (pl <= sizeof p && (memchr(p, '}', pl) || memchr(p, ']', pl) || memchr(p, ',', pl))))
-                pref[n_pref++] = i;
+            if (closer[i]) pref[n_pref++] = i;
         }
         if (n_ok == 0) {
             fprintf(stderr, "  dead end after '%.*s'\n", (int)o->len, o->buf);
@@ -325,7 +373,8 @@ static bool random_walk(qf_gmatch *m, const qf_tok *t, unsigned *seed, int max_s
         int32_t bad = (int32_t)(rnd(seed) % nv);
         if (!isfinite(l[bad])) {
             if (qf_gmatch_allows(m, bad) || qf_gmatch_accept(m, bad) != QF_ERR_INVALID) {
-                fprintf(stderr, "  masked token %d accepted after '%.*s'\n", bad, (int)o->len, o->buf);
+                fprintf(stderr, "  masked token %d accepted after '%.*s'\n", bad, (int)o->len,
+                        o->buf);
                 good = false;
                 break;
             }
@@ -357,8 +406,8 @@ static bool random_walk(qf_gmatch *m, const qf_tok *t, unsigned *seed, int max_s
 
 /* n walks over schema_text (NULL: the json grammar); returns the number that
  * finished, -1 on any failure. */
-static int walks(const char *schema_text, const qf_tok *t, qf_gvocab *v, int n, int max_steps,
-                 unsigned seed) {
+static int walks(const char *schema_text, const qf_tok *t, qf_gvocab *v, const uint8_t *closer,
+                 int n, int max_steps, unsigned seed) {
     qf_err err = {0};
     qf_grammar *g = schema_text ? qf_grammar_from_schema(schema_text, strlen(schema_text), &err)
                                 : qf_grammar_json(&err);
@@ -371,16 +420,19 @@ static int walks(const char *schema_text, const qf_tok *t, qf_gvocab *v, int n, 
     for (int w = 0; w < n; w++) {
         qf_gmatch *m = qf_gmatch_new_vocab(g, v, &err);
         unsigned s = seed + (unsigned)w * 7919u;
-        bool good = m && random_walk(m, t, &s, max_steps, o);
+        bool good = m && random_walk(m, t, closer, &s, max_steps, o);
         qf_gmatch_free(m);
         if (!good || (o->done && !check_output(o->buf, o->len, schema_text))) {
-            fprintf(stderr, "  walk %d (seed %u) failed, schema %s\n", w, seed + (unsigned)w * 7919u,
-                    schema_text ? schema_text : "json");
+            fprintf(stderr, "  walk %d (seed %u) failed, schema %s\n", w,
+                    seed + (unsigned)w * 7919u, schema_text ? schema_text : "json");
             finished = -1;
             break;
         }
+        if (o->done && getenv("QF_GRAMMAR_VERBOSE"))
+            fprintf(stderr, "  walk %d: %.*s\n", w, (int)(o->len < 300 ? o->len : 300), o->buf);
         finished += o->done;
     }
+    if (getenv("QF_GRAMMAR_VERBOSE")) fprintf(stderr, "  %d/%d finished\n", finished, n);
     free(o);
     qf_grammar_free(g);
     return finished;
@@ -388,35 +440,46 @@ static int walks(const char *schema_text, const qf_tok *t, qf_gvocab *v, int n, 
 
 static unsigned g_seed;
 
-static const char *k_qa = "{\"type\":\"array\",\"minItems\":1,\"maxItems\":3,\"items\":{\"type\":"
-                          "\"object\",\"properties\":{\"question\":{\"type\":\"string\",\"minLength\":1},"
-                          "\"answer\":{\"type\":\"string\",\"minLength\":1}},\"required\":[\"question\","
-                          "\"answer\"],\"additionalProperties\":false}}";
+static const char *k_qa =
+    "{\"type\":\"array\",\"minItems\":1,\"maxItems\":3,\"items\":{\"type\":"
+    "\"object\",\"properties\":{\"question\":{\"type\":\"string\",\"minLength\":1},"
+    "\"answer\":{\"type\":\"string\",\"minLength\":1}},\"required\":[\"question\","
+    "\"answer\"],\"additionalProperties\":false}}";
 
 static const char *k_schemas[] = {
     NULL, /* json */
-    "{\"type\":\"array\",\"minItems\":1,\"maxItems\":3,\"items\":{\"type\":\"object\",\"properties\":"
-    "{\"question\":{\"type\":\"string\",\"minLength\":1},\"answer\":{\"type\":\"string\",\"minLength\":1}},"
+    "{\"type\":\"array\",\"minItems\":1,\"maxItems\":3,\"items\":{\"type\":\"object\","
+    "\"properties\":"
+    "{\"question\":{\"type\":\"string\",\"minLength\":1},\"answer\":{\"type\":\"string\","
+    "\"minLength\":1}},"
     "\"required\":[\"question\",\"answer\"],\"additionalProperties\":false}}",
-    "{\"type\":\"object\",\"properties\":{\"c\":{\"enum\":[\"red\",\"green\",3,null,[1,2],{\"k\":true}]},"
+    "{\"type\":\"object\",\"properties\":{\"c\":{\"enum\":[\"red\",\"green\",3,null,[1,2],{\"k\":"
+    "true}]},"
     "\"d\":{\"const\":\"x\\u00e9\\\"\"}},\"required\":[\"c\",\"d\"]}",
-    "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"boolean\"},"
+    "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"boolean\"}"
+    ","
     "\"name\":{\"type\":\"string\",\"maxLength\":5},\"id\":{\"type\":[\"number\",\"null\"]}},"
     "\"required\":[\"name\"]}",
     "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"ab\":{\"type\":\"null\"}},"
     "\"additionalProperties\":{\"type\":\"string\"}}",
-    "{\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":{\"v\":{\"type\":\"integer\"},\"kids\":"
-    "{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/node\"},\"maxItems\":2}},\"required\":[\"v\"],"
+    "{\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":{\"v\":{\"type\":\"integer\"},"
+    "\"kids\":"
+    "{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/"
+    "node\"},\"maxItems\":2}},\"required\":[\"v\"],"
     "\"additionalProperties\":false}},\"$ref\":\"#/$defs/node\"}",
-    "{\"anyOf\":[{\"type\":\"object\",\"properties\":{\"q\":{\"type\":\"string\"}},\"required\":[\"q\"],"
-    "\"additionalProperties\":false},{\"type\":\"array\",\"items\":{\"type\":\"number\"},\"minItems\":2,"
+    "{\"anyOf\":[{\"type\":\"object\",\"properties\":{\"q\":{\"type\":\"string\"}},\"required\":["
+    "\"q\"],"
+    "\"additionalProperties\":false},{\"type\":\"array\",\"items\":{\"type\":\"number\"},"
+    "\"minItems\":2,"
     "\"maxItems\":4}]}",
-    "{\"allOf\":[{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}},\"required\":[\"a\"]},"
-    "{\"properties\":{\"b\":{\"type\":\"integer\"}},\"required\":[\"b\"],\"additionalProperties\":false}]}",
+    "{\"allOf\":[{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}},\"required\":["
+    "\"a\"]},"
+    "{\"properties\":{\"b\":{\"type\":\"integer\"}},\"required\":[\"b\"]}]}",
     "{\"type\":\"array\",\"prefixItems\":[{\"type\":\"string\",\"minLength\":2,\"maxLength\":4},"
     "{\"type\":\"integer\"},{\"enum\":[\"red\",\"green\"]}]}",
     "{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"nullable\":true},\"t\":true,"
-    "\"u\":{\"type\":\"string\",\"pattern\":\"^a+$\",\"format\":\"date\"}},\"required\":[\"s\",\"t\",\"u\"],"
+    "\"u\":{\"type\":\"string\",\"pattern\":\"^a+$\",\"format\":\"date\"}},\"required\":[\"s\","
+    "\"t\",\"u\"],"
     "\"additionalProperties\":false}",
     "{\"type\":\"object\",\"properties\":{}}",
     "{\"type\":\"string\",\"minLength\":3}",
@@ -492,15 +555,23 @@ static void test_json_masks(void) {
     ASSERT_EQ_INT(qf_gmatch_accept(m, piece_id("\":")), QF_OK);
     ASSERT_EQ_INT(qf_gmatch_accept(m, piece_id("12")), QF_OK);
     ASSERT(masked_allows(m, piece_id("}")));
-    ASSERT(masked_allows(m, piece_id("3.14")) == false); /* "123.14": two dots */
+    ASSERT(masked_allows(m, piece_id("3.14"))); /* 123.14 */
     ASSERT(masked_allows(m, piece_id(".")));
+    qf_gmatch *c = qf_gmatch_clone(m, NULL);
+    ASSERT(c);
+    ASSERT_EQ_INT(qf_gmatch_accept(c, piece_id(".")), QF_OK);
+    ASSERT(!masked_allows(c, piece_id("3.14"))); /* 12.3.14 */
+    ASSERT(!masked_allows(c, piece_id("}")));    /* 12. */
+    ASSERT(masked_allows(c, piece_id("00")));
+    qf_gmatch_free(c);
     ASSERT_EQ_INT(qf_gmatch_accept(m, piece_id("}")), QF_OK);
     /* complete: only EOG */
     ASSERT(qf_gmatch_done(m));
     ASSERT(qf_gmatch_closed(m));
     int32_t nv = qf_tok_n_vocab(g_tok);
     float *l = malloc((size_t)(nv + 8) * sizeof(float));
-    for (int32_t i = 0; i < nv + 8; i++) l[i] = 1.0f;
+    for (int32_t i = 0; i < nv + 8; i++)
+        l[i] = 1.0f;
     ASSERT_EQ_INT(qf_gmatch_mask(m, l, nv + 8), QF_OK);
     int n_fin = 0;
     for (int32_t i = 0; i < nv + 8; i++)
@@ -531,14 +602,15 @@ static void test_json_bytes(void) {
     ASSERT(accepts_full(g, " {}"));
     ASSERT(accepts_full(g, "{\"a\": [1, -2.5e+10, true, false, null, \"x\", {\"b\": {}}, []]}"));
     ASSERT(accepts_full(g, "{\n  \"a\": 1,\n  \"b\": [\n    0\n  ]\n}"));
-    ASSERT(accepts_full(g, "{\"\\u00e9\\n\\\"\\\\\\/\": \"\xc3\xa9\xe6\x97\xa5\xf0\x9f\x98\x80\"}"));
+    ASSERT(
+        accepts_full(g, "{\"\\u00e9\\n\\\"\\\\\\/\": \"\xc3\xa9\xe6\x97\xa5\xf0\x9f\x98\x80\"}"));
     ASSERT(!accepts_full(g, "{\"a\": 1"));
     ASSERT(!accepts_full(g, "{\"a\": -"));
     ASSERT(refuses(g, "[]"));
     ASSERT(refuses(g, "\"x\""));
-    ASSERT(refuses(g, "  {}"));                     /* two spaces */
-    ASSERT(refuses(g, "{}\n"));                     /* nothing after the value */
-    ASSERT(refuses(g, "{\"a\":  1}"));              /* whitespace is one unit */
+    ASSERT(refuses(g, "  {}"));        /* two spaces */
+    ASSERT(refuses(g, "{}\n"));        /* nothing after the value */
+    ASSERT(refuses(g, "{\"a\":  1}")); /* whitespace is one unit */
     ASSERT(accepts_full(g, "{\"a\":\n\t\t1}"));
     char ws[64] = "{\n";
     memset(ws + 2, ' ', 20);
@@ -564,14 +636,18 @@ static void test_json_bytes(void) {
     ASSERT(refuses(g, "{\"a\" 1}"));
     ASSERT(refuses(g, "{\"a\": [1,]}"));
     ASSERT(refuses(g, "{\"a\": [1 2]}"));
-    ASSERT(refuses(g, "{\"a\nb\": 1}"));                /* raw control char */
-    ASSERT(refuses(g, "{\"\\x\": 1}"));                 /* bad escape */
+    ASSERT(refuses(g, "{\"a\nb\": 1}")); /* raw control char */
+    ASSERT(refuses(g, "{\"\\x\": 1}"));  /* bad escape */
     ASSERT(refuses(g, "{\"\\u00g0\": 1}"));
-    ASSERT(refuses(g, "{\"\xc0\x80\": 1}"));            /* overlong */
-    ASSERT(refuses(g, "{\"\xed\xa0\x80\": 1}"));        /* surrogate */
-    ASSERT(refuses(g, "{\"\xf4\x90\x80\x80\": 1}"));    /* > U+10FFFF */
-    ASSERT(refuses(g, "{\"\x80\": 1}"));                /* stray continuation */
-    ASSERT(refuses(g, "{\"\xc3\": 1}"));                /* truncated */
+    ASSERT(accepts_full(g, "{\"\\uD83D\\ude00\\uffff\\u0000\": 1}"));
+    ASSERT(refuses(g, "{\"\\ud83d\""));              /* lone high surrogate */
+    ASSERT(refuses(g, "{\"\\ud83d\\u0041"));         /* high + non-low */
+    ASSERT(refuses(g, "{\"\\udc00"));                /* lone low surrogate */
+    ASSERT(refuses(g, "{\"\xc0\x80\": 1}"));         /* overlong */
+    ASSERT(refuses(g, "{\"\xed\xa0\x80\": 1}"));     /* surrogate */
+    ASSERT(refuses(g, "{\"\xf4\x90\x80\x80\": 1}")); /* > U+10FFFF */
+    ASSERT(refuses(g, "{\"\x80\": 1}"));             /* stray continuation */
+    ASSERT(refuses(g, "{\"\xc3\": 1}"));             /* truncated */
     /* a character split over byte tokens */
     qf_gmatch *m = matcher(g);
     ASSERT(m);
@@ -584,7 +660,7 @@ static void test_json_bytes(void) {
     ASSERT_EQ_INT(qf_gmatch_accept(m, byte_id(0xa5)), QF_OK);
     ASSERT_EQ_INT(qf_gmatch_accept(m, piece_id("\":")), QF_OK);
     ASSERT_EQ_INT(qf_gmatch_accept_bytes(m, "\"\\", 2), QF_OK);
-    ASSERT(masked_allows(m, piece_id("\\u")) == false);
+    ASSERT(masked_allows(m, piece_id("\\u"))); /* \\ then u */
     ASSERT(masked_allows(m, byte_id('u')));
     ASSERT(!masked_allows(m, byte_id('x')));
     ASSERT_EQ_INT(qf_gmatch_accept_bytes(m, "u00e", 4), QF_OK);
@@ -598,15 +674,17 @@ static void test_schema_bytes(void) {
     qf_grammar *g = schema(k_qa);
     ASSERT(g);
     ASSERT(accepts_full(g, "[{\"question\": \"Why?\", \"answer\": \"Because.\"}]"));
-    ASSERT(accepts_full(g, "[{\"question\":\"a\",\"answer\":\"b\"},{\"question\":\"c\",\"answer\":\"d\"},"
-                           "{\"question\":\"e\",\"answer\":\"f\"}]"));
-    ASSERT(refuses(g, "[]"));                                                     /* minItems */
-    ASSERT(refuses(g, "[{\"question\":\"a\",\"answer\":\"b\"},{\"question\":\"c\",\"answer\":\"d\"},"
-                      "{\"question\":\"e\",\"answer\":\"f\"},"));                 /* maxItems */
-    ASSERT(refuses(g, "[{\"answer\""));                                           /* order */
-    ASSERT(refuses(g, "[{\"question\":\"a\"}"));                                  /* required */
-    ASSERT(refuses(g, "[{\"question\":\"\""));                                    /* minLength */
-    ASSERT(refuses(g, "[{\"question\":\"a\",\"answer\":\"b\",\"x\""));            /* no extras */
+    ASSERT(accepts_full(
+        g, "[{\"question\":\"a\",\"answer\":\"b\"},{\"question\":\"c\",\"answer\":\"d\"},"
+           "{\"question\":\"e\",\"answer\":\"f\"}]"));
+    ASSERT(refuses(g, "[]")); /* minItems */
+    ASSERT(refuses(g,
+                   "[{\"question\":\"a\",\"answer\":\"b\"},{\"question\":\"c\",\"answer\":\"d\"},"
+                   "{\"question\":\"e\",\"answer\":\"f\"},"));         /* maxItems */
+    ASSERT(refuses(g, "[{\"answer\""));                                /* order */
+    ASSERT(refuses(g, "[{\"question\":\"a\"}"));                       /* required */
+    ASSERT(refuses(g, "[{\"question\":\"\""));                         /* minLength */
+    ASSERT(refuses(g, "[{\"question\":\"a\",\"answer\":\"b\",\"x\"")); /* no extras */
     ASSERT(refuses(g, "[{\"question\":1"));
     qf_gmatch *m = matcher(g);
     ASSERT(m);
@@ -631,7 +709,8 @@ static void test_schema_bytes(void) {
     ASSERT(refuses(g, "\"abcd"));
     ASSERT(refuses(g, "\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3"));
     qf_grammar_free(g);
-    g = schema("{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,\"maxItems\":2}");
+    g = schema(
+        "{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,\"maxItems\":2}");
     ASSERT(g);
     ASSERT(accepts_full(g, "[1, -2]"));
     ASSERT(refuses(g, "[1]"));
@@ -687,7 +766,10 @@ static void test_schema_bytes(void) {
     ASSERT(accepts_full(g, "{\"b\":\"x\",\"abc\":\"y\",\"\":\"z\",\"A\":\"w\"}"));
     ASSERT(accepts_full(g, "{\"a\":1,\"ab\":null,\"\xc3\xa9\":\"y\"}"));
     ASSERT(refuses(g, "{\"a\":1,\"a\""));
-    ASSERT(refuses(g, "{\"a\":1,\"ab\""));
+    ASSERT(refuses(g, "{\"ab\":null,\"a\""));
+    ASSERT(refuses(g, "{\"a\":1,\"ab\":null,\"ab\""));
+    ASSERT(refuses(g, "{\"a\":1,\"ab\":null,\"a\""));
+    ASSERT(accepts_full(g, "{\"a\":1,\"ab\":null,\"a\\u0062\":\"x\"}")); /* escapes slip through */
     ASSERT(refuses(g, "{\"b\":\"x\",\"a\""));
     ASSERT(refuses(g, "{\"b\":1"));
     qf_grammar_free(g);
@@ -718,29 +800,33 @@ static void test_schema_bytes(void) {
     ASSERT(feed(g, "12", &done) == QF_OK && done); /* may end or continue */
     ASSERT(accepts_full(g, "125"));
     qf_grammar_free(g);
-    g = schema("{\"oneOf\":[{\"type\":\"string\",\"maxLength\":1},{\"type\":\"string\",\"minLength\":3}]}");
+    g = schema("{\"oneOf\":[{\"type\":\"string\",\"maxLength\":1},{\"type\":\"string\","
+               "\"minLength\":3}]}");
     ASSERT(g);
     ASSERT(accepts_full(g, "\"a\""));
     ASSERT(accepts_full(g, "\"abc\""));
     ASSERT(refuses(g, "\"ab\""));
     qf_grammar_free(g);
-    g = schema("{\"definitions\":{\"l\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/definitions/l\"}}},"
-               "\"$ref\":\"#/definitions/l\"}");
+    g = schema(
+        "{\"definitions\":{\"l\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/definitions/l\"}}},"
+        "\"$ref\":\"#/definitions/l\"}");
     ASSERT(g);
     ASSERT(accepts_full(g, "[[],[[[]]]]"));
     ASSERT(refuses(g, "[1"));
     qf_grammar_free(g);
-    g = schema("{\"type\":\"object\",\"properties\":{\"a~/b\":{\"type\":\"integer\"},\"n\":{\"$ref\":"
-               "\"#/properties/a~0~1b\"}},\"required\":[\"n\"]}");
+    g = schema(
+        "{\"type\":\"object\",\"properties\":{\"a~/b\":{\"type\":\"integer\"},\"n\":{\"$ref\":"
+        "\"#/properties/a~0~1b\"}},\"required\":[\"n\"]}");
     ASSERT(g);
     ASSERT(accepts_full(g, "{\"n\":5}"));
     ASSERT(refuses(g, "{\"n\":\"5\""));
     qf_grammar_free(g);
 
     /* allOf merge, tuples, required-only names */
-    g = schema("{\"allOf\":[{\"$ref\":\"#/$defs/A\"},{\"properties\":{\"b\":{\"type\":\"integer\"}},"
-               "\"required\":[\"b\"]}],\"$defs\":{\"A\":{\"type\":\"object\",\"properties\":{\"a\":"
-               "{\"type\":\"string\"}},\"required\":[\"a\"]}}}");
+    g = schema(
+        "{\"allOf\":[{\"$ref\":\"#/$defs/A\"},{\"properties\":{\"b\":{\"type\":\"integer\"}},"
+        "\"required\":[\"b\"]}],\"$defs\":{\"A\":{\"type\":\"object\",\"properties\":{\"a\":"
+        "{\"type\":\"string\"}},\"required\":[\"a\"]}}}");
     ASSERT(g);
     ASSERT(accepts_full(g, "{\"a\":\"x\",\"b\":2}"));
     ASSERT(refuses(g, "{\"a\":\"x\"}"));
@@ -792,7 +878,7 @@ static void test_bad_schemas(void) {
         {"{\"$ref\":\"http://x/y.json\"}", QF_ERR_UNSUPPORTED, "outside"},
         {"{\"$ref\":\"#anchor\"}", QF_ERR_UNSUPPORTED, "anchor"},
         {"{\"$ref\":5}", QF_ERR_FORMAT, "$ref"},
-        {"{\"$ref\":\"#\"}", QF_ERR_UNSUPPORTED, "cycle"},
+        {"{\"$ref\":\"#\"}", QF_ERR_INVALID, "recurses forever"},
         {"{\"anyOf\":[{\"$ref\":\"#\"},{\"type\":\"null\"}]}", QF_ERR_UNSUPPORTED, "cycle"},
         {"{\"type\":\"array\",\"minItems\":3,\"maxItems\":1}", QF_ERR_INVALID, "minItems"},
         {"{\"type\":\"string\",\"minLength\":4,\"maxLength\":1}", QF_ERR_INVALID, "minLength"},
@@ -816,8 +902,8 @@ static void test_bad_schemas(void) {
         {"{\"type\":\"array\",\"prefixItems\":{}}", QF_ERR_FORMAT, "prefixItems"},
         {"{\"allOf\":[false]}", QF_ERR_INVALID, "false"},
         {"{\"allOf\":[3]}", QF_ERR_FORMAT, "allOf"},
-        {"{\"$defs\":{\"a\":{\"allOf\":[{\"$ref\":\"#/$defs/a\"}]}},\"$ref\":\"#/$defs/a\"}", QF_ERR_RANGE,
-         "deeper"},
+        {"{\"$defs\":{\"a\":{\"allOf\":[{\"$ref\":\"#/$defs/a\"}]}},\"$ref\":\"#/$defs/a\"}",
+         QF_ERR_RANGE, "deeper"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         qf_err err = {0};
@@ -825,15 +911,17 @@ static void test_bad_schemas(void) {
         ASSERT_MSG(!g, "case %zu (%s) compiled", i, cases[i].text);
         ASSERT_MSG(err.code == cases[i].code, "case %zu (%s): %s (%s)", i, cases[i].text,
                    qf_status_name(err.code), err.msg);
-        ASSERT_MSG(strstr(err.msg, cases[i].needle), "case %zu: message '%s' lacks '%s'", i, err.msg,
-                   cases[i].needle);
+        ASSERT_MSG(strstr(err.msg, cases[i].needle), "case %zu: message '%s' lacks '%s'", i,
+                   err.msg, cases[i].needle);
     }
     /* deep nesting */
     char *deep = malloc(200 * 40 + 64);
     size_t n = 0;
-    for (int i = 0; i < 200; i++) n += (size_t)sprintf(deep + n, "{\"type\":\"array\",\"items\":");
+    for (int i = 0; i < 200; i++)
+        n += (size_t)sprintf(deep + n, "{\"type\":\"array\",\"items\":");
     n += (size_t)sprintf(deep + n, "true");
-    for (int i = 0; i < 200; i++) deep[n++] = '}';
+    for (int i = 0; i < 200; i++)
+        deep[n++] = '}';
     deep[n] = 0;
     qf_err err = {0};
     ASSERT(!qf_grammar_from_schema(deep, n, &err));
@@ -861,10 +949,60 @@ static void test_bad_schemas(void) {
 
 static void test_random_walks(void) {
     for (size_t i = 0; i < sizeof k_schemas / sizeof k_schemas[0]; i++) {
-        int fin = walks(k_schemas[i], g_tok, g_voc, 60, 400, g_seed + (unsigned)i * 1000u);
+        int fin =
+            walks(k_schemas[i], g_tok, g_voc, g_closer, 60, 400, g_seed + (unsigned)i * 1000u);
         ASSERT_MSG(fin >= 0, "schema %zu", i);
         ASSERT_MSG(fin >= 30, "schema %zu: only %d of 60 walks finished", i, fin);
     }
+}
+
+/* Mutated schemas: compile or fail cleanly; what compiles also walks. */
+static void test_schema_mutations(void) {
+    unsigned seed = g_seed ^ 0x5bd1e995u;
+    walk_out *o = malloc(sizeof *o);
+    int compiled = 0, failed = 0;
+    const char alphabet[] = "{}[]\",:0123456789-truefalsn \\#/$";
+    for (int it = 0; it < 1500; it++) {
+        const char *base = k_schemas[1 + rnd(&seed) % (sizeof k_schemas / sizeof k_schemas[0] - 1)];
+        char buf[1024];
+        size_t n = strlen(base);
+        memcpy(buf, base, n);
+        for (int k = 0, edits = 1 + (int)(rnd(&seed) % 4); k < edits && n > 2; k++) {
+            size_t at = rnd(&seed) % n;
+            switch (rnd(&seed) % 3) {
+            case 0:
+                buf[at] = alphabet[rnd(&seed) % (sizeof alphabet - 1)];
+                break;
+            case 1:
+                memmove(buf + at, buf + at + 1, n - at - 1), n--;
+                break;
+            default:
+                if (n + 1 < sizeof buf) {
+                    memmove(buf + at + 1, buf + at, n - at);
+                    buf[at] = alphabet[rnd(&seed) % (sizeof alphabet - 1)];
+                    n++;
+                }
+            }
+        }
+        qf_err err = {0};
+        qf_grammar *g = qf_grammar_from_schema(buf, n, &err);
+        if (!g) {
+            failed++;
+            ASSERT_MSG(err.code < 0 && err.msg[0], "no error for '%.*s'", (int)n, buf);
+            continue;
+        }
+        compiled++;
+        qf_gmatch *m = qf_gmatch_new_vocab(g, g_voc, &err);
+        ASSERT(m);
+        unsigned ws = rnd(&seed);
+        bool good = random_walk(m, g_tok, g_closer, &ws, 60, o);
+        qf_gmatch_free(m);
+        qf_grammar_free(g);
+        ASSERT_MSG(good, "walk on '%.*s'", (int)n, buf);
+    }
+    free(o);
+    fprintf(stderr, "  %d mutants compiled, %d refused\n", compiled, failed);
+    ASSERT(compiled > 50 && failed > 50);
 }
 
 static void test_clone(void) {
@@ -897,7 +1035,8 @@ static void test_clone(void) {
 
 /* Long outputs: the memo is compacted and everything keeps working. */
 static void test_long_output(void) {
-    qf_grammar *g = schema("{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":9000}}");
+    qf_grammar *g =
+        schema("{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":9000}}");
     ASSERT(g);
     qf_gmatch *m = matcher(g);
     ASSERT(m);
@@ -918,7 +1057,8 @@ static void test_long_output(void) {
 
 static void test_alloc_failure(void) {
     bool clean = false;
-    for (long n = 0; n < 20000 && !clean; n++) {
+    long n = 0;
+    for (; n < 20000 && !clean; n++) {
         qf_mem_fail_after(n);
         qf_err err = {0};
         qf_grammar *g = qf_grammar_from_schema(k_qa, strlen(k_qa), &err);
@@ -948,6 +1088,7 @@ static void test_alloc_failure(void) {
         clean = ok && qf_mem_count() <= n;
     }
     qf_mem_fail_after(-1);
+    fprintf(stderr, "  clean run after %ld injected failure points\n", n - 1);
     ASSERT(clean);
 }
 
@@ -962,7 +1103,8 @@ static void test_alloc_failure_state(void) {
         qf_status st = qf_gmatch_accept_bytes(m, "[{\"question\": \"x\"", 17);
         qf_mem_fail_after(-1);
         ASSERT(st == QF_OK || st == QF_ERR_NOMEM);
-        if (st == QF_ERR_NOMEM) ASSERT_EQ_INT(qf_gmatch_accept_bytes(m, "[{\"question\": \"x\"", 17), QF_OK);
+        if (st == QF_ERR_NOMEM)
+            ASSERT_EQ_INT(qf_gmatch_accept_bytes(m, "[{\"question\": \"x\"", 17), QF_OK);
         ASSERT_EQ_INT(qf_gmatch_accept_bytes(m, ", \"answer\": \"y\"}]", 17), QF_OK);
         ASSERT(qf_gmatch_done(m));
         qf_gmatch_free(m);
@@ -978,7 +1120,7 @@ typedef struct thr_arg {
 
 static void *thr_main(void *p) {
     thr_arg *a = p;
-    a->result = walks(a->schema, g_tok, g_voc, 30, 300, a->seed);
+    a->result = walks(a->schema, g_tok, g_voc, g_closer, 30, 300, a->seed);
     return NULL;
 }
 
@@ -986,8 +1128,10 @@ static void *thr_main(void *p) {
 static void test_threads(void) {
     pthread_t th[2];
     thr_arg a[2] = {{k_qa, g_seed + 1, 0}, {NULL, g_seed + 2, 0}};
-    for (int i = 0; i < 2; i++) ASSERT(pthread_create(&th[i], NULL, thr_main, &a[i]) == 0);
-    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 2; i++)
+        ASSERT(pthread_create(&th[i], NULL, thr_main, &a[i]) == 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
     ASSERT(a[0].result > 0 && a[1].result > 0);
 }
 
@@ -995,24 +1139,29 @@ static void test_threads(void) {
 
 static void time_mask(const char *what, qf_gmatch *m, int32_t nv) {
     float *l = malloc((size_t)nv * sizeof(float));
-    for (int32_t i = 0; i < nv; i++) l[i] = 1.0f;
+    for (int32_t i = 0; i < nv; i++)
+        l[i] = 1.0f;
     double t0 = now_s();
     qf_gmatch_mask(m, l, nv);
     double cold = now_s() - t0;
     int n_ok = 0;
-    for (int32_t i = 0; i < nv; i++) n_ok += isfinite(l[i]);
+    for (int32_t i = 0; i < nv; i++)
+        n_ok += isfinite(l[i]);
     int reps = 200;
     t0 = now_s();
-    for (int r = 0; r < reps; r++) qf_gmatch_mask(m, l, nv);
+    for (int r = 0; r < reps; r++)
+        qf_gmatch_mask(m, l, nv);
     double hot = (now_s() - t0) / reps;
-    fprintf(stderr, "  mask %-28s %6d allowed: first %.3f ms, then %.3f ms/call\n", what, n_ok, cold * 1e3,
-            hot * 1e3);
+    fprintf(stderr, "  mask %-28s %6d allowed: first %.3f ms, then %.3f ms/call\n", what, n_ok,
+            cold * 1e3, hot * 1e3);
     free(l);
 }
 
-static void test_data_vocab(void) {
+/* Load a shared vocab; walks over every schema (all_schemas) or QA + json,
+ * then mask timings. */
+static void data_vocab(const char *file, bool all_schemas, int n_walks) {
     char path[512];
-    qf_testdata("vocab/ggml-vocab-llama-spm.gguf", path, sizeof path);
+    qf_testdata(file, path, sizeof path);
     qf_err err = {0};
     qf_gguf *gg = qf_gguf_open(path, &err);
     ASSERT_MSG(gg, "%s", err.msg);
@@ -1024,13 +1173,18 @@ static void test_data_vocab(void) {
     qf_gvocab *v = qf_gvocab_new(t, &err);
     double tb = now_s() - t0;
     ASSERT(v);
-    fprintf(stderr, "  llama-spm: %d tokens, trie %d nodes, built in %.1f ms\n", nv, qf_gvocab_n_nodes(v),
-            tb * 1e3);
+    fprintf(stderr, "  %s: %d tokens, trie %d nodes, built in %.1f ms\n", file, nv,
+            qf_gvocab_n_nodes(v), tb * 1e3);
+    uint8_t *closer = closers(t);
     for (size_t i = 0; i < sizeof k_schemas / sizeof k_schemas[0]; i++) {
-        int fin = walks(k_schemas[i], t, v, 20, 300, g_seed + (unsigned)i * 31u);
-        ASSERT_MSG(fin >= 0, "schema %zu", i);
-        ASSERT_MSG(fin >= 5, "schema %zu: only %d of 20 walks finished", i, fin);
+        if (!all_schemas && i > 1) break;
+        int fin = walks(k_schemas[i], t, v, closer, n_walks, 300, g_seed + (unsigned)i * 31u);
+        if (fin < 0 || fin < n_walks / 4) free(closer);
+        ASSERT_MSG(fin >= 0, "%s: schema %zu", file, i);
+        ASSERT_MSG(fin >= n_walks / 4, "%s: schema %zu: only %d of %d walks finished", file, i, fin,
+                   n_walks);
     }
+    free(closer);
     qf_grammar *g = qf_grammar_from_schema(k_qa, strlen(k_qa), &err);
     ASSERT(g);
     qf_gmatch *m = qf_gmatch_new_vocab(g, v, &err);
@@ -1046,7 +1200,9 @@ static void test_data_vocab(void) {
     g = qf_grammar_json(&err);
     m = qf_gmatch_new_vocab(g, v, &err);
     ASSERT(m);
-    ASSERT_EQ_INT(qf_gmatch_accept_bytes(m, "{\"a\": \"x", 8), QF_OK);
+    ASSERT_EQ_INT(qf_gmatch_accept_bytes(m, "{\"a\": [1, 2", 11), QF_OK);
+    time_mask("json, in a number", m, nv);
+    ASSERT_EQ_INT(qf_gmatch_accept_bytes(m, "], \"b\": \"x", 9), QF_OK);
     time_mask("json, in a string", m, nv);
     qf_gmatch_free(m);
     qf_grammar_free(g);
@@ -1054,16 +1210,29 @@ static void test_data_vocab(void) {
     qf_tok_free(t);
 }
 
+static void test_data_llama_spm(void) {
+    data_vocab("vocab/ggml-vocab-llama-spm.gguf", true, 20);
+}
+static void test_data_gpt2(void) {
+    data_vocab("vocab/ggml-vocab-gpt-2.gguf", false, 10);
+}
+static void test_data_deepseek_llm(void) {
+    data_vocab("vocab/ggml-vocab-deepseek-llm.gguf", false, 5);
+}
+
 int main(int argc, char **argv) {
     g_seed = qf_test_seed();
     bool data = argc > 1 && strcmp(argv[1], "--data") == 0;
     if (data) {
-        RUN_TEST(test_data_vocab);
+        RUN_TEST(test_data_llama_spm);
+        RUN_TEST(test_data_gpt2);
+        RUN_TEST(test_data_deepseek_llm);
         TEST_MAIN_END();
     }
     g_tok = test_vocab();
     qf_err err = {0};
     g_voc = g_tok ? qf_gvocab_new(g_tok, &err) : NULL;
+    g_closer = g_tok ? closers(g_tok) : NULL;
     RUN_TEST(test_vocab_setup);
     if (!g_voc) TEST_MAIN_END();
     RUN_TEST(test_json_masks);
@@ -1071,6 +1240,7 @@ int main(int argc, char **argv) {
     RUN_TEST(test_schema_bytes);
     RUN_TEST(test_bad_schemas);
     RUN_TEST(test_random_walks);
+    RUN_TEST(test_schema_mutations);
     RUN_TEST(test_clone);
     RUN_TEST(test_long_output);
     RUN_TEST(test_alloc_failure);
@@ -1078,5 +1248,6 @@ int main(int argc, char **argv) {
     RUN_TEST(test_threads);
     qf_gvocab_free(g_voc);
     qf_tok_free(g_tok);
+    free(g_closer);
     TEST_MAIN_END();
 }

@@ -14,6 +14,7 @@
  * x holds the residual stream (n, n_embd) of the batch.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +43,8 @@ struct qf_fwd {
     uint8_t *act;           /* (n_batch_max, act row) activations encoded for the kernels */
     size_t act_row;         /* bytes per encoded row in act */
     qf_type act_type;       /* encoding of the rows in act */
+    float *attn_tmp;        /* (n_threads, attn_tmp_stride) block scores + encoded q */
+    size_t attn_tmp_stride; /* floats */
 };
 
 /* ---- region helpers ---- */
@@ -245,6 +248,25 @@ static const float *cache_row(const qf_fwd *f, const uint8_t *base, size_t row_b
     return tmp + (off - lo);
 }
 
+/* fp16 -> fp32 by table: 256 KiB, built once, read-only after. The V
+ * accumulation converts every cached value it reads, so one load each. */
+static float g_f16_table[65536];
+static pthread_once_t g_f16_once = PTHREAD_ONCE_INIT;
+static void f16_table_init(void) {
+    for (uint32_t i = 0; i < 65536; i++) g_f16_table[i] = qf_fp16_to_fp32((uint16_t)i);
+}
+
+/* Can the kernels compute q . K rows of this cache? f16/f32 storage only:
+ * for q8_0 the kernels would quantize q as well, which costs more accuracy
+ * than the cache itself (measured: greedy divergence after 5 instead of 32
+ * steps on rand-qwen3), so q8_0 rows are decoded and dotted in float. */
+static bool qk_kernel_ok(const qf_fwd *f) {
+    qf_type t = qf_kv_get_params(f->kv)->type;
+    return !f->exact && (t == QF_TYPE_F16 || t == QF_TYPE_F32);
+}
+
+/* Attention of one (token, head) over the attended positions of its
+ * sequence: [0, n_sink) and [t0, pos], walked block by block. */
 static void attn_region(void *p, int ith, int nth) {
     const attn_task *t = p;
     qf_fwd *f = t->f;
@@ -253,10 +275,15 @@ static void attn_region(void *p, int ith, int nth) {
     const qf_dot_f32_fn fdot = qf_type_get(QF_TYPE_F32)->dot_f32;
     int32_t hd = hp->head_dim, hdv = hp->head_dim_v, group = hp->n_head / hp->n_head_kv;
     int32_t bs = kp->block_size;
+    qf_type kt = kp->type;
     float *scores = f->scores + (size_t)ith * f->n_ctx_max;
     float *tmp = f->kvrow + (size_t)ith * ((hd > hdv ? hd : hdv) + 64);
+    float *tmpk = f->attn_tmp + (size_t)ith * f->attn_tmp_stride;          /* (bs) */
+    uint8_t *qenc = (uint8_t *)(tmpk + bs);                                /* q encoded for the kernels */
     float scale = 1.0f / sqrtf((float)hd);
     size_t krow = qf_kv_row_bytes_k(f->kv), vrow = qf_kv_row_bytes_v(f->kv);
+    bool fast_qk = qk_kernel_ok(f);
+    pthread_once(&g_f16_once, f16_table_init);
     long lo, hi;
     qf_split_range((long)t->b->n * hp->n_head, ith, nth, &lo, &hi);
     for (long w = lo; w < hi; w++) {
@@ -266,20 +293,30 @@ static void attn_region(void *p, int ith, int nth) {
         const int32_t *table = qf_kv_seq_table(f->kv, seq, &nb);
         qf_kv_seq_get_window(f->kv, seq, &window, &n_sink);
         if (!window && hp->swa_window > 0) window = hp->swa_window, n_sink = 0;
-        /* attended positions: [0, n_sink) and [t0, pos] */
         int32_t t0 = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
         if (t0 <= n_sink) t0 = 0, n_sink = 0;
-        int32_t n_att = 0;
+        int32_t seg_lo[2] = {0, t0}, seg_hi[2] = {n_sink, pos + 1}; /* [lo, hi) */
         const float *q = f->q + (size_t)i * hp->n_head * hd + (size_t)h * hd;
+        if (fast_qk) qf_act_quantize(kt, q, qenc, hd);
+        size_t koff = qf_type_row_size(kt, (int64_t)kvh * hd);
+        int32_t n_att = 0;
         float mx = -INFINITY;
-        for (int32_t tp = 0; tp <= pos; tp++) {
-            if (tp == n_sink && tp < t0) tp = t0;
-            const uint8_t *kb = qf_kv_block_k(f->kv, t->layer, table[tp / bs]);
-            const float *kr = cache_row(f, kb, krow, tp % bs, kvh * hd, hd, tmp);
-            float s = fdot(hd, q, kr) * scale;
-            scores[n_att++] = s;
-            if (s > mx) mx = s;
-        }
+        for (int sg = 0; sg < 2; sg++)
+            for (int32_t b0 = seg_lo[sg] / bs * bs; b0 < seg_hi[sg]; b0 += bs) {
+                int32_t r0 = seg_lo[sg] > b0 ? seg_lo[sg] - b0 : 0;
+                int32_t r1 = seg_hi[sg] < b0 + bs ? seg_hi[sg] - b0 : bs;
+                const uint8_t *kb = qf_kv_block_k(f->kv, t->layer, table[b0 / bs]);
+                if (fast_qk) {
+                    qf_gemm(kt, kb + koff, krow, hd, r0, r1, qenc, 1, tmpk, bs);
+                } else {
+                    for (int32_t r = r0; r < r1; r++) tmpk[r] = fdot(hd, q, cache_row(f, kb, krow, r, kvh * hd, hd, tmp));
+                }
+                for (int32_t r = r0; r < r1; r++) {
+                    float s = tmpk[r] * scale;
+                    scores[n_att++] = s;
+                    if (s > mx) mx = s;
+                }
+            }
         double sum = 0.0;
         for (int32_t j = 0; j < n_att; j++) {
             float e = expf(scores[j] - mx);
@@ -290,13 +327,22 @@ static void attn_region(void *p, int ith, int nth) {
         float *out = f->att + (size_t)i * hp->n_head * hdv + (size_t)h * hdv;
         memset(out, 0, (size_t)hdv * sizeof(float));
         n_att = 0;
-        for (int32_t tp = 0; tp <= pos; tp++) {
-            if (tp == n_sink && tp < t0) tp = t0;
-            const uint8_t *vb = qf_kv_block_v(f->kv, t->layer, table[tp / bs]);
-            const float *vr = cache_row(f, vb, vrow, tp % bs, kvh * hdv, hdv, tmp);
-            float a = scores[n_att++] * inv;
-            for (int32_t d = 0; d < hdv; d++) out[d] += a * vr[d];
-        }
+        for (int sg = 0; sg < 2; sg++)
+            for (int32_t b0 = seg_lo[sg] / bs * bs; b0 < seg_hi[sg]; b0 += bs) {
+                int32_t r0 = seg_lo[sg] > b0 ? seg_lo[sg] - b0 : 0;
+                int32_t r1 = seg_hi[sg] < b0 + bs ? seg_hi[sg] - b0 : bs;
+                const uint8_t *vb = qf_kv_block_v(f->kv, t->layer, table[b0 / bs]);
+                for (int32_t r = r0; r < r1; r++) {
+                    float a = scores[n_att++] * inv;
+                    if (kt == QF_TYPE_F16) {
+                        const uint16_t *vr = (const uint16_t *)(vb + (size_t)r * vrow) + (size_t)kvh * hdv;
+                        for (int32_t d = 0; d < hdv; d++) out[d] += a * g_f16_table[vr[d]];
+                    } else {
+                        const float *vr = cache_row(f, vb, vrow, r, kvh * hdv, hdv, tmp);
+                        for (int32_t d = 0; d < hdv; d++) out[d] += a * vr[d];
+                    }
+                }
+            }
     }
 }
 
@@ -390,10 +436,12 @@ qf_fwd *qf_fwd_new(const qf_model *m, qf_kv *kv, qf_pool *pool, int32_t n_batch_
     f->out_idx = qf_calloc(nb, sizeof(int32_t));
     /* encoded activations take at most 4 bytes a value (f32), plus block headers */
     f->act = qf_malloc(nb * ((size_t)f->max_cols * 4 + 64));
+    f->attn_tmp_stride = (size_t)kp->block_size + (size_t)hmax + 64;
+    f->attn_tmp = qf_calloc((size_t)f->n_threads * f->attn_tmp_stride, sizeof(float));
     const char *ex = getenv("QF_EXACT");
     f->exact = ex && *ex && strcmp(ex, "0") != 0;
     if (!f->x || !f->xn || !f->q || !f->k || !f->v || !f->att || !f->g || !f->u || !f->rope_cs ||
-        !f->wbuf || !f->scores || !f->kvrow || !f->out_idx || !f->act)
+        !f->wbuf || !f->scores || !f->kvrow || !f->out_idx || !f->act || !f->attn_tmp)
         goto nomem;
     return f;
 nomem:
@@ -410,6 +458,7 @@ void qf_fwd_free(qf_fwd *f) {
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) qf_free(bufs[i]);
     qf_free(f->out_idx);
     qf_free(f->act);
+    qf_free(f->attn_tmp);
     qf_free(f);
 }
 

@@ -246,7 +246,8 @@ static void test_timeout(void) {
     static collect c1, c2;
     collect_init(&c1, 1);
     collect_init(&c2, 1);
-    qf_request r = greedy_req(prompt, 10, 0, &c1);
+    qf_request r = greedy_req(prompt, 10, 1000000, &c1); /* a window never fills: only the deadline ends it */
+    r.overflow = QF_OVERFLOW_WINDOW;
     r.timeout_s = 0.05;
     ASSERT_EQ_INT(qf_engine_submit(e, &r, NULL, NULL), QF_OK);
     r.ud = &c2; /* queued behind it, times out while waiting or right after */

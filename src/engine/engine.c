@@ -915,3 +915,16 @@ out:
     pthread_cond_destroy(&s.cv);
     return st;
 }
+
+/* ---- chat ---- */
+
+int32_t *qf_engine_chat_tokens(const qf_engine *e, const qf_chat_msg *msgs, size_t n, const char *template_override,
+                               int32_t *n_out, qf_err *err) {
+    qf_chat_tmpl t = qf_chat_resolve(qf_tok_chat_template(e->m->tok), template_override, err);
+    if (t == QF_CHAT_UNKNOWN) return NULL;
+    char *text = qf_chat_format(t, msgs, n, true, err);
+    if (!text) return NULL;
+    int32_t *ids = qf_tok_encode(e->m->tok, text, strlen(text), true, true, n_out, err);
+    qf_free(text);
+    return ids;
+}

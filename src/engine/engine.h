@@ -39,6 +39,7 @@
 #include "base/err.h"
 #include "model/model.h"
 #include "sample/sample.h"
+#include "tok/chat.h"
 
 typedef struct qf_engine qf_engine;
 
@@ -154,6 +155,14 @@ typedef struct qf_engine_stats {
 } qf_engine_stats;
 
 void qf_engine_get_stats(qf_engine *e, qf_engine_stats *out /* out */);
+
+/* Chat messages -> prompt tokens: the model's chat template (or the family
+ * named by template_override), the assistant prefix appended, tokenized
+ * with special tokens parsed and BOS added as the model asks. Returns
+ * malloc'ed ids (caller frees with qf_free), count in *n_out; NULL + err
+ * (unknown override, bad roles, empty content). Thread-safe. */
+int32_t *qf_engine_chat_tokens(const qf_engine *e, const qf_chat_msg *msgs, size_t n, const char *template_override,
+                               int32_t *n_out, qf_err *err);
 
 /* Memory plan of an engine (bytes). fits: weights + kv + scratch + reserve
  * within the budget (mem_budget, else physical memory) and kv + scratch

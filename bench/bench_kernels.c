@@ -1,7 +1,14 @@
 /* bench_kernels.c - throughput of qf_gemm against the machine's memory.
  *
  *   bench_kernels [-t threads] [-i isa] [-T types] [-n ns] [-r rows] [-c cols]
- *                 [-w working_set_MB] [-s seconds_per_point]
+ *                 [-w working_set_MB] [-s seconds_per_point] [-M layers]
+ *
+ * -M L: instead of 2. and 3., run the matrix products of a Llama-3.2-1B
+ * shaped model (L layers of q, k, v, o 2048x2048/512x2048, gate/up 8192x2048,
+ * down 2048x8192, each matrix its own memory, activations quantized per
+ * step) for each n, and report tokens/s of the products alone: an upper
+ * bound for a forward pass built on these kernels (compare llama-bench
+ * tg128 at n=1 and pp512 at n=512 on a model of the same shape and type).
  *
  * 1. Memory: read bandwidth (sum of 64-bit words over a buffer larger than
  *    the caches) and memcpy bandwidth, each split over the threads.
@@ -12,11 +19,16 @@
  *    GFLOP/s (2 * rows * cols * n per call) for the gemm, and separately
  *    the time to quantize the activations.
  * Rows are split over the threads in multiples of 16, like a forward pass.
+ * Besides wall-clock rates, "cpu" rates use the process CPU time divided by
+ * the thread count: on a shared, busy machine they show what the kernels do
+ * while they actually run (the wall-clock numbers are the ones to quote on
+ * an idle machine).
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/clock.h"
@@ -74,6 +86,93 @@ static void run_part(void *ctx, int ith, int nth) {
     }
 }
 
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- model-shaped run (-M) ---- */
+
+typedef struct mm_shape {
+    int64_t rows, cols;
+    int act; /* which activation buffer: 0 = hidden (2048), 1 = ffn (8192) */
+} mm_shape;
+
+static const mm_shape llama1b[] = {
+    {2048, 2048, 0}, {512, 2048, 0}, {512, 2048, 0}, {2048, 2048, 0},
+    {8192, 2048, 0}, {8192, 2048, 0}, {2048, 8192, 1},
+};
+#define N_SHAPES (sizeof llama1b / sizeof llama1b[0])
+
+static void model_run(qf_pool *pool, qf_type type, int layers, const char *ns, double secs, int threads) {
+    const int nm = layers * (int)N_SHAPES;
+    uint8_t **W = calloc((size_t)nm, sizeof *W);
+    size_t total = 0;
+    for (int i = 0; i < nm; i++) {
+        const mm_shape *sh = &llama1b[i % N_SHAPES];
+        const size_t bytes = qf_type_row_size(type, sh->cols) * (size_t)sh->rows;
+        W[i] = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        float *tmp = malloc(sizeof(float) * (size_t)sh->cols);
+        for (int64_t r = 0; r < sh->rows; r++) {
+            for (int64_t c = 0; c < sh->cols; c++)
+                tmp[c] = (float)(((r * 31 + c * 17 + i) % 255) - 127) * 0.01f;
+            qf_type_get(type)->from_float(tmp, W[i] + (size_t)r * qf_type_row_size(type, sh->cols), sh->cols);
+        }
+        free(tmp);
+        total += bytes;
+    }
+    printf("model: %d layers x %zu matrices, %s, %.1f MB of weights\n", layers, N_SHAPES,
+           qf_type_get(type)->name, (double)total / 1e6);
+    char nbuf[128];
+    snprintf(nbuf, sizeof nbuf, "%s", ns);
+    char *save = NULL;
+    for (char *nstr = strtok_r(nbuf, ",", &save); nstr; nstr = strtok_r(NULL, ",", &save)) {
+        const int64_t n = atoll(nstr);
+        if (n < 1) continue;
+        float *x[2];
+        void *xq[2];
+        for (int a = 0; a < 2; a++) {
+            const int64_t cols = a ? 8192 : 2048;
+            x[a] = malloc(sizeof(float) * (size_t)(n * cols));
+            for (int64_t i = 0; i < n * cols; i++)
+                x[a][i] = (float)((i * 7919) % 2001 - 1000) * 1e-3f;
+            xq[a] = aligned_alloc(64, (qf_act_row_size(type, cols) * (size_t)n + 63) / 64 * 64);
+        }
+        float *y = malloc(sizeof(float) * (size_t)(n * 8192));
+        int steps = 0;
+        const double t0 = qf_now_s(), c0 = cpu_s();
+        double t = t0;
+        while (t - t0 < secs || steps < 2) {
+            for (int i = 0; i < nm; i++) {
+                const mm_shape *sh = &llama1b[i % N_SHAPES];
+                /* quantize when the input changes: q (hidden) and down (ffn) */
+                if (i % (int)N_SHAPES == 0 || i % (int)N_SHAPES == 6) {
+                    job q = {.kind = 3, .type = type, .cols = sh->cols, .n = n, .x = x[sh->act], .xq_out = xq[sh->act]};
+                    qf_pool_run(pool, run_part, &q);
+                }
+                job g = {.kind = 2, .type = type, .W = W[i], .wrb = qf_type_row_size(type, sh->cols),
+                         .rows = sh->rows, .cols = sh->cols, .n = n, .xq = xq[sh->act], .y = y};
+                qf_pool_run(pool, run_part, &g);
+            }
+            steps++;
+            t = qf_now_s();
+        }
+        const double per = (t - t0) / steps, cper = (cpu_s() - c0) / steps / threads;
+        printf("n=%-4lld %9.2f ms/step  %8.1f tokens/s  %6.1f GB/s | cpu %8.1f tokens/s\n", (long long)n,
+               per * 1e3, (double)n / per, (double)total / per / 1e9, (double)n / cper);
+        fflush(stdout);
+        for (int a = 0; a < 2; a++) {
+            free(x[a]);
+            free(xq[a]);
+        }
+        free(y);
+    }
+    for (int i = 0; i < nm; i++)
+        free(W[i]);
+    free(W);
+}
+
 static void fill_random(void *p, size_t n, uint64_t seed) {
     uint64_t s = seed;
     uint8_t *b = p;
@@ -110,8 +209,8 @@ int main(int argc, char **argv) {
     const char *ns = "1,32,128,512";
     int64_t rows = 2048, cols = 2048;
     double ws_mb = 600, secs = 1.0;
-    int opt;
-    while ((opt = getopt(argc, argv, "t:i:T:n:r:c:w:s:")) != -1) {
+    int opt, layers = 0;
+    while ((opt = getopt(argc, argv, "t:i:T:n:r:c:w:s:M:")) != -1) {
         switch (opt) {
         case 't': threads = atoi(optarg); break;
         case 'i': isa = optarg; break;
@@ -121,9 +220,10 @@ int main(int argc, char **argv) {
         case 'c': cols = atoll(optarg); break;
         case 'w': ws_mb = atof(optarg); break;
         case 's': secs = atof(optarg); break;
+        case 'M': layers = atoi(optarg); break;
         default:
             fprintf(stderr, "usage: %s [-t threads] [-i isa] [-T types] [-n ns] [-r rows] [-c cols] "
-                            "[-w MB] [-s secs]\n", argv[0]);
+                            "[-w MB] [-s secs] [-M layers]\n", argv[0]);
             return 2;
         }
     }
@@ -136,6 +236,21 @@ int main(int argc, char **argv) {
     if (!pool) {
         fprintf(stderr, "pool: %s\n", err.msg);
         return 1;
+    }
+    if (layers > 0) {
+        qf_type type;
+        char tb[64];
+        snprintf(tb, sizeof tb, "%s", types);
+        char *comma = strchr(tb, ',');
+        if (comma) *comma = 0;
+        if (!qf_type_from_name(tb, &type) || qf_act_row_size(type, 8192) == 0) {
+            fprintf(stderr, "bad type %s\n", tb);
+            return 1;
+        }
+        printf("isa %s, %d threads\n", qf_kernels_isa(), threads);
+        model_run(pool, type, layers, ns, secs, threads);
+        qf_pool_free(pool);
+        return 0;
     }
     printf("isa %s, %d threads, matrix %lldx%lld, working set %.0f MB\n", qf_kernels_isa(), threads,
            (long long)rows, (long long)cols, ws_mb);
@@ -193,7 +308,7 @@ int main(int argc, char **argv) {
             g.W = W;
             qf_pool_run(pool, run_part, &g);
             int iters = 0;
-            const double t0 = qf_now_s();
+            const double t0 = qf_now_s(), c0 = cpu_s();
             double t = t0;
             while (t - t0 < secs || iters < 3) {
                 g.W = W + mat * (size_t)(iters % rot);
@@ -201,10 +316,12 @@ int main(int argc, char **argv) {
                 iters++;
                 t = qf_now_s();
             }
-            const double per = (t - t0) / iters;
-            printf("%-5s n=%-4lld %9.1f us  %7.1f GB/s  %8.1f GFLOP/s  (quantize acts %.1f us)%s\n",
-                   tn, (long long)n, per * 1e6, (double)mat / per / 1e9,
-                   2.0 * (double)rows * (double)cols * (double)n / per / 1e9, tq * 1e6,
+            const double per = (t - t0) / iters, cper = (cpu_s() - c0) / iters / threads;
+            const double flop = 2.0 * (double)rows * (double)cols * (double)n;
+            printf("%-5s n=%-4lld %9.1f us  %6.1f GB/s %7.1f GFLOP/s | cpu %6.1f GB/s %7.1f GFLOP/s"
+                   " | quantize %.1f us%s\n",
+                   tn, (long long)n, per * 1e6, (double)mat / per / 1e9, flop / per / 1e9,
+                   (double)mat / cper / 1e9, flop / cper / 1e9, tq * 1e6,
                    rot > 1 ? "  [weights from DRAM]" : "");
             fflush(stdout);
             free(x);

@@ -4,11 +4,14 @@
 # is compiled with its own flags here and guards itself with
 # #if defined(__x86_64__) / defined(__aarch64__), so on other architectures
 # it compiles to nothing. The rest of the library is built for the baseline
-# ISA; quant/kernels.c picks the table at run time from the CPU.
+# ISA; quant/kernels.c picks the table at run time from the CPU (cpuid,
+# hwcaps), so one binary runs everywhere.
 #
-# Included from the root CMakeLists.txt after project() (or passed as
-# -DCMAKE_PROJECT_INCLUDE=cmake/isa.cmake), so set_source_files_properties
-# applies in the directory that defines the qf target.
+# Included from the root CMakeLists.txt after the qf target is defined (or
+# passed as -DCMAKE_PROJECT_INCLUDE=cmake/isa.cmake): set_source_files_properties
+# must run in the directory that defines the target.
+
+include(CheckCCompilerFlag)
 
 set(QF_QUANT_DIR ${CMAKE_CURRENT_LIST_DIR}/../src/quant)
 get_filename_component(QF_QUANT_DIR ${QF_QUANT_DIR} ABSOLUTE)
@@ -16,11 +19,19 @@ get_filename_component(QF_QUANT_DIR ${QF_QUANT_DIR} ABSOLUTE)
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
   set_source_files_properties(${QF_QUANT_DIR}/avx2.c PROPERTIES
     COMPILE_OPTIONS "-mavx2;-mfma;-mf16c;-O3")
+  # AVX-512 F/BW/VL/DQ + VNNI; AMX tiles for prompt processing where the
+  # compiler knows them (avx512.c checks __AMX_INT8__, and the CPU and OS at
+  # run time).
+  set(QF_AVX512_FLAGS "-mavx2;-mfma;-mf16c;-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni;-O3")
+  check_c_compiler_flag("-mamx-tile -mamx-int8" QF_CC_HAS_AMX)
+  if(QF_CC_HAS_AMX)
+    list(APPEND QF_AVX512_FLAGS "-mamx-tile" "-mamx-int8")
+  endif()
   set_source_files_properties(${QF_QUANT_DIR}/avx512.c PROPERTIES
-    COMPILE_OPTIONS "-mavx2;-mfma;-mf16c;-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni;-O3")
+    COMPILE_OPTIONS "${QF_AVX512_FLAGS}")
 elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
-  # dotprod (sdot) for the int8 dots, fp16 arithmetic for F16; neon.c checks
-  # the CPU's hwcaps before it is used.
+  # sdot for the int8 dots, fp16 conversions; neon.c checks the CPU's hwcaps
+  # (Linux) before its table is used.
   set_source_files_properties(${QF_QUANT_DIR}/neon.c PROPERTIES
     COMPILE_OPTIONS "-march=armv8.2-a+dotprod+fp16;-O3")
 endif()

@@ -9,6 +9,7 @@ PKGS=(
   libpcre2-dev libhwloc-dev libcjson-dev libxxhash-dev
   libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev libzstd-dev libyaml-dev
   libxml2-dev libpoppler-glib-dev libarchive-dev
+  curl nodejs npm
 )
 
 missing=()

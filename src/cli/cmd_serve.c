@@ -27,7 +27,8 @@ static const char *k_usage =
     "  -m, --model FILE        a GGUF model\n"
     "      --models-dir DIR    serve every *.gguf in DIR                 [QFORGE_MODELS]\n"
     "      --host ADDR         address to listen on (default 127.0.0.1; 0.0.0.0 = every\n"
-    "                          interface, only when you mean it)          [QFORGE_HOST=host[:port]]\n"
+    "                          interface, only when you mean it)          "
+    "[QFORGE_HOST=host[:port]]\n"
     "      --port N            (default 1234; 0 = any free port)\n"
     "  -np, --parallel N       sequences generated at once per model (default 4)\n"
     "                                                                    [QFORGE_NUM_PARALLEL]\n"
@@ -37,8 +38,10 @@ static const char *k_usage =
     "  -c, --ctx N             context length per sequence (default: min(model's, 4096))\n"
     "                                                                    [QFORGE_CONTEXT_LENGTH]\n"
     "      --max-loaded N      models loaded at once; the least recently used idle one is\n"
-    "                          unloaded for a new one (default 1)        [QFORGE_MAX_LOADED_MODELS]\n"
-    "      --keep-alive D      keep an idle model loaded for D: 5m (default), 1h, 30s, -1 = forever,\n"
+    "                          unloaded for a new one (default 1)        "
+    "[QFORGE_MAX_LOADED_MODELS]\n"
+    "      --keep-alive D      keep an idle model loaded for D: 5m (default), 1h, 30s, -1 = "
+    "forever,\n"
     "                          0 = unload after each request             [QFORGE_KEEP_ALIVE]\n"
     "      --api-key KEY       every API route needs 'Authorization: Bearer KEY' [QFORGE_API_KEY]\n"
     "      --cors ORIGIN       allow browser pages from ORIGIN (e.g. '*')  [QFORGE_ORIGINS]\n"
@@ -68,11 +71,24 @@ static bool parse_size(const char *s, size_t *out) {
     if (end == s || !isfinite(v) || v < 0) return false;
     double mul = 1;
     switch (toupper((unsigned char)*end)) {
-    case 'K': mul = 1024.0; end++; break;
-    case 'M': mul = 1024.0 * 1024; end++; break;
-    case 'G': mul = 1024.0 * 1024 * 1024; end++; break;
-    case 'T': mul = 1024.0 * 1024 * 1024 * 1024; end++; break;
-    default: break;
+    case 'K':
+        mul = 1024.0;
+        end++;
+        break;
+    case 'M':
+        mul = 1024.0 * 1024;
+        end++;
+        break;
+    case 'G':
+        mul = 1024.0 * 1024 * 1024;
+        end++;
+        break;
+    case 'T':
+        mul = 1024.0 * 1024 * 1024 * 1024;
+        end++;
+        break;
+    default:
+        break;
     }
     if (!strcasecmp(end, "iB") || !strcasecmp(end, "B")) end += strlen(end);
     if (*end) return false;
@@ -89,15 +105,18 @@ static bool parse_host(const char *v, const char **host, int *port) {
     if (!strncmp(v, "http://", 7)) v += 7;
     snprintf(buf, sizeof buf, "%s", v);
     size_t n = strlen(buf);
-    while (n && buf[n - 1] == '/') buf[--n] = 0;
+    while (n && buf[n - 1] == '/')
+        buf[--n] = 0;
     char *h = buf, *colon = NULL;
     if (buf[0] == '[') {
         char *rb = strchr(buf, ']');
         if (!rb) return false;
         *rb = 0;
         h = buf + 1;
-        if (rb[1] == ':') colon = rb + 1;
-        else if (rb[1]) return false;
+        if (rb[1] == ':')
+            colon = rb + 1;
+        else if (rb[1])
+            return false;
     } else if (strchr(buf, ':') == strrchr(buf, ':')) {
         colon = strchr(buf, ':');
     }
@@ -144,13 +163,14 @@ static bool from_env(qf_serve_opts *o) {
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
         if (!(v = env2(ints[i].a, ints[i].b))) continue;
         if (!cli_parse_int(v, ints[i].lo, ints[i].hi, &n)) {
-            fprintf(stderr, "qforge: serve: bad %s '%s' (an integer in [%lld, %lld])\n", ints[i].a, v, ints[i].lo,
-                    ints[i].hi);
+            fprintf(stderr, "qforge: serve: bad %s '%s' (an integer in [%lld, %lld])\n", ints[i].a,
+                    v, ints[i].lo, ints[i].hi);
             return false;
         }
         *ints[i].dst = (int)n;
     }
-    if ((v = env2("QFORGE_KEEP_ALIVE", "OLLAMA_KEEP_ALIVE")) && !parse_keep_alive(v, &o->keep_alive_s)) {
+    if ((v = env2("QFORGE_KEEP_ALIVE", "OLLAMA_KEEP_ALIVE")) &&
+        !parse_keep_alive(v, &o->keep_alive_s)) {
         fprintf(stderr, "qforge: serve: bad QFORGE_KEEP_ALIVE '%s' (5m, 1h, 30s, -1, 0)\n", v);
         return false;
     }
@@ -175,7 +195,10 @@ int cmd_serve(int argc, char **argv) {
         long long n;
         double d;
 #define VAL() ((v = cli_value(argc, argv, &i)) != NULL)
-#define NEED() do { if (!VAL()) return cli_usage_error(k_usage, "serve: %s needs a value", a); } while (0)
+#define NEED()                                                                                     \
+    do {                                                                                           \
+        if (!VAL()) return cli_usage_error(k_usage, "serve: %s needs a value", a);                 \
+    } while (0)
 #define BAD() return cli_usage_error(k_usage, "serve: bad value '%s' for %s", v, a)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(k_usage, stdout);
@@ -235,10 +258,14 @@ int cmd_serve(int argc, char **argv) {
             o.n_batch = (int)n;
         } else if (!strcmp(a, "--kv-type")) {
             NEED();
-            if (!strcmp(v, "f16")) o.kv_type = QF_TYPE_F16;
-            else if (!strcmp(v, "q8_0")) o.kv_type = QF_TYPE_Q8_0;
-            else if (!strcmp(v, "f32")) o.kv_type = QF_TYPE_F32;
-            else BAD();
+            if (!strcmp(v, "f16"))
+                o.kv_type = QF_TYPE_F16;
+            else if (!strcmp(v, "q8_0"))
+                o.kv_type = QF_TYPE_Q8_0;
+            else if (!strcmp(v, "f32"))
+                o.kv_type = QF_TYPE_F32;
+            else
+                BAD();
         } else if (!strcmp(a, "--chat-template")) {
             NEED();
             o.chat_template = v;
@@ -263,7 +290,8 @@ int cmd_serve(int argc, char **argv) {
 #undef BAD
     }
     if (!o.model_path && !o.models_dir)
-        return cli_usage_error(k_usage, "serve: give a model (-m FILE) or a folder of models (--models-dir DIR)");
+        return cli_usage_error(
+            k_usage, "serve: give a model (-m FILE) or a folder of models (--models-dir DIR)");
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -278,7 +306,8 @@ int cmd_serve(int argc, char **argv) {
     qf_serve *s = qf_serve_new(&o, &err);
     if (!s) return cli_fail(&err);
     bool v6 = strchr(o.host, ':') != NULL;
-    printf("qforge: serving on http://%s%s%s:%d/ (OpenAI /v1, Ollama /api, dashboard /, metrics /metrics)\n",
+    printf("qforge: serving on http://%s%s%s:%d/ (OpenAI /v1, Ollama /api, dashboard /, metrics "
+           "/metrics)\n",
            v6 ? "[" : "", o.host, v6 ? "]" : "", qf_serve_port(s));
     fflush(stdout);
     if (!strcmp(o.host, "0.0.0.0") || !strcmp(o.host, "::"))

@@ -203,7 +203,9 @@ qf_status qf_chunk_text(const char *text, size_t len, const size_t *breaks, int3
         int32_t k = j;
         if (u.v[j].seg == u.v[j - 1].seg) {
             int64_t ov = 0;
-            while (k - 1 > i && ov + u.v[k - 1].tok <= pp.overlap_tokens) {
+            /* the overlap must leave room for unit j, so every chunk ends past the previous one */
+            while (k - 1 > i && ov + u.v[k - 1].tok <= pp.overlap_tokens &&
+                   ov + u.v[k - 1].tok + u.v[j].tok <= pp.target_tokens) {
                 ov += u.v[k - 1].tok;
                 k--;
             }

@@ -1,12 +1,13 @@
 /* dedup.c - question fingerprints and the duplicate index.
  *
- * The index is an open-addressing hash table of (key, entry) where keys are
- * the exact hash, the bag hash (when usable) and four band keys per
- * SimHash (band number mixed into the 16-bit band value). An entry holds
- * the id and the full SimHash; a band hit is a near duplicate only if the
- * whole SimHash is within max_hamming bits (pigeonhole: <= 3 differing bits
- * over 4 bands leave at least one band equal, so no near duplicate is
- * missed). Tables grow at 50% load.
+ * The index is one open-addressing hash table of (key, entry): keys are
+ * the exact hash, the bag hash (when usable) and one key per LSH band
+ * (band number mixed in). Entries keep their id and content-word set (in
+ * a shared pool), so a band hit is confirmed by an exact Jaccard check.
+ * Several entries may share a key (bands of different questions collide
+ * by design): lookups walk the probe run and test each. Tables grow at 50%
+ * load; every insertion reserves its room first, so an allocation failure
+ * leaves the index unchanged.
  */
 #include "pipeline/dedup.h"
 
@@ -17,6 +18,11 @@
 
 #include "base/mem.h"
 #include "pipeline/pipeline_int.h"
+
+#define N_HASH 16
+#define N_BAND 8
+#define ROWS (N_HASH / N_BAND)
+#define NEAR_JACCARD 0.8
 
 /* ---- fingerprints ---- */
 
@@ -37,16 +43,25 @@ static int cmp_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+static uint64_t mix(uint64_t k, uint64_t salt) {
+    uint64_t x = k ^ (salt * 0x9E3779B97F4A7C15ULL);
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ULL;
+    x ^= x >> 29;
+    x *= 0x94D049BB133111EBULL;
+    x ^= x >> 32;
+    return x ? x : 1;
+}
+
 qf_qfp qf_dedup_fingerprint(const char *q) {
     qf_qfp fp;
     memset(&fp, 0, sizeof fp);
     size_t n = strlen(q);
-    char *norm = qf_malloc(n + 1);
-    uint64_t *words = qf_malloc((n / 2 + 2) * sizeof *words);   /* word hashes */
-    uint64_t *content = qf_malloc((n / 2 + 2) * sizeof *content);
-    if (!norm || !words || !content) {
+    char stackbuf[512];
+    char *norm = n < sizeof stackbuf ? stackbuf : qf_malloc(n + 1);
+    if (!norm) {
         fp.exact = qf_hash64_of(q, n);
-        goto done;
+        return fp;
     }
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -58,75 +73,89 @@ qf_qfp qf_dedup_fingerprint(const char *q) {
     while (k && norm[k - 1] == ' ') k--;
     norm[k] = 0;
     fp.exact = qf_hash64_of(norm, k);
-    int32_t nw = 0, nc = 0;
+    uint64_t all[256];
+    int32_t na = 0;
     for (size_t i = 0; i < k;) {
         size_t j = i;
         while (j < k && norm[j] != ' ') j++;
         size_t wl = j - i;
-        words[nw++] = qf_hash64_of(norm + i, wl);
-        if (!is_stop(norm + i, wl)) {
+        fp.n_words++;
+        if (!is_stop(norm + i, wl) && na < 256) {
             size_t sl = wl > 3 && norm[i + wl - 1] == 's' ? wl - 1 : wl; /* crude plural folding */
-            content[nc++] = qf_hash64_of(norm + i, sl);
+            all[na++] = qf_hash64_of(norm + i, sl);
         }
         i = j + 1;
     }
-    fp.n_words = nw;
-    fp.n_content = nc;
-    if (nc >= 2) {
-        qsort(content, (size_t)nc, sizeof *content, cmp_u64);
-        int32_t u = 0;
-        for (int32_t i = 0; i < nc; i++)
-            if (!u || content[u - 1] != content[i]) content[u++] = content[i];
-        fp.bag = qf_hash64_of(content, (size_t)u * sizeof *content) | 1; /* never 0 */
-    }
-    int32_t acc[64] = {0};
-    for (int32_t i = 0; i < nw; i++) {
-        uint64_t f[2] = {words[i], 0};
-        int nf = 1;
-        if (i + 1 < nw) {
-            uint64_t pair[2] = {words[i], words[i + 1]};
-            f[1] = qf_hash64_of(pair, sizeof pair);
-            nf = 2;
-        }
-        for (int t = 0; t < nf; t++)
-            for (int b = 0; b < 64; b++) acc[b] += (f[t] >> b) & 1 ? 1 : -1;
-    }
-    for (int b = 0; b < 64; b++)
-        if (acc[b] > 0) fp.simhash |= 1ULL << b;
-done:
-    qf_free(norm);
-    qf_free(words);
-    qf_free(content);
+    if (norm != stackbuf) qf_free(norm);
+    qsort(all, (size_t)na, sizeof *all, cmp_u64);
+    int32_t u = 0;
+    for (int32_t i = 0; i < na; i++)
+        if (!u || all[u - 1] != all[i]) all[u++] = all[i];
+    if (u >= 2) fp.bag = qf_hash64_of(all, (size_t)u * sizeof *all) | 1;
+    fp.n_content = u < QF_DEDUP_MAX_WORDS ? u : QF_DEDUP_MAX_WORDS; /* bottom-k: the smallest hashes */
+    memcpy(fp.words, all, (size_t)fp.n_content * sizeof *all);
     return fp;
+}
+
+static double jaccard(const uint64_t *a, int32_t na, const uint64_t *b, int32_t nb) {
+    int32_t i = 0, j = 0, inter = 0;
+    while (i < na && j < nb) {
+        if (a[i] == b[j]) inter++, i++, j++;
+        else if (a[i] < b[j]) i++;
+        else j++;
+    }
+    int32_t uni = na + nb - inter;
+    return uni ? (double)inter / uni : 1.0;
+}
+
+double qf_dedup_jaccard(const qf_qfp *a, const qf_qfp *b) {
+    return jaccard(a->words, a->n_content, b->words, b->n_content);
+}
+
+static void band_keys(const qf_qfp *fp, uint64_t keys[N_BAND]) {
+    uint64_t mins[N_HASH];
+    for (int h = 0; h < N_HASH; h++) {
+        uint64_t m = UINT64_MAX;
+        for (int32_t i = 0; i < fp->n_content; i++) {
+            uint64_t v = mix(fp->words[i], (uint64_t)h + 101);
+            if (v < m) m = v;
+        }
+        mins[h] = m;
+    }
+    for (int b = 0; b < N_BAND; b++) {
+        uint64_t x = (uint64_t)b + 7;
+        for (int r = 0; r < ROWS; r++) x = mix(x ^ mins[b * ROWS + r], (uint64_t)r + 1);
+        keys[b] = mix(x, 3);
+    }
 }
 
 /* ---- index ---- */
 
 typedef struct entry {
     char id[33];
-    uint64_t simhash;
-    bool sim_ok; /* long enough for SimHash comparison */
+    int64_t words; /* offset in the pool */
+    int32_t n_words;
 } entry;
 
 typedef struct slot {
     uint64_t key; /* 0 = empty */
-    int64_t e;    /* entry index */
+    int64_t e;
 } slot;
 
 struct qf_dedup {
     bool near;
-    int max_ham;
     entry *ent;
     int64_t n_ent, cap_ent;
+    uint64_t *pool;
+    int64_t n_pool, cap_pool;
     slot *tab;
     int64_t n_tab, cap_tab; /* cap_tab: power of two */
 };
 
-qf_dedup *qf_dedup_new(bool near, int max_hamming, qf_err *err) {
+qf_dedup *qf_dedup_new(bool near, qf_err *err) {
     qf_dedup *d = qf_calloc(1, sizeof *d);
     if (!d) goto oom;
     d->near = near;
-    d->max_ham = max_hamming < 0 ? 0 : max_hamming > 3 ? 3 : max_hamming;
     d->cap_tab = 1024;
     d->tab = qf_calloc((size_t)d->cap_tab, sizeof *d->tab);
     if (!d->tab) goto oom;
@@ -140,19 +169,12 @@ oom:
 void qf_dedup_free(qf_dedup *d) {
     if (!d) return;
     qf_free(d->ent);
+    qf_free(d->pool);
     qf_free(d->tab);
     qf_free(d);
 }
 
 int64_t qf_dedup_size(const qf_dedup *d) { return d->n_ent; }
-
-static uint64_t mix(uint64_t k, uint64_t salt) {
-    uint64_t x = k ^ (salt * 0x9E3779B97F4A7C15ULL);
-    x ^= x >> 31;
-    x *= 0xBF58476D1CE4E5B9ULL;
-    x ^= x >> 29;
-    return x ? x : 1;
-}
 
 static bool tab_grow(qf_dedup *d) {
     int64_t cap = d->cap_tab * 2;
@@ -170,32 +192,22 @@ static bool tab_grow(qf_dedup *d) {
     return true;
 }
 
-static bool tab_put(qf_dedup *d, uint64_t key, int64_t e) {
-    if ((d->n_tab + 1) * 2 > d->cap_tab && !tab_grow(d)) return false;
+static void tab_put(qf_dedup *d, uint64_t key, int64_t e) {
     int64_t h = (int64_t)(key & (uint64_t)(d->cap_tab - 1));
     while (d->tab[h].key) h = (h + 1) & (d->cap_tab - 1);
     d->tab[h].key = key;
     d->tab[h].e = e;
     d->n_tab++;
-    return true;
 }
 
-static int popcount64(uint64_t x) {
-    int n = 0;
-    while (x) {
-        x &= x - 1;
-        n++;
-    }
-    return n;
-}
-
-/* First entry under key accepted by pred (sim: compare SimHashes). */
-static int64_t tab_find(const qf_dedup *d, uint64_t key, const qf_qfp *fp, bool sim) {
+/* First entry under key; with fp, only one whose words are similar enough. */
+static int64_t tab_find(const qf_dedup *d, uint64_t key, const qf_qfp *fp) {
     int64_t h = (int64_t)(key & (uint64_t)(d->cap_tab - 1));
     while (d->tab[h].key) {
         if (d->tab[h].key == key) {
             const entry *e = &d->ent[d->tab[h].e];
-            if (!sim || (e->sim_ok && popcount64(e->simhash ^ fp->simhash) <= d->max_ham)) return d->tab[h].e;
+            if (!fp || jaccard(fp->words, fp->n_content, d->pool + e->words, e->n_words) >= NEAR_JACCARD)
+                return d->tab[h].e;
         }
         h = (h + 1) & (d->cap_tab - 1);
     }
@@ -204,17 +216,17 @@ static int64_t tab_find(const qf_dedup *d, uint64_t key, const qf_qfp *fp, bool 
 
 bool qf_dedup_check_add(qf_dedup *d, const qf_qfp *fp, const char *id, char dup_of[33], bool *oom) {
     if (oom) *oom = false;
-    bool sim_ok = fp->n_words >= 6;
-    int64_t hit = tab_find(d, mix(fp->exact, 1), fp, false);
-    if (hit < 0 && d->near && fp->bag) hit = tab_find(d, mix(fp->bag, 2), fp, false);
-    if (hit < 0 && d->near && sim_ok) {
-        for (int b = 0; b < 4 && hit < 0; b++)
-            hit = tab_find(d, mix((fp->simhash >> (16 * b)) & 0xFFFF, 3 + (uint64_t)b), fp, true);
-    }
+    bool lsh = d->near && fp->n_content >= 3;
+    uint64_t bands[N_BAND];
+    if (lsh) band_keys(fp, bands);
+    int64_t hit = tab_find(d, mix(fp->exact, 1), NULL);
+    if (hit < 0 && d->near && fp->bag) hit = tab_find(d, mix(fp->bag, 2), NULL);
+    for (int b = 0; lsh && b < N_BAND && hit < 0; b++) hit = tab_find(d, bands[b], fp);
     if (hit >= 0) {
         memcpy(dup_of, d->ent[hit].id, 33);
         return true;
     }
+    /* reserve everything first, so a failure adds nothing */
     if (d->n_ent == d->cap_ent) {
         int64_t cap = d->cap_ent ? d->cap_ent * 2 : 256;
         entry *e = qf_realloc(d->ent, (size_t)cap * sizeof *e);
@@ -222,20 +234,27 @@ bool qf_dedup_check_add(qf_dedup *d, const qf_qfp *fp, const char *id, char dup_
         d->ent = e;
         d->cap_ent = cap;
     }
-    int64_t ei = d->n_ent;
+    if (d->n_pool + fp->n_content > d->cap_pool) {
+        int64_t cap = d->cap_pool ? d->cap_pool * 2 : 4096;
+        while (cap < d->n_pool + fp->n_content) cap *= 2;
+        uint64_t *p = qf_realloc(d->pool, (size_t)cap * sizeof *p);
+        if (!p) goto oom;
+        d->pool = p;
+        d->cap_pool = cap;
+    }
+    while ((d->n_tab + 2 + N_BAND) * 2 > d->cap_tab)
+        if (!tab_grow(d)) goto oom;
+    int64_t ei = d->n_ent++;
     entry *e = &d->ent[ei];
     memset(e, 0, sizeof *e);
     snprintf(e->id, sizeof e->id, "%s", id);
-    e->simhash = fp->simhash;
-    e->sim_ok = sim_ok;
-    /* reserve table room for up to 6 keys first, so a failure adds nothing */
-    while ((d->n_tab + 6) * 2 > d->cap_tab)
-        if (!tab_grow(d)) goto oom;
-    d->n_ent++;
+    e->words = d->n_pool;
+    e->n_words = fp->n_content;
+    memcpy(d->pool + d->n_pool, fp->words, (size_t)fp->n_content * sizeof *fp->words);
+    d->n_pool += fp->n_content;
     tab_put(d, mix(fp->exact, 1), ei);
     if (d->near && fp->bag) tab_put(d, mix(fp->bag, 2), ei);
-    if (d->near && sim_ok)
-        for (int b = 0; b < 4; b++) tab_put(d, mix((fp->simhash >> (16 * b)) & 0xFFFF, 3 + (uint64_t)b), ei);
+    for (int b = 0; lsh && b < N_BAND; b++) tab_put(d, bands[b], ei);
     return false;
 oom:
     if (oom) *oom = true;

@@ -281,6 +281,21 @@ qf_status qf_ingest_walk(const char *const *paths, size_t n_paths, const char *c
         }
     }
     if (st == QF_ERR_NOMEM) QF_ERR_SET(err, QF_ERR_NOMEM, "out of memory listing inputs");
+    if (st == QF_OK) { /* a path skipped in a walk but also given (and taken) explicitly is not skipped */
+        size_t k = 0;
+        for (size_t i = 0; i < out->n_skip; i++) {
+            bool drop = false;
+            for (size_t j = 0; j < out->n && !drop; j++) drop = !strcmp(out->v[j].path, out->skip[i].path);
+            for (size_t j = i + 1; j < out->n_skip && !drop; j++) drop = !strcmp(out->skip[j].path, out->skip[i].path);
+            if (drop) {
+                qf_free(out->skip[i].path);
+                qf_free(out->skip[i].reason);
+            } else {
+                out->skip[k++] = out->skip[i];
+            }
+        }
+        out->n_skip = k;
+    }
 done:
     qf_free(w.ex_dev);
     qf_free(w.ex_ino);

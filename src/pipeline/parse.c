@@ -68,8 +68,9 @@ static const cJSON *get_ci(const cJSON *obj, const char *const *keys) {
     return NULL;
 }
 
-/* Text of a string (or number) value, trimmed; NULL when absent/empty. */
-static char *value_text(const cJSON *v) {
+/* Text of a string (or number) value, trimmed; NULL when absent/empty
+ * (or, with *oom set, when out of memory). */
+static char *value_text(const cJSON *v, bool *oom) {
     char buf[64];
     const char *s = NULL;
     if (cJSON_IsString(v)) s = v->valuestring;
@@ -82,7 +83,9 @@ static char *value_text(const cJSON *v) {
     size_t n = strlen(s);
     while (n && isspace((unsigned char)s[n - 1])) n--;
     if (!n) return NULL;
-    return qf_strndup(s, n);
+    char *r = qf_strndup(s, n);
+    if (!r) *oom = true;
+    return r;
 }
 
 static bool is_pair(const cJSON *o) { return cJSON_IsObject(o) && get_ci(o, k_qkeys) && get_ci(o, k_akeys); }
@@ -117,11 +120,13 @@ static qf_status add_pair(qf_qa_list *out, const cJSON *o) {
         out->n_incomplete++;
         return QF_OK;
     }
-    char *q = value_text(get_ci(o, k_qkeys));
-    char *a = value_text(get_ci(o, k_akeys));
+    bool oom = false;
+    char *q = value_text(get_ci(o, k_qkeys), &oom);
+    char *a = value_text(get_ci(o, k_akeys), &oom);
     if (!q || !a) {
         qf_free(q);
         qf_free(a);
+        if (oom) return QF_ERR_NOMEM;
         out->n_incomplete++;
         return QF_OK;
     }
@@ -241,47 +246,37 @@ qf_status qf_parse_pairs(const char *text, size_t len, qf_qa_list *out, qf_err *
     bool any_json = false, found = false;
     const char *first = NULL;
     int tries = 0;
+    /* each '{' or '[' in turn: as it stands, else cleaned (trailing commas
+     * dropped, a cut-off tail closed); the first that holds pairs wins */
     for (size_t i = 0; i < n && tries < 48; i++) {
         if (t[i] != '{' && t[i] != '[') continue;
         if (!first) first = t + i;
         tries++;
         const char *endp = NULL;
-        cJSON *j = cJSON_ParseWithLengthOpts(t + i, n - i, &endp, 0);
-        if (!j) continue;
-        any_json = true;
-        st = collect(j, out, &found);
-        cJSON_Delete(j);
-        if (st != QF_OK) goto done;
-        if (out->n > 0) goto done;
-        if (found) break; /* a pair container, but nothing usable in it */
-        if (endp > t + i) i = (size_t)(endp - t) - 1;
-    }
-    /* nothing usable parsed: retry the first candidates after cleaning */
-    tries = 0;
-    for (const char *c0 = first; c0 && tries < 8; tries++) {
         int trunc = 0;
-        char *c = clean_json(c0, n - (size_t)(c0 - t), &trunc);
-        if (!c) {
-            st = QF_ERR_SET(err, QF_ERR_NOMEM, "out of memory");
-            goto done;
-        }
-        cJSON *j = cJSON_Parse(c);
-        qf_free(c);
-        if (j) {
-            bool f2 = false;
-            any_json = true;
-            st = collect(j, out, &f2);
-            cJSON_Delete(j);
-            if (st != QF_OK) goto done;
-            found = found || f2;
-            if (out->n > 0) {
-                out->truncated = trunc;
+        cJSON *j = cJSON_ParseWithLengthOpts(t + i, n - i, &endp, 0);
+        if (!j) {
+            char *c = clean_json(t + i, n - i, &trunc);
+            if (!c) {
+                st = QF_ERR_SET(err, QF_ERR_NOMEM, "out of memory");
                 goto done;
             }
+            j = cJSON_Parse(c);
+            qf_free(c);
+            endp = NULL;
         }
-        const char *nx = c0 + 1;
-        while (nx < t + n && *nx != '{' && *nx != '[') nx++;
-        c0 = nx < t + n ? nx : NULL;
+        if (!j) continue;
+        any_json = true;
+        bool f2 = false;
+        st = collect(j, out, &f2);
+        cJSON_Delete(j);
+        if (st != QF_OK) goto done;
+        found = found || f2;
+        if (out->n > 0) {
+            out->truncated = trunc;
+            goto done;
+        }
+        if (endp > t + i) i = (size_t)(endp - t) - 1; /* skip what that value spanned */
     }
     if (!first) {
         st = QF_ERR_SET(err, QF_ERR_FORMAT, "no JSON object found in the answer");

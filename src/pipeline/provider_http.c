@@ -363,7 +363,7 @@ static void endpoint_result(http_provider *h, endpoint *e, bool ok, double now) 
     }
     if (++e->consecutive_fail >= h->p.fail_threshold) {
         e->out_until = now + e->cooldown;
-        qf_warn("endpoint %s failed %d times in a row: taken out for %.0f s", e->chat_url, e->consecutive_fail,
+        qf_warn("endpoint %s failed %d times in a row: taken out for %.1f s", e->chat_url, e->consecutive_fail,
                 e->cooldown);
         e->cooldown = e->cooldown * 2 > 600 ? 600 : e->cooldown * 2;
         e->consecutive_fail = 0;

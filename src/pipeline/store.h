@@ -123,7 +123,7 @@ typedef struct qf_pair {
     const char *model;    /* model identity (borrowed) */
     qf_pair_status status;
     uint64_t qhash;       /* exact normalised-question hash */
-    uint64_t simhash;     /* near-duplicate fingerprint */
+    uint64_t simhash;     /* content-word set hash (dedup "bag"), informational */
     const char *dup_of;   /* id of the pair kept instead (duplicates), else NULL */
 } qf_pair;
 

@@ -13,8 +13,11 @@
  * (never saturating: |q| <= 63 for the levels used here, or the sign trick
  * for Q8_0 with |x| <= 127), _mm256_madd_epi16 widens to int32 (by 1, or by
  * the int16 sub-block scale of the K-quants). Formats whose levels carry an
- * offset (Q4_0: q - 8, Q5_0: q - 16, Q6_K: q - 32) subtract offset * sum(x)
- * per block, computed once per token and shared by the R rows. Scales and
+ * offset (Q4_0: q - 8, Q5_0: q - 16, Q6_K: q - 32) subtract offset * x from
+ * the int16 pair sums (computed once per token, shared by the R rows), so
+ * every lane holds exact sums of the true products; subtracting the offset
+ * later (e.g. through Q8_K's bsums) would leave large cancelling lane
+ * values whose float conversion loses bits. Scales and
  * mins are applied in float once per block (32 values) or super-block
  * (256), exactly the terms of the scalar reference in ref_dot.c, only
  * summed in another order.
@@ -376,12 +379,8 @@ INLINE void tile_q6_K(const int R, const int T, const gemm_args *g) {
         __m256i iacc[4][TT_MAX];
         UNROLL for (int t = 0; t < T; t++) {
             xb[t] = (const qf_block_q8_K *)(g->x + (size_t)t * g->xs) + s;
-            /* the -32 offset: -32 * sum_j scale_j * bsum_j */
-            const __m256i bsums = _mm256_loadu_si256((const __m256i *)xb[t]->bsums);
-            UNROLL for (int r = 0; r < R; r++) {
-                const __m256i corr = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8[r]), bsums);
-                iacc[r][t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5));
-            }
+            UNROLL for (int r = 0; r < R; r++)
+                iacc[r][t] = _mm256_setzero_si256();
         }
         for (int v = 0; v < 8; v++) {
             __m256i q[4], scv[4];
@@ -394,9 +393,13 @@ INLINE void tile_q6_K(const int R, const int T, const gemm_args *g) {
             }
             UNROLL for (int t = 0; t < T; t++) {
                 const __m256i xv = loadu256((const uint8_t *)xb[t]->qs + 32 * v);
+                /* the -32 offset per int16 lane (shared by the rows), so
+                 * every lane holds exact (q - 32) * x sums: no large
+                 * cancelling lane values that would lose bits in float */
+                const __m256i ox = _mm256_maddubs_epi16(_mm256_set1_epi8(32), xv);
                 UNROLL for (int r = 0; r < R; r++) {
-                    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q[r], xv), scv[r]);
-                    iacc[r][t] = _mm256_add_epi32(iacc[r][t], p);
+                    const __m256i d = _mm256_sub_epi16(_mm256_maddubs_epi16(q[r], xv), ox);
+                    iacc[r][t] = _mm256_add_epi32(iacc[r][t], _mm256_madd_epi16(d, scv[r]));
                 }
             }
         }

@@ -26,8 +26,9 @@
  * variable QF_ISA=scalar|avx2|avx512|neon forces one; an ISA the CPU lacks
  * falls back to the best available with a warning.
  *
- * Buffers: W rows need no alignment beyond what GGUF gives (2 bytes); the
- * activation buffer xq must be 4-byte aligned (64 is best); y is float.
+ * Buffers: W rows need no alignment beyond what GGUF gives (2 bytes, 4 for
+ * F32); the activation buffer xq must be 4-byte aligned (64 is best); y is
+ * float.
  * Thread-safety: every function is reentrant and may run on many threads at
  * once (the caller splits the rows [r0, r1) of a matrix among threads);
  * qf_kernels_set_isa must not race with running kernels (tests only).

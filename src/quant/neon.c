@@ -204,26 +204,28 @@ INLINE int32_t min_dot(const uint8_t mn[8], const int16_t *bsums) {
     return vaddvq_s32(s);
 }
 
-/* Q4_K / Q5_K: chunk c of 64 levels as 4 vectors (sub-block 2c: v[0], v[1];
- * 2c + 1: v[2], v[3]). */
-INLINE void k45_chunk(bool five, const uint8_t *blk, int c, int8x16_t v[4]) {
+/* Q4_K / Q5_K: sub-block j (32 levels) as two vectors. Sub-block j = 2c
+ * (+1) is the low (high) nibbles of qs[32c .. 32c+31]. */
+INLINE void k45_sub(bool five, const uint8_t *blk, int j, int8x16_t v[2]) {
+    const int c = j / 2;
     const uint8_t *qs = blk + 16 + (five ? QF_QK_K / 8 : 0) + 32 * c;
     const uint8x16_t a = vld1q_u8(qs), b = vld1q_u8(qs + 16);
-    const uint8x16_t m4 = vdupq_n_u8(0x0F);
-    uint8x16_t l0 = vandq_u8(a, m4), l1 = vandq_u8(b, m4), h0 = vshrq_n_u8(a, 4), h1 = vshrq_n_u8(b, 4);
+    uint8x16_t l0, l1;
+    if (j % 2 == 0) {
+        l0 = vandq_u8(a, vdupq_n_u8(0x0F));
+        l1 = vandq_u8(b, vdupq_n_u8(0x0F));
+    } else {
+        l0 = vshrq_n_u8(a, 4);
+        l1 = vshrq_n_u8(b, 4);
+    }
     if (five) {
-        const uint8x16_t qa = vld1q_u8(blk + 16), qb = vld1q_u8(blk + 32);
-        const uint8x16_t bl = vdupq_n_u8((uint8_t)(1 << (2 * c))), bh = vdupq_n_u8((uint8_t)(2 << (2 * c)));
-        const uint8x16_t x10 = vdupq_n_u8(0x10);
-        l0 = vorrq_u8(l0, vandq_u8(vtstq_u8(qa, bl), x10));
-        l1 = vorrq_u8(l1, vandq_u8(vtstq_u8(qb, bl), x10));
-        h0 = vorrq_u8(h0, vandq_u8(vtstq_u8(qa, bh), x10));
-        h1 = vorrq_u8(h1, vandq_u8(vtstq_u8(qb, bh), x10));
+        /* fifth bit of element 32j + l: bit j of qh[l] */
+        const uint8x16_t bit = vdupq_n_u8((uint8_t)(1 << j)), x10 = vdupq_n_u8(0x10);
+        l0 = vorrq_u8(l0, vandq_u8(vtstq_u8(vld1q_u8(blk + 16), bit), x10));
+        l1 = vorrq_u8(l1, vandq_u8(vtstq_u8(vld1q_u8(blk + 32), bit), x10));
     }
     v[0] = vreinterpretq_s8_u8(l0);
     v[1] = vreinterpretq_s8_u8(l1);
-    v[2] = vreinterpretq_s8_u8(h0);
-    v[3] = vreinterpretq_s8_u8(h1);
 }
 
 INLINE void tile_k45(const bool five, const int R, const int T, const gemm_args *g) {
@@ -248,18 +250,15 @@ INLINE void tile_k45(const bool five, const int R, const int T, const gemm_args 
         const qf_block_q8_K *xb[TT_MAX];
         UNROLL for (int t = 0; t < T; t++)
             xb[t] = (const qf_block_q8_K *)(g->x + (size_t)t * g->xs) + s;
-        for (int c = 0; c < 4; c++) {
-            int8x16_t v[4][4];
+        for (int j = 0; j < QF_QK_K / 32; j++) {
+            int8x16_t v[4][2];
             UNROLL for (int r = 0; r < R; r++)
-                k45_chunk(five, blk[r], c, v[r]);
+                k45_sub(five, blk[r], j, v[r]);
             UNROLL for (int t = 0; t < T; t++) {
-                const int8_t *xq = xb[t]->qs + 64 * c;
-                const int8x16_t x0 = vld1q_s8(xq), x1 = vld1q_s8(xq + 16);
-                const int8x16_t x2 = vld1q_s8(xq + 32), x3 = vld1q_s8(xq + 48);
+                const int8x16_t x0 = vld1q_s8(xb[t]->qs + 32 * j), x1 = vld1q_s8(xb[t]->qs + 32 * j + 16);
                 UNROLL for (int r = 0; r < R; r++) {
-                    const int32x4_t lo = vdotq_s32(vdotq_s32(vdupq_n_s32(0), v[r][0], x0), v[r][1], x1);
-                    const int32x4_t hi = vdotq_s32(vdotq_s32(vdupq_n_s32(0), v[r][2], x2), v[r][3], x3);
-                    ia[r][t] = vmlaq_n_s32(vmlaq_n_s32(ia[r][t], lo, sc[r][2 * c]), hi, sc[r][2 * c + 1]);
+                    const int32x4_t d = vdotq_s32(vdotq_s32(vdupq_n_s32(0), v[r][0], x0), v[r][1], x1);
+                    ia[r][t] = vmlaq_n_s32(ia[r][t], d, sc[r][j]);
                 }
             }
         }
@@ -282,26 +281,21 @@ INLINE void tile_k45(const bool five, const int R, const int T, const gemm_args 
 DEFINE_DRIVER(gemm_q4_K, TILE_Q4_K)
 DEFINE_DRIVER(gemm_q5_K, TILE_Q5_K)
 
-/* Q6_K: 16 signed level vectors (sub-block j = vector j). */
-INLINE void q6_levels(const qf_block_q6_K *b, int8x16_t v[16]) {
-    const uint8x16_t m4 = vdupq_n_u8(0x0F), m3 = vdupq_n_u8(0x03);
-    const int8x16_t m32 = vdupq_n_s8(32);
-    for (int h = 0; h < 2; h++) {
-        const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
-        for (int u = 0; u < 2; u++) {
-            const uint8x16_t a = vld1q_u8(ql + 16 * u), c = vld1q_u8(ql + 32 + 16 * u);
-            const uint8x16_t q = vld1q_u8(qh + 16 * u);
-            /* k = 0..3: element 128h + 32k + 16u + l */
-            const uint8x16_t lv[4] = {
-                vorrq_u8(vandq_u8(a, m4), vshlq_n_u8(vandq_u8(q, m3), 4)),
-                vorrq_u8(vandq_u8(c, m4), vshlq_n_u8(vandq_u8(vshrq_n_u8(q, 2), m3), 4)),
-                vorrq_u8(vshrq_n_u8(a, 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(q, 4), m3), 4)),
-                vorrq_u8(vshrq_n_u8(c, 4), vshlq_n_u8(vshrq_n_u8(q, 6), 4)),
-            };
-            for (int k = 0; k < 4; k++)
-                v[8 * h + 2 * k + u] = vsubq_s8(vreinterpretq_s8_u8(lv[k]), m32);
-        }
+/* Q6_K: the 16 signed levels of sub-block j = 8h + 2k + u (elements
+ * 128h + 32k + 16u + l). */
+INLINE int8x16_t q6_sub(const qf_block_q6_K *b, int j) {
+    const int h = j / 8, k = (j % 8) / 2, u = j % 2;
+    const uint8x16_t ql = vld1q_u8(b->ql + 64 * h + 32 * (k % 2) + 16 * u);
+    const uint8x16_t qh = vld1q_u8(b->qh + 32 * h + 16 * u);
+    const uint8x16_t low = k < 2 ? vandq_u8(ql, vdupq_n_u8(0x0F)) : vshrq_n_u8(ql, 4);
+    uint8x16_t high;
+    switch (k) {
+    case 0: high = vandq_u8(qh, vdupq_n_u8(0x03)); break;
+    case 1: high = vandq_u8(vshrq_n_u8(qh, 2), vdupq_n_u8(0x03)); break;
+    case 2: high = vandq_u8(vshrq_n_u8(qh, 4), vdupq_n_u8(0x03)); break;
+    default: high = vshrq_n_u8(qh, 6); break;
     }
+    return vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(low, vshlq_n_u8(high, 4))), vdupq_n_s8(32));
 }
 
 INLINE void tile_q6_K(const int R, const int T, const gemm_args *g) {
@@ -323,16 +317,14 @@ INLINE void tile_q6_K(const int R, const int T, const gemm_args *g) {
         const qf_block_q8_K *xb[TT_MAX];
         UNROLL for (int t = 0; t < T; t++)
             xb[t] = (const qf_block_q8_K *)(g->x + (size_t)t * g->xs) + s;
-        for (int half = 0; half < 2; half++) {
-            int8x16_t v[4][16];
+        for (int j = 0; j < QF_QK_K / 16; j++) {
+            int8x16_t v[4];
             UNROLL for (int r = 0; r < R; r++)
-                q6_levels(blk[r], v[r]);
+                v[r] = q6_sub(blk[r], j);
             UNROLL for (int t = 0; t < T; t++) {
-                for (int j = 8 * half; j < 8 * half + 8; j++) {
-                    const int8x16_t xv = vld1q_s8(xb[t]->qs + 16 * j);
-                    UNROLL for (int r = 0; r < R; r++)
-                        ia[r][t] = vmlaq_n_s32(ia[r][t], vdotq_s32(vdupq_n_s32(0), v[r][j], xv), blk[r]->scales[j]);
-                }
+                const int8x16_t xv = vld1q_s8(xb[t]->qs + 16 * j);
+                UNROLL for (int r = 0; r < R; r++)
+                    ia[r][t] = vmlaq_n_s32(ia[r][t], vdotq_s32(vdupq_n_s32(0), v[r], xv), blk[r]->scales[j]);
             }
         }
         UNROLL for (int r = 0; r < R; r++) {

@@ -1,6 +1,6 @@
 /* buf.c - small helpers of the serve layer: a growable byte buffer, UTF-8
  * validation and cleaning, JSON string items from untrusted bytes, and
- * timestamps.
+ * timestamps, Go-style durations.
  *
  * UTF-8 rules (RFC 3629): 1-4 byte sequences, no overlong forms, no
  * surrogates (U+D800..U+DFFF), nothing above U+10FFFF. Request bodies that
@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -45,7 +46,9 @@ void serve_buf_add(serve_buf *b, const void *d, size_t n) {
     b->p[b->len] = 0;
 }
 
-void serve_buf_puts(serve_buf *b, const char *s) { serve_buf_add(b, s, strlen(s)); }
+void serve_buf_puts(serve_buf *b, const char *s) {
+    serve_buf_add(b, s, strlen(s));
+}
 
 void serve_buf_printf(serve_buf *b, const char *fmt, ...) {
     va_list ap;
@@ -79,14 +82,22 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
     if (c < 0x80) return 1;
     size_t len;
     unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c == 0xE0) len = 3, lo = 0xA0;
-    else if (c == 0xED) len = 3, hi = 0x9F; /* no surrogates */
-    else if (c >= 0xE1 && c <= 0xEF) len = 3;
-    else if (c == 0xF0) len = 4, lo = 0x90;
-    else if (c >= 0xF1 && c <= 0xF3) len = 4;
-    else if (c == 0xF4) len = 4, hi = 0x8F;
-    else return 0;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else if (c == 0xE0)
+        len = 3, lo = 0xA0;
+    else if (c == 0xED)
+        len = 3, hi = 0x9F; /* no surrogates */
+    else if (c >= 0xE1 && c <= 0xEF)
+        len = 3;
+    else if (c == 0xF0)
+        len = 4, lo = 0x90;
+    else if (c >= 0xF1 && c <= 0xF3)
+        len = 4;
+    else if (c == 0xF4)
+        len = 4, hi = 0x8F;
+    else
+        return 0;
     if (n < len) return 0;
     if (s[1] < lo || s[1] > hi) return 0;
     for (size_t i = 2; i < len; i++)
@@ -182,4 +193,49 @@ void serve_rfc3339(double t, char *buf, size_t cap) {
     gmtime_r(&sec, &tm);
     snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ns);
+}
+
+/* ---- durations (Ollama keep_alive) ---- */
+
+qf_status serve_parse_duration(const char *s, double *out_s) {
+    if (!s || !*s) return QF_ERR_INVALID;
+    const char *p = s;
+    double sign = 1;
+    if (*p == '-' || *p == '+') sign = *p++ == '-' ? -1 : 1;
+    if (!*p) return QF_ERR_INVALID;
+    /* A bare number is seconds (Ollama accepts "300" and "-1"). */
+    char *end;
+    double v = strtod(p, &end);
+    if (end != p && *end == 0 && isfinite(v) && (p[0] >= '0' && p[0] <= '9')) {
+        *out_s = sign * v;
+        return QF_OK;
+    }
+    double total = 0;
+    while (*p) {
+        if (!((*p >= '0' && *p <= '9') || *p == '.')) return QF_ERR_INVALID;
+        v = strtod(p, &end);
+        if (end == p || !isfinite(v)) return QF_ERR_INVALID;
+        p = end;
+        double unit;
+        if (!strncmp(p, "ns", 2))
+            unit = 1e-9, p += 2;
+        else if (!strncmp(p, "us", 2))
+            unit = 1e-6, p += 2;
+        else if (!strncmp(p, "\xc2\xb5s", 3))
+            unit = 1e-6, p += 3;
+        else if (!strncmp(p, "ms", 2))
+            unit = 1e-3, p += 2;
+        else if (*p == 's')
+            unit = 1, p++;
+        else if (*p == 'm')
+            unit = 60, p++;
+        else if (*p == 'h')
+            unit = 3600, p++;
+        else
+            return QF_ERR_INVALID;
+        total += v * unit;
+    }
+    if (!isfinite(total)) return QF_ERR_INVALID;
+    *out_s = sign * total;
+    return QF_OK;
 }

@@ -34,10 +34,14 @@
 
 static const serve_api_ops *ops_for(serve_api api) {
     switch (api) {
-    case SERVE_OPENAI_CHAT: return &serve_ops_openai_chat;
-    case SERVE_OPENAI_COMPLETION: return &serve_ops_openai_completion;
-    case SERVE_OLLAMA_CHAT: return &serve_ops_ollama_chat;
-    default: return &serve_ops_ollama_generate;
+    case SERVE_OPENAI_CHAT:
+        return &serve_ops_openai_chat;
+    case SERVE_OPENAI_COMPLETION:
+        return &serve_ops_openai_completion;
+    case SERVE_OLLAMA_CHAT:
+        return &serve_ops_ollama_chat;
+    default:
+        return &serve_ops_ollama_generate;
     }
 }
 
@@ -53,7 +57,8 @@ void serve_gen_free(serve_gen *g) {
     qf_models_release(g->srv->models, g->ent);
     serve_req_deinit(&g->req);
     if (g->text)
-        for (int i = 0; i < g->n; i++) serve_buf_free(&g->text[i]);
+        for (int i = 0; i < g->n; i++)
+            serve_buf_free(&g->text[i]);
     qf_free(g->text);
     qf_free(g->finish);
     qf_free(g->started);
@@ -85,19 +90,27 @@ static void absorb(serve_gen *g, const serve_ev *ev) {
     g->completion_tokens += ev->usage.completion_tokens;
     if (i == 0) g->usage0 = ev->usage;
     qf_finish f = ev->finish;
-    int rank_new = f == QF_FINISH_ERROR ? 3 : f == QF_FINISH_TIMEOUT ? 2 : f == QF_FINISH_CANCELLED ? 1 : 0;
-    int rank_old = g->err_finish == QF_FINISH_ERROR ? 3 : g->err_finish == QF_FINISH_TIMEOUT ? 2
-                 : g->err_finish == QF_FINISH_CANCELLED ? 1 : 0;
+    int rank_new = f == QF_FINISH_ERROR       ? 3
+                   : f == QF_FINISH_TIMEOUT   ? 2
+                   : f == QF_FINISH_CANCELLED ? 1
+                                              : 0;
+    int rank_old = g->err_finish == QF_FINISH_ERROR       ? 3
+                   : g->err_finish == QF_FINISH_TIMEOUT   ? 2
+                   : g->err_finish == QF_FINISH_CANCELLED ? 1
+                                                          : 0;
     if (rank_new > rank_old) {
         g->err_finish = f;
         if (f == QF_FINISH_ERROR)
-            snprintf(g->err_msg, sizeof g->err_msg, "generation failed: %s", ev->error ? ev->error : "engine error");
+            snprintf(g->err_msg, sizeof g->err_msg, "generation failed: %s",
+                     ev->error ? ev->error : "engine error");
         else if (f == QF_FINISH_TIMEOUT)
             snprintf(g->err_msg, sizeof g->err_msg,
                      "generation did not finish within the server's timeout (--timeout %.0f s)",
                      g->srv->o.timeout_s > 0 ? g->srv->o.timeout_s : 1800.0);
         else
-            snprintf(g->err_msg, sizeof g->err_msg, "generation was cancelled (the server is shutting down or unloaded the model)");
+            snprintf(
+                g->err_msg, sizeof g->err_msg,
+                "generation was cancelled (the server is shutting down or unloaded the model)");
     }
 }
 
@@ -116,13 +129,16 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
             g->done = true;
             continue;
         }
-        if (r == 0) {
+        double now = qf_now_s();
+        if (r == 0 || now >= g->next_check) {
+            g->next_check = now + WAIT_MS * 1e-3;
             if (serve_client_gone(c) || atomic_load(&g->srv->stopping)) {
+                if (r > 0) serve_ev_clear(&ev);
                 cancel_gen(g);
                 g->closed = true;
                 return MHD_CONTENT_READER_END_WITH_ERROR;
             }
-            continue;
+            if (r == 0) continue;
         }
         absorb(g, &ev);
         g->ops->stream_event(g, &ev, &g->out);
@@ -145,7 +161,8 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
 
 /* ---- prompt ---- */
 
-static int32_t *encode(const qf_model *m, const char *text, bool add_special, int32_t *n, qf_err *err) {
+static int32_t *encode(const qf_model *m, const char *text, bool add_special, int32_t *n,
+                       qf_err *err) {
     return qf_tok_encode(m->tok, text, strlen(text), add_special, true, n, err);
 }
 
@@ -158,8 +175,10 @@ static int32_t *build_prompt(serve_gen *g, int32_t *n_out, qf_err *err) {
         int32_t nv = qf_tok_n_vocab(m->tok);
         for (int i = 0; i < r->n_prompt_ids; i++)
             if (r->prompt_ids[i] >= nv) {
-                QF_ERR_SET(err, QF_ERR_INVALID, "prompt: token id %d at position %d is outside the vocabulary (%d tokens)",
-                           r->prompt_ids[i], i, nv);
+                QF_ERR_SET(
+                    err, QF_ERR_INVALID,
+                    "prompt: token id %d at position %d is outside the vocabulary (%d tokens)",
+                    r->prompt_ids[i], i, nv);
                 return NULL;
             }
         int32_t *ids = qf_malloc((size_t)(r->n_prompt_ids ? r->n_prompt_ids : 1) * sizeof *ids);
@@ -188,7 +207,8 @@ static int32_t *build_prompt(serve_gen *g, int32_t *n_out, qf_err *err) {
                 QF_ERR_SET(err, QF_ERR_NOMEM, "out of memory");
                 return NULL;
             }
-            for (int i = 0; i < r->n_msgs; i++) many[i] = (qf_chat_msg){r->msgs[i].role, r->msgs[i].content};
+            for (int i = 0; i < r->n_msgs; i++)
+                many[i] = (qf_chat_msg){r->msgs[i].role, r->msgs[i].content};
             msgs = many;
             n = (size_t)r->n_msgs;
         }
@@ -224,7 +244,8 @@ static int32_t *build_prompt(serve_gen *g, int32_t *n_out, qf_err *err) {
     }
     for (int i = 0; i < r->n_prompt_ids; i++) {
         if (r->prompt_ids[i] >= nv) {
-            QF_ERR_SET(err, QF_ERR_INVALID, "context: token id %d is outside the vocabulary (%d tokens)",
+            QF_ERR_SET(err, QF_ERR_INVALID,
+                       "context: token id %d is outside the vocabulary (%d tokens)",
                        r->prompt_ids[i], nv);
             qf_free(t);
             qf_free(ids);
@@ -254,7 +275,8 @@ enum MHD_Result serve_generate(serve_conn *c, serve_api api) {
     qf_err err = {0};
     if (serve_req_parse(api, c->body.p, c->body.len, &g->req, param, sizeof param, &err)) {
         g->req.api = api;
-        return serve_reply_error(c, err.code == QF_ERR_NOMEM ? 500 : 400, err.msg, param[0] ? param : NULL,
+        return serve_reply_error(c, err.code == QF_ERR_NOMEM ? 500 : 400, err.msg,
+                                 param[0] ? param : NULL,
                                  err.code == QF_ERR_UNSUPPORTED ? "unsupported_parameter" : NULL);
     }
     serve_req *r = &g->req;
@@ -265,11 +287,14 @@ enum MHD_Result serve_generate(serve_conn *c, serve_api api) {
     if (!name) {
         name = qf_models_default(s->models, defname, sizeof defname);
         if (!name)
-            return serve_reply_error(c, 400, "model is required: this server has several models (GET /v1/models lists them)",
-                                     "model", NULL);
+            return serve_reply_error(
+                c, 400,
+                "model is required: this server has several models (GET /v1/models lists them)",
+                "model", NULL);
     }
-    bool ollama_load = (api == SERVE_OLLAMA_CHAT && r->n_msgs == 0) ||
-                       (api == SERVE_OLLAMA_GENERATE && (!r->prompt || !r->prompt[0]) && r->n_prompt_ids == 0);
+    bool ollama_load =
+        (api == SERVE_OLLAMA_CHAT && r->n_msgs == 0) ||
+        (api == SERVE_OLLAMA_GENERATE && (!r->prompt || !r->prompt[0]) && r->n_prompt_ids == 0);
     if (ollama_load) return serve_ollama_load(c, r);
 
     double ka = r->has_keep_alive ? r->keep_alive_s : NAN;
@@ -283,33 +308,40 @@ enum MHD_Result serve_generate(serve_conn *c, serve_api api) {
     g->text = qf_calloc((size_t)g->n, sizeof *g->text);
     g->finish = qf_calloc((size_t)g->n, sizeof *g->finish);
     g->started = qf_calloc((size_t)g->n, sizeof *g->started);
-    if (!g->text || !g->finish || !g->started) return serve_reply_error(c, 500, "out of memory", NULL, NULL);
+    if (!g->text || !g->finish || !g->started)
+        return serve_reply_error(c, 500, "out of memory", NULL, NULL);
     snprintf(g->oid, sizeof g->oid, "%s-%llx%06llx", api == SERVE_OPENAI_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)g->created, (unsigned long long)atomic_fetch_add(&s->seq, 1));
 
     /* prompt */
     g->prompt_ids = build_prompt(g, &g->n_prompt, &err);
     if (!g->prompt_ids)
-        return serve_reply_error(c, err.code == QF_ERR_NOMEM ? 500 : 400, err.msg,
-                                 api == SERVE_OPENAI_CHAT || api == SERVE_OLLAMA_CHAT ? "messages" : "prompt", NULL);
-    if (g->n_prompt == 0) return serve_reply_error(c, 400, "the prompt is empty (0 tokens)", "prompt", NULL);
+        return serve_reply_error(
+            c, err.code == QF_ERR_NOMEM ? 500 : 400, err.msg,
+            api == SERVE_OPENAI_CHAT || api == SERVE_OLLAMA_CHAT ? "messages" : "prompt", NULL);
+    if (g->n_prompt == 0)
+        return serve_reply_error(c, 400, "the prompt is empty (0 tokens)", "prompt", NULL);
     qf_engine *e = qf_models_engine(g->ent);
     qf_engine_stats est;
     qf_engine_get_stats(e, &est);
     bool openai = api == SERVE_OPENAI_CHAT || api == SERVE_OPENAI_COMPLETION;
     char msg[QF_ERR_MSG_MAX];
     if (est.n_ctx > 0 && g->n_prompt >= est.n_ctx) {
-        snprintf(msg, sizeof msg,
-                 "the prompt is %d tokens but the model's context is %d tokens; shorten the prompt or "
-                 "start the server with a larger --ctx",
-                 g->n_prompt, est.n_ctx);
-        return serve_reply_error(c, 400, msg, openai ? (api == SERVE_OPENAI_CHAT ? "messages" : "prompt") : NULL,
+        snprintf(
+            msg, sizeof msg,
+            "the prompt is %d tokens but the model's context is %d tokens; shorten the prompt or "
+            "start the server with a larger --ctx",
+            g->n_prompt, est.n_ctx);
+        return serve_reply_error(c, 400, msg,
+                                 openai ? (api == SERVE_OPENAI_CHAT ? "messages" : "prompt") : NULL,
                                  "context_length_exceeded");
     }
     int64_t max_tokens = r->max_tokens;
     if (est.n_ctx > 0 && max_tokens > est.n_ctx && openai) {
-        snprintf(msg, sizeof msg, "max_tokens is %lld but the model's context is only %d tokens (the prompt uses %d)",
-                 (long long)max_tokens, est.n_ctx, g->n_prompt);
+        snprintf(
+            msg, sizeof msg,
+            "max_tokens is %lld but the model's context is only %d tokens (the prompt uses %d)",
+            (long long)max_tokens, est.n_ctx, g->n_prompt);
         return serve_reply_error(c, 400, msg, "max_tokens", "context_length_exceeded");
     }
     /* Room left after the prompt: a larger request stops with "length". */
@@ -338,7 +370,8 @@ enum MHD_Result serve_generate(serve_conn *c, serve_api api) {
         serve_job_submit_failed(g->job); /* the engine's reference: no events will come */
         if (st == QF_ERR_BUSY) {
             char m2[QF_ERR_MSG_MAX + 64];
-            snprintf(m2, sizeof m2, "the server is busy (%s); retry later", err.msg[0] ? err.msg : "queue full");
+            snprintf(m2, sizeof m2, "the server is busy: %s",
+                     err.msg[0] ? err.msg : "queue full; retry later");
             c->status = 503;
             return serve_reply_error(c, 503, m2, NULL, "server_busy");
         }
@@ -366,20 +399,25 @@ enum MHD_Result serve_generate(serve_conn *c, serve_api api) {
         return ret;
     }
 
-    /* non-streaming: wait here, watching the client */
+    /* non-streaming: wait here, watching the client (by the clock, since
+     * a steady flow of tokens never lets a wait time out) */
+    double next_check = qf_now_s() + WAIT_MS * 1e-3;
     for (;;) {
         serve_ev ev;
         int k = serve_job_next(g->job, &ev, WAIT_MS);
         if (k < 0) break;
-        if (k == 0) {
-            if (!g->closed && (serve_client_gone(c) || atomic_load(&s->stopping))) {
+        if (k > 0) {
+            absorb(g, &ev);
+            serve_ev_clear(&ev);
+        }
+        double now = qf_now_s();
+        if (!g->closed && (k == 0 || now >= next_check)) {
+            next_check = now + WAIT_MS * 1e-3;
+            if (serve_client_gone(c) || atomic_load(&s->stopping)) {
                 cancel_gen(g);
                 g->closed = true;
             }
-            continue;
         }
-        absorb(g, &ev);
-        serve_ev_clear(&ev);
     }
     if (g->closed) {
         c->status = 499; /* client closed request (nginx's code) */
@@ -387,8 +425,10 @@ enum MHD_Result serve_generate(serve_conn *c, serve_api api) {
         return MHD_NO;
     }
     if (g->err_finish == QF_FINISH_ERROR) return serve_reply_error(c, 500, g->err_msg, NULL, NULL);
-    if (g->err_finish == QF_FINISH_TIMEOUT) return serve_reply_error(c, 504, g->err_msg, NULL, "timeout");
-    if (g->err_finish == QF_FINISH_CANCELLED) return serve_reply_error(c, 503, g->err_msg, NULL, NULL);
+    if (g->err_finish == QF_FINISH_TIMEOUT)
+        return serve_reply_error(c, 504, g->err_msg, NULL, "timeout");
+    if (g->err_finish == QF_FINISH_CANCELLED)
+        return serve_reply_error(c, 503, g->err_msg, NULL, NULL);
     for (int i = 0; i < g->n; i++)
         if (g->text[i].oom) return serve_reply_error(c, 500, "out of memory", NULL, NULL);
     cJSON *body = g->ops->body(g);

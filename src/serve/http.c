@@ -32,18 +32,29 @@
 #include "serve/serve_int.h"
 
 typedef enum route_id {
-    R_DASH = 0, R_HEALTH, R_METRICS, R_V1_MODELS, R_V1_MODEL, R_V1_CHAT, R_V1_COMPL,
-    R_API_CHAT, R_API_GEN, R_API_TAGS, R_API_PS, R_API_SHOW, R_API_VERSION,
+    R_DASH = 0,
+    R_HEALTH,
+    R_METRICS,
+    R_V1_MODELS,
+    R_V1_MODEL,
+    R_V1_CHAT,
+    R_V1_COMPL,
+    R_API_CHAT,
+    R_API_GEN,
+    R_API_TAGS,
+    R_API_PS,
+    R_API_SHOW,
+    R_API_VERSION,
 } route_id;
 
 typedef struct route {
     route_id id;
     const char *method; /* "GET" (also answers HEAD) or "POST" */
     const char *path;
-    bool prefix;        /* path is a prefix ("/v1/models/" + name) */
+    bool prefix; /* path is a prefix ("/v1/models/" + name) */
     serve_family fam;
-    bool auth;          /* needs the API key when one is set */
-    const char *label;  /* for metrics */
+    bool auth;         /* needs the API key when one is set */
+    const char *label; /* for metrics */
 } route;
 
 static const route k_routes[] = {
@@ -79,10 +90,10 @@ void serve_add_common_headers(serve_conn *c, struct MHD_Response *r) {
     MHD_add_response_header(r, "Server", "qforge/" SERVE_VERSION);
 }
 
-enum MHD_Result serve_reply(serve_conn *c, int status, const char *ctype, const char *body, size_t len,
-                            const char *retry_after) {
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)(body ? body : ""),
-                                                             MHD_RESPMEM_MUST_COPY);
+enum MHD_Result serve_reply(serve_conn *c, int status, const char *ctype, const char *body,
+                            size_t len, const char *retry_after) {
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)(body ? body : ""), MHD_RESPMEM_MUST_COPY);
     if (!r) return MHD_NO;
     if (ctype) MHD_add_response_header(r, "Content-Type", ctype);
     if (retry_after) MHD_add_response_header(r, "Retry-After", retry_after);
@@ -96,22 +107,30 @@ enum MHD_Result serve_reply(serve_conn *c, int status, const char *ctype, const 
 }
 
 enum MHD_Result serve_reply_json(serve_conn *c, int status, cJSON *j) {
-    if (!j) return serve_reply(c, 500, "application/json", "{\"error\":\"out of memory\"}", 25, NULL);
+    if (!j)
+        return serve_reply(c, 500, "application/json", "{\"error\":\"out of memory\"}", 25, NULL);
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
-    if (!s) return serve_reply(c, 500, "application/json", "{\"error\":\"out of memory\"}", 25, NULL);
-    enum MHD_Result r = serve_reply(c, status, "application/json", s, strlen(s), status == 503 ? "1" : NULL);
+    if (!s)
+        return serve_reply(c, 500, "application/json", "{\"error\":\"out of memory\"}", 25, NULL);
+    enum MHD_Result r =
+        serve_reply(c, status, "application/json", s, strlen(s), status == 503 ? "1" : NULL);
     cJSON_free(s);
     return r;
 }
 
 static const char *openai_type(int status) {
     switch (status) {
-    case 401: return "authentication_error";
-    case 404: return "not_found_error";
-    case 413: return "invalid_request_error";
-    case 503: return "server_error";
-    default: return status >= 500 ? "server_error" : "invalid_request_error";
+    case 401:
+        return "authentication_error";
+    case 404:
+        return "not_found_error";
+    case 413:
+        return "invalid_request_error";
+    case 503:
+        return "server_error";
+    default:
+        return status >= 500 ? "server_error" : "invalid_request_error";
     }
 }
 
@@ -123,10 +142,14 @@ enum MHD_Result serve_reply_error(serve_conn *c, int status, const char *msg, co
         cJSON *e = cJSON_AddObjectToObject(j, "error");
         cJSON_AddItemToObject(e, "message", serve_json_str(msg, strlen(msg)));
         cJSON_AddStringToObject(e, "type", openai_type(status));
-        if (param) cJSON_AddItemToObject(e, "param", serve_json_str(param, strlen(param)));
-        else cJSON_AddNullToObject(e, "param");
-        if (code) cJSON_AddStringToObject(e, "code", code);
-        else cJSON_AddNullToObject(e, "code");
+        if (param)
+            cJSON_AddItemToObject(e, "param", serve_json_str(param, strlen(param)));
+        else
+            cJSON_AddNullToObject(e, "param");
+        if (code)
+            cJSON_AddStringToObject(e, "code", code);
+        else
+            cJSON_AddNullToObject(e, "code");
     } else {
         cJSON_AddItemToObject(j, "error", serve_json_str(msg, strlen(msg)));
     }
@@ -136,17 +159,27 @@ enum MHD_Result serve_reply_error(serve_conn *c, int status, const char *msg, co
 
 int serve_http_status(qf_status st) {
     switch (st) {
-    case QF_OK: return 200;
-    case QF_ERR_INVALID: case QF_ERR_FORMAT: case QF_ERR_RANGE: case QF_ERR_UNSUPPORTED: return 400;
-    case QF_ERR_NOT_FOUND: return 404;
-    case QF_ERR_BUSY: return 503;
-    case QF_ERR_TIMEOUT: return 504;
-    default: return 500;
+    case QF_OK:
+        return 200;
+    case QF_ERR_INVALID:
+    case QF_ERR_FORMAT:
+    case QF_ERR_RANGE:
+    case QF_ERR_UNSUPPORTED:
+        return 400;
+    case QF_ERR_NOT_FOUND:
+        return 404;
+    case QF_ERR_BUSY:
+        return 503;
+    case QF_ERR_TIMEOUT:
+        return 504;
+    default:
+        return 500;
     }
 }
 
 bool serve_client_gone(serve_conn *c) {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (!ci) return true;
     char ch;
     ssize_t r = recv(ci->connect_fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -163,11 +196,13 @@ static bool auth_ok(serve_conn *c) {
     const char *h = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Authorization");
     if (!h || strncasecmp(h, "Bearer ", 7) != 0) return false;
     h += 7;
-    while (*h == ' ') h++;
+    while (*h == ' ')
+        h++;
     size_t n = strlen(h), k = strlen(key);
     /* compare every byte whatever the first difference (no timing hint) */
     unsigned diff = (unsigned)(n ^ k);
-    for (size_t i = 0; i < k; i++) diff |= (unsigned)(unsigned char)key[i] ^ (unsigned)(unsigned char)(i < n ? h[i] : 0);
+    for (size_t i = 0; i < k; i++)
+        diff |= (unsigned)(unsigned char)key[i] ^ (unsigned)(unsigned char)(i < n ? h[i] : 0);
     return diff == 0;
 }
 
@@ -175,8 +210,9 @@ static const route *find_route(const char *url, bool *path_known) {
     *path_known = false;
     for (size_t i = 0; i < N_ROUTES; i++) {
         const route *r = &k_routes[i];
-        bool match = r->prefix ? (!strncmp(url, r->path, strlen(r->path)) && url[strlen(r->path)] != 0)
-                               : !strcmp(url, r->path);
+        bool match = r->prefix
+                         ? (!strncmp(url, r->path, strlen(r->path)) && url[strlen(r->path)] != 0)
+                         : !strcmp(url, r->path);
         if (match) {
             *path_known = true;
             return r;
@@ -212,31 +248,43 @@ static enum MHD_Result dispatch(conn_state *cs, const char *url) {
     serve_conn *c = &cs->c;
     switch (cs->rt->id) {
     case R_DASH:
-        return serve_reply(c, 200, "text/html; charset=utf-8", serve_dashboard_html, strlen(serve_dashboard_html), NULL);
+        return serve_reply(c, 200, "text/html; charset=utf-8", serve_dashboard_html,
+                           strlen(serve_dashboard_html), NULL);
     case R_HEALTH: {
         static const char ok[] = "{\"status\":\"ok\"}";
         if (atomic_load(&c->srv->stopping))
             return serve_reply(c, 503, "application/json", "{\"status\":\"stopping\"}", 21, NULL);
         return serve_reply(c, 200, "application/json", ok, sizeof ok - 1, NULL);
     }
-    case R_METRICS: return serve_metrics_page(c);
-    case R_V1_MODELS: return serve_openai_models(c, NULL);
-    case R_V1_MODEL: return serve_openai_models(c, url + strlen("/v1/models/"));
-    case R_V1_CHAT: return serve_generate(c, SERVE_OPENAI_CHAT);
-    case R_V1_COMPL: return serve_generate(c, SERVE_OPENAI_COMPLETION);
-    case R_API_CHAT: return serve_generate(c, SERVE_OLLAMA_CHAT);
-    case R_API_GEN: return serve_generate(c, SERVE_OLLAMA_GENERATE);
-    case R_API_TAGS: return serve_ollama_tags(c);
-    case R_API_PS: return serve_ollama_ps(c);
-    case R_API_SHOW: return serve_ollama_show(c);
-    case R_API_VERSION: return serve_ollama_version(c);
+    case R_METRICS:
+        return serve_metrics_page(c);
+    case R_V1_MODELS:
+        return serve_openai_models(c, NULL);
+    case R_V1_MODEL:
+        return serve_openai_models(c, url + strlen("/v1/models/"));
+    case R_V1_CHAT:
+        return serve_generate(c, SERVE_OPENAI_CHAT);
+    case R_V1_COMPL:
+        return serve_generate(c, SERVE_OPENAI_COMPLETION);
+    case R_API_CHAT:
+        return serve_generate(c, SERVE_OLLAMA_CHAT);
+    case R_API_GEN:
+        return serve_generate(c, SERVE_OLLAMA_GENERATE);
+    case R_API_TAGS:
+        return serve_ollama_tags(c);
+    case R_API_PS:
+        return serve_ollama_ps(c);
+    case R_API_SHOW:
+        return serve_ollama_show(c);
+    case R_API_VERSION:
+        return serve_ollama_version(c);
     }
     return serve_reply_error(c, 500, "unhandled route", NULL, NULL);
 }
 
-static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-                                 const char *version, const char *upload_data, size_t *upload_data_size,
-                                 void **con_cls) {
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls) {
     (void)version;
     struct qf_serve *s = cls;
     conn_state *cs = *con_cls;
@@ -261,19 +309,22 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
         if (!(get && !strcmp(cs->rt->method, "GET")) && strcmp(method, cs->rt->method) != 0) {
             char msg[512];
-            snprintf(msg, sizeof msg, "method %s is not allowed on %.400s (use %s)", method, url, cs->rt->method);
+            snprintf(msg, sizeof msg, "method %s is not allowed on %.400s (use %s)", method, url,
+                     cs->rt->method);
             return serve_reply_error(c, 405, msg, NULL, NULL);
         }
         if (cs->rt->auth && !auth_ok(c))
-            return serve_reply_error(c, 401, "invalid or missing API key: send 'Authorization: Bearer <key>'",
-                                     NULL, "invalid_api_key");
+            return serve_reply_error(
+                c, 401, "invalid or missing API key: send 'Authorization: Bearer <key>'", NULL,
+                "invalid_api_key");
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl) {
             char *end;
             unsigned long long n = strtoull(cl, &end, 10);
             if (n > s->o.max_body) {
                 char msg[256];
-                snprintf(msg, sizeof msg, "the request body is %llu bytes; the limit is %zu bytes", n, s->o.max_body);
+                snprintf(msg, sizeof msg, "the request body is %llu bytes; the limit is %zu bytes",
+                         n, s->o.max_body);
                 c->too_big = true;
                 return serve_reply_error(c, 413, msg, NULL, NULL);
             }
@@ -286,17 +337,26 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         return MHD_YES;
     }
     if (*upload_data_size) {
-        if (c->body.len + *upload_data_size > s->o.max_body) {
-            char msg[256];
-            snprintf(msg, sizeof msg, "the request body is over the limit of %zu bytes", s->o.max_body);
-            *upload_data_size = 0;
-            c->too_big = true;
-            return serve_reply_error(c, 413, msg, NULL, NULL);
-        }
-        serve_buf_add(&c->body, upload_data, *upload_data_size);
+        size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (c->body.oom) return serve_reply_error(c, 500, "out of memory reading the request body", NULL, NULL);
+        if (c->too_big || c->body.len + n > s->o.max_body) {
+            /* A body without Content-Length that grows past the limit: read
+             * and drop the rest, then answer 413 (answering mid-upload and
+             * closing makes the client see a reset instead of the answer).
+             * Past a hard cap, give up and close. */
+            c->too_big = true;
+            c->dropped += n;
+            return c->dropped > s->o.max_body + ((size_t)64 << 20) ? MHD_NO : MHD_YES;
+        }
+        serve_buf_add(&c->body, upload_data, n);
+        if (c->body.oom)
+            return serve_reply_error(c, 500, "out of memory reading the request body", NULL, NULL);
         return MHD_YES;
+    }
+    if (c->too_big) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "the request body is over the limit of %zu bytes", s->o.max_body);
+        return serve_reply_error(c, 413, msg, NULL, NULL);
     }
     return dispatch(cs, url);
 }
@@ -325,7 +385,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = 0;
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = 0;
     qf_debug("serve: http: %s", msg);
 }
 
@@ -363,7 +424,8 @@ static int open_listener(const char *host, int port, int *family, qf_err *err) {
         fd = -1;
     }
     freeaddrinfo(res);
-    if (fd < 0) QF_ERR_SET(err, QF_ERR_IO, "cannot listen on %s:%d: %s", host, port, strerror(saved));
+    if (fd < 0)
+        QF_ERR_SET(err, QF_ERR_IO, "cannot listen on %s:%d: %s", host, port, strerror(saved));
     return fd;
 }
 
@@ -376,19 +438,19 @@ qf_status serve_http_start(struct qf_serve *s, qf_err *err) {
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
         s->port = ntohs(family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                            : ((struct sockaddr_in *)&ss)->sin_port);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                     MHD_USE_AUTO | MHD_USE_ERROR_LOG;
     if (family == AF_INET6) flags |= MHD_USE_IPv6;
-    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s,
-                                 MHD_OPTION_LISTEN_SOCKET, fd,
+    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, fd,
                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->o.http_timeout_s,
                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->o.max_connections,
                                  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)128 * 1024,
-                                 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
-                                 MHD_OPTION_END);
+                                 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
     if (!s->daemon) {
         close(fd);
-        return QF_ERR_SET(err, QF_ERR_IO, "cannot start the HTTP server on %s:%d", s->o.host, s->port);
+        return QF_ERR_SET(err, QF_ERR_IO, "cannot start the HTTP server on %s:%d", s->o.host,
+                          s->port);
     }
     return QF_OK;
 }

@@ -31,10 +31,10 @@ struct serve_job {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int refs;
-    int n;             /* completions */
-    int finals_in;     /* final events received */
-    int finals_out;    /* final events handed out */
-    serve_ev *q;       /* ring buffer */
+    int n;          /* completions */
+    int finals_in;  /* final events received */
+    int finals_out; /* final events handed out */
+    serve_ev *q;    /* ring buffer */
     size_t head, len, cap;
     struct qf_serve *srv;
 };
@@ -67,7 +67,8 @@ void serve_ev_clear(serve_ev *ev) {
 }
 
 static void job_free(serve_job *j) {
-    for (size_t i = 0; i < j->len; i++) serve_ev_clear(&j->q[(j->head + i) % j->cap]);
+    for (size_t i = 0; i < j->len; i++)
+        serve_ev_clear(&j->q[(j->head + i) % j->cap]);
     qf_free(j->q);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
@@ -87,14 +88,17 @@ void serve_job_unref(serve_job *j) {
     unref_locked(j);
 }
 
-void serve_job_submit_failed(serve_job *j) { serve_job_unref(j); }
+void serve_job_submit_failed(serve_job *j) {
+    serve_job_unref(j);
+}
 
 static bool push(serve_job *j, serve_ev *ev) {
     if (j->len == j->cap) {
         size_t cap = j->cap * 2;
         serve_ev *q = qf_malloc(cap * sizeof *q);
         if (!q) return false;
-        for (size_t i = 0; i < j->len; i++) q[i] = j->q[(j->head + i) % j->cap];
+        for (size_t i = 0; i < j->len; i++)
+            q[i] = j->q[(j->head + i) % j->cap];
         qf_free(j->q);
         j->q = q;
         j->cap = cap;
@@ -112,13 +116,18 @@ void serve_job_on_event(void *ud, const qf_event *ev) {
     if (s) {
         if (!final && ev->token >= 0) atomic_fetch_add(&s->gen_tokens, 1);
         if (final && ev->usage && ev->index == 0)
-            atomic_fetch_add(&s->prompt_tokens, (uint64_t)(ev->usage->prompt_tokens > 0 ? ev->usage->prompt_tokens : 0));
-        if (final && ev->finish == QF_FINISH_CANCELLED && ev->index == 0) atomic_fetch_add(&s->cancelled, 1);
+            atomic_fetch_add(
+                &s->prompt_tokens,
+                (uint64_t)(ev->usage->prompt_tokens > 0 ? ev->usage->prompt_tokens : 0));
+        if (final && ev->finish == QF_FINISH_CANCELLED && ev->index == 0)
+            atomic_fetch_add(&s->cancelled, 1);
         if (final && ev->usage && ev->index == 0 && s->metrics) {
             if (ev->usage->completion_tokens > 0 && ev->usage->ttft_s > 0)
-                qf_metrics_observe(s->metrics, "qforge_time_to_first_token_seconds", NULL, ev->usage->ttft_s);
+                qf_metrics_observe(s->metrics, "qforge_time_to_first_token_seconds", NULL,
+                                   ev->usage->ttft_s);
             if (ev->finish != QF_FINISH_CANCELLED)
-                qf_metrics_observe(s->metrics, "qforge_generation_seconds", NULL, ev->usage->total_s);
+                qf_metrics_observe(s->metrics, "qforge_generation_seconds", NULL,
+                                   ev->usage->total_s);
         }
     }
     serve_ev e = {0};

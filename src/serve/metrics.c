@@ -84,8 +84,8 @@ static family *find_family(qf_metrics *m, const char *name) {
     return NULL;
 }
 
-qf_status qf_metrics_declare(qf_metrics *m, const char *name, qf_metric_kind kind,
-                             const char *help, const double *buckets, int n_buckets) {
+qf_status qf_metrics_declare(qf_metrics *m, const char *name, qf_metric_kind kind, const char *help,
+                             const double *buckets, int n_buckets) {
     if (!m || !valid_name(name)) return QF_ERR_INVALID;
     if (kind == QF_METRIC_HISTOGRAM) {
         if (!buckets || n_buckets < 1 || n_buckets > QF_METRICS_MAX_BUCKETS) return QF_ERR_INVALID;
@@ -114,7 +114,8 @@ qf_status qf_metrics_declare(qf_metrics *m, const char *name, qf_metric_kind kin
         } else {
             f->kind = kind;
             f->n_bounds = kind == QF_METRIC_HISTOGRAM ? n_buckets : 0;
-            for (int i = 0; i < f->n_bounds; i++) f->bounds[i] = buckets[i];
+            for (int i = 0; i < f->n_bounds; i++)
+                f->bounds[i] = buckets[i];
             m->n++;
         }
     }
@@ -148,7 +149,8 @@ static series *get_series(family *f, const char *labels, bool create, qf_status 
     series *s = &f->s[f->n];
     memset(s, 0, sizeof *s);
     s->labels = qf_strdup(labels);
-    if (f->kind == QF_METRIC_HISTOGRAM) s->buckets = qf_calloc((size_t)f->n_bounds + 1, sizeof *s->buckets);
+    if (f->kind == QF_METRIC_HISTOGRAM)
+        s->buckets = qf_calloc((size_t)f->n_bounds + 1, sizeof *s->buckets);
     if (!s->labels || (f->kind == QF_METRIC_HISTOGRAM && !s->buckets)) {
         qf_free(s->labels);
         qf_free(s->buckets);
@@ -181,11 +183,14 @@ static qf_status update(qf_metrics *m, const char *name, const char *labels, dou
     if (op == OP_ADD) {
         s->value += v;
     } else if (op == OP_SET) {
-        if (f->kind == QF_METRIC_COUNTER && v < s->value) st = QF_ERR_INVALID;
-        else s->value = v;
+        if (f->kind == QF_METRIC_COUNTER && v < s->value)
+            st = QF_ERR_INVALID;
+        else
+            s->value = v;
     } else {
         int b = 0;
-        while (b < f->n_bounds && v > f->bounds[b]) b++;
+        while (b < f->n_bounds && v > f->bounds[b])
+            b++;
         s->buckets[b]++;
         s->sum += v;
         s->count++;
@@ -263,14 +268,20 @@ char *qf_metrics_labels(char *buf, size_t cap, ...) {
         /* Append piece by piece; stop (truncate) when the buffer is full. */
         const char *parts[3] = {first ? "" : ",", k, "=\""};
         for (int i = 0; i < 3; i++)
-            for (const char *p = parts[i]; *p && n + 1 < cap; p++) buf[n++] = *p;
+            for (const char *p = parts[i]; *p && n + 1 < cap; p++)
+                buf[n++] = *p;
         for (const char *p = v; *p; p++) {
             const char *e = tmp;
-            if (*p == '\\') e = "\\\\";
-            else if (*p == '"') e = "\\\"";
-            else if (*p == '\n') e = "\\n";
-            else tmp[0] = *p, tmp[1] = 0;
-            for (; *e && n + 1 < cap; e++) buf[n++] = *e;
+            if (*p == '\\')
+                e = "\\\\";
+            else if (*p == '"')
+                e = "\\\"";
+            else if (*p == '\n')
+                e = "\\n";
+            else
+                tmp[0] = *p, tmp[1] = 0;
+            for (; *e && n + 1 < cap; e++)
+                buf[n++] = *e;
         }
         if (n + 1 < cap) buf[n++] = '"';
         first = false;
@@ -317,17 +328,24 @@ static void put(out *o, const char *fmt, ...) {
 
 /* Prometheus float: integers without a fraction, otherwise %.17g. */
 static void put_num(out *o, double v) {
-    if (isinf(v)) put(o, v > 0 ? "+Inf" : "-Inf");
-    else if (isnan(v)) put(o, "NaN");
-    else if (v == floor(v) && fabs(v) < 1e15) put(o, "%.0f", v);
-    else put(o, "%.17g", v);
+    if (isinf(v))
+        put(o, v > 0 ? "+Inf" : "-Inf");
+    else if (isnan(v))
+        put(o, "NaN");
+    else if (v == floor(v) && fabs(v) < 1e15)
+        put(o, "%.0f", v);
+    else
+        put(o, "%.17g", v);
 }
 
 static void put_help(out *o, const char *help) {
     for (const char *p = help; *p; p++) {
-        if (*p == '\\') put(o, "\\\\");
-        else if (*p == '\n') put(o, "\\n");
-        else put(o, "%c", *p);
+        if (*p == '\\')
+            put(o, "\\\\");
+        else if (*p == '\n')
+            put(o, "\\n");
+        else
+            put(o, "%c", *p);
     }
 }
 
@@ -357,8 +375,10 @@ char *qf_metrics_render(qf_metrics *m, size_t *len) {
             for (int b = 0; b <= f->n_bounds; b++) {
                 cum += s->buckets[b];
                 put(&o, "%s_bucket{%s%sle=\"", f->name, l, l[0] ? "," : "");
-                if (b == f->n_bounds) put(&o, "+Inf");
-                else put_num(&o, f->bounds[b]);
+                if (b == f->n_bounds)
+                    put(&o, "+Inf");
+                else
+                    put_num(&o, f->bounds[b]);
                 put(&o, "\"} %llu\n", (unsigned long long)cum);
             }
             put(&o, l[0] ? "%s_sum{%s} " : "%s_sum%s ", f->name, l);

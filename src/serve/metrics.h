@@ -27,8 +27,8 @@
 #include "base/err.h"
 
 #define QF_METRICS_MAX_FAMILIES 64
-#define QF_METRICS_MAX_SERIES 256
-#define QF_METRICS_MAX_BUCKETS 32
+#define QF_METRICS_MAX_SERIES   256
+#define QF_METRICS_MAX_BUCKETS  32
 
 typedef enum qf_metric_kind {
     QF_METRIC_COUNTER = 0,
@@ -48,8 +48,8 @@ void qf_metrics_free(qf_metrics *m); /* NULL is a no-op */
  * kinds take none (buckets NULL, n_buckets 0).
  * QF_ERR_INVALID for a bad name, duplicate, bad buckets; QF_ERR_RANGE when
  * the registry is full. */
-qf_status qf_metrics_declare(qf_metrics *m, const char *name, qf_metric_kind kind,
-                             const char *help, const double *buckets, int n_buckets);
+qf_status qf_metrics_declare(qf_metrics *m, const char *name, qf_metric_kind kind, const char *help,
+                             const double *buckets, int n_buckets);
 
 /* Counter: add v (>= 0, finite). Gauge: add v (any finite sign).
  * QF_ERR_NOT_FOUND for an undeclared name, QF_ERR_INVALID for a wrong kind

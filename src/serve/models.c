@@ -29,6 +29,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "serve/serve_int.h"
 
 typedef enum ent_state { ENT_LOADING = 0, ENT_READY, ENT_FAILED } ent_state;
 
@@ -122,7 +123,8 @@ static int cmp_file(const void *a, const void *b) {
 
 qf_models *qf_models_new(const qf_models_params *p, qf_err *err) {
     if (!p || (!p->model_path && !p->models_dir)) {
-        QF_ERR_SET(err, QF_ERR_INVALID, "serve: no model: give a model file (-m) or a folder (--models-dir)");
+        QF_ERR_SET(err, QF_ERR_INVALID,
+                   "serve: no model: give a model file (-m) or a folder (--models-dir)");
         return NULL;
     }
     if (p->model_path) {
@@ -222,7 +224,9 @@ qf_status qf_models_list(qf_models *mm, qf_model_file **out, int *n, qf_err *err
                 cap *= 2;
             }
             char path[4096];
-            if (snprintf(path, sizeof path, "%s/%s", mm->models_dir, de->d_name) >= (int)sizeof path) continue;
+            if (snprintf(path, sizeof path, "%s/%s", mm->models_dir, de->d_name) >=
+                (int)sizeof path)
+                continue;
             if (!file_info(path, &v[cnt])) continue;
             if (first_dir == 1 && !strcmp(v[cnt].name, v[0].name)) continue; /* hidden by -m */
             cnt++;
@@ -312,7 +316,8 @@ qf_models_entry *qf_models_acquire(qf_models *mm, const char *name, double keep_
         }
         if (e) { /* loading: wait for it */
             e->waiters++;
-            while (e->state == ENT_LOADING) pthread_cond_wait(&mm->cv, &mm->mu);
+            while (e->state == ENT_LOADING)
+                pthread_cond_wait(&mm->cv, &mm->mu);
             e->waiters--;
             if (e->state == ENT_FAILED) {
                 if (err) *err = e->load_err;
@@ -333,16 +338,20 @@ qf_models_entry *qf_models_acquire(qf_models *mm, const char *name, double keep_
     }
     /* Make room: unload least recently used idle models. */
     int count = 0;
-    for (qf_models_entry *x = mm->head; x; x = x->next) count++;
+    for (qf_models_entry *x = mm->head; x; x = x->next)
+        count++;
     while (count >= mm->max_loaded) {
         qf_models_entry *lru = NULL;
         for (qf_models_entry *x = mm->head; x; x = x->next)
-            if (x->state == ENT_READY && x->refs == 0 && x->waiters == 0 && (!lru || x->last_used < lru->last_used)) lru = x;
+            if (x->state == ENT_READY && x->refs == 0 && x->waiters == 0 &&
+                (!lru || x->last_used < lru->last_used))
+                lru = x;
         if (!lru) {
             pthread_mutex_unlock(&mm->mu);
-            QF_ERR_SET(err, QF_ERR_BUSY,
-                       "cannot load model '%s': %d model(s) loaded (--max-loaded %d) and all are in use",
-                       nb, count, mm->max_loaded);
+            QF_ERR_SET(
+                err, QF_ERR_BUSY,
+                "cannot load model '%s': %d model(s) loaded (--max-loaded %d) and all are in use",
+                nb, count, mm->max_loaded);
             goto free_victims;
         }
         unlink_entry(mm, lru);
@@ -445,10 +454,18 @@ void qf_models_release(qf_models *mm, qf_models_entry *e) {
     if (drop) unload_entry(e);
 }
 
-qf_engine *qf_models_engine(const qf_models_entry *e) { return e->engine; }
-const qf_model *qf_models_model(const qf_models_entry *e) { return e->model; }
-const char *qf_models_name(const qf_models_entry *e) { return e->name; }
-qf_chat_tmpl qf_models_chat(const qf_models_entry *e) { return e->chat; }
+qf_engine *qf_models_engine(const qf_models_entry *e) {
+    return e->engine;
+}
+const qf_model *qf_models_model(const qf_models_entry *e) {
+    return e->model;
+}
+const char *qf_models_name(const qf_models_entry *e) {
+    return e->name;
+}
+qf_chat_tmpl qf_models_chat(const qf_models_entry *e) {
+    return e->chat;
+}
 
 qf_status qf_models_unload(qf_models *mm, const char *name) {
     char nb[256];
@@ -460,8 +477,10 @@ qf_status qf_models_unload(qf_models *mm, const char *name) {
         return QF_ERR_NOT_FOUND;
     }
     bool drop = e->state == ENT_READY && e->refs == 0 && e->waiters == 0;
-    if (drop) unlink_entry(mm, e);
-    else e->unload_pending = true;
+    if (drop)
+        unlink_entry(mm, e);
+    else
+        e->unload_pending = true;
     pthread_mutex_unlock(&mm->mu);
     if (drop) unload_entry(e);
     return QF_OK;
@@ -506,9 +525,12 @@ int qf_models_loaded(qf_models *mm, qf_models_loaded_info *out, int cap) {
             o->size = e->size;
             o->kv_bytes = e->kv_bytes;
             o->refs = e->refs;
-            if (e->keep_alive_s < 0) o->expires_at = -1;
-            else if (e->refs > 0) o->expires_at = wall + e->keep_alive_s;
-            else o->expires_at = wall + (e->last_used + e->keep_alive_s - now);
+            if (e->keep_alive_s < 0)
+                o->expires_at = -1;
+            else if (e->refs > 0)
+                o->expires_at = wall + e->keep_alive_s;
+            else
+                o->expires_at = wall + (e->last_used + e->keep_alive_s - now);
             qf_engine_get_stats(e->engine, &o->stats);
         }
         n++;
@@ -520,36 +542,5 @@ int qf_models_loaded(qf_models *mm, qf_models_loaded_info *out, int cap) {
 /* ---- keep-alive durations ---- */
 
 qf_status qf_models_parse_duration(const char *s, double *out_s) {
-    if (!s || !*s) return QF_ERR_INVALID;
-    const char *p = s;
-    double sign = 1;
-    if (*p == '-' || *p == '+') sign = *p++ == '-' ? -1 : 1;
-    if (!*p) return QF_ERR_INVALID;
-    /* A bare number is seconds (Ollama accepts "300" and "-1"). */
-    char *end;
-    double v = strtod(p, &end);
-    if (end != p && *end == 0 && isfinite(v) && (p[0] >= '0' && p[0] <= '9')) {
-        *out_s = sign * v;
-        return QF_OK;
-    }
-    double total = 0;
-    while (*p) {
-        if (!((*p >= '0' && *p <= '9') || *p == '.')) return QF_ERR_INVALID;
-        v = strtod(p, &end);
-        if (end == p || !isfinite(v)) return QF_ERR_INVALID;
-        p = end;
-        double unit;
-        if (!strncmp(p, "ns", 2)) unit = 1e-9, p += 2;
-        else if (!strncmp(p, "us", 2)) unit = 1e-6, p += 2;
-        else if (!strncmp(p, "\xc2\xb5s", 3)) unit = 1e-6, p += 3;
-        else if (!strncmp(p, "ms", 2)) unit = 1e-3, p += 2;
-        else if (*p == 's') unit = 1, p++;
-        else if (*p == 'm') unit = 60, p++;
-        else if (*p == 'h') unit = 3600, p++;
-        else return QF_ERR_INVALID;
-        total += v * unit;
-    }
-    if (!isfinite(total)) return QF_ERR_INVALID;
-    *out_s = sign * total;
-    return QF_OK;
+    return serve_parse_duration(s, out_s);
 }

@@ -47,10 +47,10 @@ typedef struct qf_models_params {
 
 /* A servable model file. */
 typedef struct qf_model_file {
-    char name[256];    /* file stem */
+    char name[256]; /* file stem */
     char path[4096];
-    int64_t size;      /* bytes */
-    int64_t mtime;     /* seconds since the epoch */
+    int64_t size;  /* bytes */
+    int64_t mtime; /* seconds since the epoch */
 } qf_model_file;
 
 /* A loaded model (borrowed from the manager between acquire and release). */
@@ -59,10 +59,10 @@ typedef struct qf_models_entry qf_models_entry;
 /* A snapshot of one loaded model, for /api/ps and /metrics. */
 typedef struct qf_models_loaded_info {
     char name[256];
-    int64_t size;          /* file bytes */
+    int64_t size; /* file bytes */
     size_t kv_bytes;
-    int refs;              /* requests holding it now */
-    double expires_at;     /* wall-clock seconds since the epoch; < 0: never (or held) */
+    int refs;          /* requests holding it now */
+    double expires_at; /* wall-clock seconds since the epoch; < 0: never (or held) */
     qf_engine_stats stats;
 } qf_models_loaded_info;
 
@@ -80,11 +80,13 @@ void qf_models_free(qf_models *mm);
 /* Servable models, sorted by name (the folder is rescanned each call; a
  * name given by model_path comes first and hides a same-named file of the
  * folder). *out is malloc'ed (free with qf_free), *n its length. */
-qf_status qf_models_list(qf_models *mm, qf_model_file **out /* out */, int *n /* out */, qf_err *err);
+qf_status qf_models_list(qf_models *mm, qf_model_file **out /* out */, int *n /* out */,
+                         qf_err *err);
 
 /* Look up one name (":latest" ignored). QF_ERR_NOT_FOUND with a message
  * naming the model when there is none. */
-qf_status qf_models_find(qf_models *mm, const char *name, qf_model_file *out /* out */, qf_err *err);
+qf_status qf_models_find(qf_models *mm, const char *name, qf_model_file *out /* out */,
+                         qf_err *err);
 
 /* The only servable model's name, when there is exactly one (for requests
  * without a model); NULL otherwise. Writes into buf (cap bytes). */

@@ -53,8 +53,10 @@ static void put_final(serve_gen *g, cJSON *j) {
     cJSON_AddStringToObject(j, "done_reason", f == QF_FINISH_LENGTH ? "length" : "stop");
     if (g->req.api == SERVE_OLLAMA_GENERATE) {
         cJSON *ctx = cJSON_AddArrayToObject(j, "context");
-        for (int32_t i = 0; ctx && i < g->n_prompt; i++) cJSON_AddItemToArray(ctx, cJSON_CreateNumber(g->prompt_ids[i]));
-        for (int32_t i = 0; ctx && i < g->n_out; i++) cJSON_AddItemToArray(ctx, cJSON_CreateNumber(g->out_ids[i]));
+        for (int32_t i = 0; ctx && i < g->n_prompt; i++)
+            cJSON_AddItemToArray(ctx, cJSON_CreateNumber(g->prompt_ids[i]));
+        for (int32_t i = 0; ctx && i < g->n_out; i++)
+            cJSON_AddItemToArray(ctx, cJSON_CreateNumber(g->out_ids[i]));
     }
     const qf_usage *u = &g->usage0;
     double total = qf_now_s() - g->t0;
@@ -62,7 +64,8 @@ static void put_final(serve_gen *g, cJSON *j) {
     double eval_s = u->total_s > u->ttft_s ? u->total_s - u->ttft_s : 0;
     cJSON_AddNumberToObject(j, "total_duration", floor(total * 1e9));
     cJSON_AddNumberToObject(j, "load_duration", floor(g->load_s * 1e9));
-    cJSON_AddNumberToObject(j, "prompt_eval_count", u->prompt_tokens > 0 ? u->prompt_tokens : g->n_prompt);
+    cJSON_AddNumberToObject(j, "prompt_eval_count",
+                            u->prompt_tokens > 0 ? u->prompt_tokens : g->n_prompt);
     cJSON_AddNumberToObject(j, "prompt_eval_duration", floor(prompt_s * 1e9));
     cJSON_AddNumberToObject(j, "eval_count", u->completion_tokens);
     cJSON_AddNumberToObject(j, "eval_duration", floor(eval_s * 1e9));
@@ -83,7 +86,8 @@ static void stream_event(serve_gen *g, const serve_ev *ev, serve_buf *out) {
         ndjson(out, j);
     }
     if (ev->finish == QF_FINISH_NONE) return;
-    if (ev->finish == QF_FINISH_ERROR || ev->finish == QF_FINISH_TIMEOUT || ev->finish == QF_FINISH_CANCELLED) {
+    if (ev->finish == QF_FINISH_ERROR || ev->finish == QF_FINISH_TIMEOUT ||
+        ev->finish == QF_FINISH_CANCELLED) {
         cJSON *j = cJSON_CreateObject();
         const char *m = g->err_msg[0] ? g->err_msg : "generation failed";
         cJSON_AddItemToObject(j, "error", serve_json_str(m, strlen(m)));
@@ -129,14 +133,17 @@ enum MHD_Result serve_ollama_load(serve_conn *c, serve_req *r) {
     bool unload = r->has_keep_alive && r->keep_alive_s == 0;
     char name[256];
     qf_model_file f;
-    if (qf_models_find(c->srv->models, r->model, &f, &err)) return serve_reply_error(c, 404, err.msg, "model", NULL);
+    if (qf_models_find(c->srv->models, r->model, &f, &err))
+        return serve_reply_error(c, 404, err.msg, "model", NULL);
     snprintf(name, sizeof name, "%s", f.name);
     if (unload) {
         qf_models_unload(c->srv->models, name); /* not loaded: nothing to do */
     } else {
-        qf_models_entry *e = qf_models_acquire(c->srv->models, name, r->has_keep_alive ? r->keep_alive_s : NAN,
-                                               NULL, &err);
-        if (!e) return serve_reply_error(c, err.code == QF_ERR_BUSY ? 503 : 500, err.msg, "model", NULL);
+        qf_models_entry *e = qf_models_acquire(
+            c->srv->models, name, r->has_keep_alive ? r->keep_alive_s : NAN, NULL, &err);
+        if (!e)
+            return serve_reply_error(c, err.code == QF_ERR_BUSY ? 503 : 500, err.msg, "model",
+                                     NULL);
         qf_models_release(c->srv->models, e);
     }
     cJSON *j = cJSON_CreateObject();
@@ -158,16 +165,22 @@ enum MHD_Result serve_ollama_load(serve_conn *c, serve_req *r) {
 
 static void digest(const qf_model_file *f, char *out /* 65 */) {
     char key[4400];
-    int n = snprintf(key, sizeof key, "%s\n%lld\n%lld", f->path, (long long)f->size, (long long)f->mtime);
+    int n = snprintf(key, sizeof key, "%s\n%lld\n%lld", f->path, (long long)f->size,
+                     (long long)f->mtime);
     for (int i = 0; i < 4; i++)
-        snprintf(out + i * 16, 17, "%016llx", (unsigned long long)XXH64(key, (size_t)n, (XXH64_hash_t)i));
+        snprintf(out + i * 16, 17, "%016llx",
+                 (unsigned long long)XXH64(key, (size_t)n, (XXH64_hash_t)i));
 }
 
 static void param_size(double n, char *buf, size_t cap) {
-    if (n >= 1e9) snprintf(buf, cap, "%.1fB", n / 1e9);
-    else if (n >= 1e6) snprintf(buf, cap, "%.1fM", n / 1e6);
-    else if (n >= 1e3) snprintf(buf, cap, "%.1fK", n / 1e3);
-    else snprintf(buf, cap, "%.0f", n);
+    if (n >= 1e9)
+        snprintf(buf, cap, "%.1fB", n / 1e9);
+    else if (n >= 1e6)
+        snprintf(buf, cap, "%.1fM", n / 1e6);
+    else if (n >= 1e3)
+        snprintf(buf, cap, "%.1fK", n / 1e3);
+    else
+        snprintf(buf, cap, "%.0f", n);
 }
 
 static cJSON *gguf_str(const qf_gguf *g, const char *key) {
@@ -191,7 +204,8 @@ cJSON *serve_ollama_details(const qf_model_file *f) {
     for (int64_t i = 0; g && i < qf_gguf_n_tensors(g); i++) {
         const qf_gguf_tensor *t = qf_gguf_tensor_at(g, i);
         double e = 1;
-        for (uint32_t k = 0; k < t->n_dims; k++) e *= (double)t->ne[k];
+        for (uint32_t k = 0; k < t->n_dims; k++)
+            e *= (double)t->ne[k];
         params += e;
     }
     char ps[32];
@@ -229,10 +243,12 @@ enum MHD_Result serve_ollama_tags(serve_conn *c) {
     qf_err err = {0};
     qf_model_file *v;
     int n;
-    if (qf_models_list(c->srv->models, &v, &n, &err)) return serve_reply_error(c, 500, err.msg, NULL, NULL);
+    if (qf_models_list(c->srv->models, &v, &n, &err))
+        return serve_reply_error(c, 500, err.msg, NULL, NULL);
     cJSON *j = cJSON_CreateObject();
     cJSON *arr = cJSON_AddArrayToObject(j, "models");
-    for (int i = 0; i < n; i++) cJSON_AddItemToArray(arr, tag_obj(&v[i]));
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(arr, tag_obj(&v[i]));
     qf_free(v);
     return serve_reply_json(c, 200, j);
 }
@@ -248,7 +264,8 @@ enum MHD_Result serve_ollama_ps(serve_conn *c) {
         if (qf_models_find(c->srv->models, info[i].name, &f, NULL)) continue;
         cJSON *m = tag_obj(&f);
         cJSON_DeleteItemFromObjectCaseSensitive(m, "modified_at");
-        cJSON_ReplaceItemInObjectCaseSensitive(m, "size", cJSON_CreateNumber((double)info[i].size + (double)info[i].kv_bytes));
+        cJSON_ReplaceItemInObjectCaseSensitive(
+            m, "size", cJSON_CreateNumber((double)info[i].size + (double)info[i].kv_bytes));
         /* forever: far in the future, as Ollama shows it */
         add_time(m, "expires_at", info[i].expires_at < 0 ? 253402300799.0 : info[i].expires_at);
         cJSON_AddNumberToObject(m, "size_vram", 0);
@@ -292,9 +309,11 @@ static cJSON *model_info(const qf_gguf *g) {
 
 enum MHD_Result serve_ollama_show(serve_conn *c) {
     cJSON *req = c->body.len ? cJSON_ParseWithLength(c->body.p, c->body.len) : NULL;
-    if (!c->body.len || serve_utf8_check(c->body.p, c->body.len) != c->body.len || !cJSON_IsObject(req)) {
+    if (!c->body.len || serve_utf8_check(c->body.p, c->body.len) != c->body.len ||
+        !cJSON_IsObject(req)) {
         cJSON_Delete(req);
-        return serve_reply_error(c, 400, "the request body must be a JSON object with \"model\"", NULL, NULL);
+        return serve_reply_error(c, 400, "the request body must be a JSON object with \"model\"",
+                                 NULL, NULL);
     }
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(req, "model");
     if (!name) name = cJSON_GetObjectItemCaseSensitive(req, "name"); /* older clients */

@@ -64,7 +64,8 @@ static bool is_error_finish(qf_finish f) {
 
 /* ---- chat ---- */
 
-static cJSON *chat_chunk(serve_gen *g, int index, const char *text, size_t len, const char *finish) {
+static cJSON *chat_chunk(serve_gen *g, int index, const char *text, size_t len,
+                         const char *finish) {
     cJSON *j = envelope(g, "chat.completion.chunk");
     cJSON *choices = cJSON_AddArrayToObject(j, "choices");
     cJSON *c = cJSON_CreateObject();
@@ -77,8 +78,10 @@ static cJSON *chat_chunk(serve_gen *g, int index, const char *text, size_t len, 
     }
     if (text) cJSON_AddItemToObject(delta, "content", serve_json_str(text, len));
     cJSON_AddNullToObject(c, "logprobs");
-    if (finish) cJSON_AddStringToObject(c, "finish_reason", finish);
-    else cJSON_AddNullToObject(c, "finish_reason");
+    if (finish)
+        cJSON_AddStringToObject(c, "finish_reason", finish);
+    else
+        cJSON_AddNullToObject(c, "finish_reason");
     cJSON_AddItemToArray(choices, c);
     return j;
 }
@@ -97,7 +100,8 @@ static void chat_stream_event(serve_gen *g, const serve_ev *ev, serve_buf *out) 
 
 static void stream_end(serve_gen *g, serve_buf *out) {
     if (g->req.include_usage) {
-        cJSON *j = envelope(g, g->req.api == SERVE_OPENAI_CHAT ? "chat.completion.chunk" : "text_completion");
+        cJSON *j = envelope(g, g->req.api == SERVE_OPENAI_CHAT ? "chat.completion.chunk"
+                                                               : "text_completion");
         cJSON_AddArrayToObject(j, "choices");
         cJSON_AddItemToObject(j, "usage", usage_json(g));
         sse(out, j);
@@ -139,12 +143,15 @@ static cJSON *completion_choice(int index, const char *text, size_t len, const c
     cJSON_AddItemToObject(c, "text", serve_json_str(text, len));
     cJSON_AddNumberToObject(c, "index", index);
     cJSON_AddNullToObject(c, "logprobs");
-    if (finish) cJSON_AddStringToObject(c, "finish_reason", finish);
-    else cJSON_AddNullToObject(c, "finish_reason");
+    if (finish)
+        cJSON_AddStringToObject(c, "finish_reason", finish);
+    else
+        cJSON_AddNullToObject(c, "finish_reason");
     return c;
 }
 
-static cJSON *completion_chunk(serve_gen *g, int index, const char *text, size_t len, const char *finish) {
+static cJSON *completion_chunk(serve_gen *g, int index, const char *text, size_t len,
+                               const char *finish) {
     cJSON *j = envelope(g, "text_completion");
     cJSON *choices = cJSON_AddArrayToObject(j, "choices");
     cJSON_AddItemToArray(choices, completion_choice(index, text, len, finish));
@@ -167,7 +174,8 @@ static cJSON *completion_body(serve_gen *g) {
     cJSON *j = envelope(g, "text_completion");
     cJSON *choices = cJSON_AddArrayToObject(j, "choices");
     for (int i = 0; i < g->n; i++)
-        cJSON_AddItemToArray(choices, completion_choice(i, g->text[i].p, g->text[i].len, finish_reason(g->finish[i])));
+        cJSON_AddItemToArray(choices, completion_choice(i, g->text[i].p, g->text[i].len,
+                                                        finish_reason(g->finish[i])));
     cJSON_AddItemToObject(j, "usage", usage_json(g));
     return j;
 }
@@ -197,11 +205,13 @@ enum MHD_Result serve_openai_models(serve_conn *c, const char *one) {
     }
     qf_model_file *v;
     int n;
-    if (qf_models_list(c->srv->models, &v, &n, &err)) return serve_reply_error(c, 500, err.msg, NULL, NULL);
+    if (qf_models_list(c->srv->models, &v, &n, &err))
+        return serve_reply_error(c, 500, err.msg, NULL, NULL);
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "object", "list");
     cJSON *data = cJSON_AddArrayToObject(j, "data");
-    for (int i = 0; i < n; i++) cJSON_AddItemToArray(data, model_obj(&v[i]));
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(data, model_obj(&v[i]));
     qf_free(v);
     return serve_reply_json(c, 200, j);
 }

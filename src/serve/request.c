@@ -48,7 +48,9 @@ static qf_status fail(pctx *p, const char *field, qf_status code, const char *fm
     return code;
 }
 
-static bool is_null(const cJSON *j) { return !j || cJSON_IsNull(j); }
+static bool is_null(const cJSON *j) {
+    return !j || cJSON_IsNull(j);
+}
 
 static const char *type_name(const cJSON *j) {
     if (cJSON_IsNull(j)) return "null";
@@ -83,19 +85,22 @@ static qf_status get_num(pctx *p, const char *field, const cJSON *j, double lo, 
 static qf_status get_int(pctx *p, const char *field, const cJSON *j, double lo, double hi,
                          int64_t *out) {
     if (!cJSON_IsNumber(j))
-        return fail(p, field, QF_ERR_INVALID, "%s: expected an integer, got %s", field, type_name(j));
+        return fail(p, field, QF_ERR_INVALID, "%s: expected an integer, got %s", field,
+                    type_name(j));
     double v = j->valuedouble;
     if (!isfinite(v) || v != floor(v))
         return fail(p, field, QF_ERR_INVALID, "%s: expected an integer, got %g", field, v);
     if (v < lo || v > hi)
-        return fail(p, field, QF_ERR_INVALID, "%s: %.0f is out of range [%.0f, %.0f]", field, v, lo, hi);
+        return fail(p, field, QF_ERR_INVALID, "%s: %.0f is out of range [%.0f, %.0f]", field, v, lo,
+                    hi);
     *out = (int64_t)v;
     return QF_OK;
 }
 
 static qf_status get_bool(pctx *p, const char *field, const cJSON *j, bool *out) {
     if (!cJSON_IsBool(j))
-        return fail(p, field, QF_ERR_INVALID, "%s: expected true or false, got %s", field, type_name(j));
+        return fail(p, field, QF_ERR_INVALID, "%s: expected true or false, got %s", field,
+                    type_name(j));
     *out = cJSON_IsTrue(j);
     return QF_OK;
 }
@@ -106,17 +111,18 @@ static qf_status parse_stop(pctx *p, const char *field, const cJSON *j) {
     serve_req *r = p->r;
     if (cJSON_IsString(j)) {
         if (!j->valuestring[0]) return QF_OK;
-        if (!(r->stop[0] = qf_strdup(j->valuestring))) return fail(p, field, QF_ERR_NOMEM, "out of memory");
+        if (!(r->stop[0] = qf_strdup(j->valuestring)))
+            return fail(p, field, QF_ERR_NOMEM, "out of memory");
         r->n_stop = 1;
         return QF_OK;
     }
     if (!cJSON_IsArray(j))
-        return fail(p, field, QF_ERR_INVALID, "%s: expected a string or an array of strings, got %s",
-                    field, type_name(j));
+        return fail(p, field, QF_ERR_INVALID,
+                    "%s: expected a string or an array of strings, got %s", field, type_name(j));
     int n = cJSON_GetArraySize(j);
     if (n > SERVE_MAX_STOP)
-        return fail(p, field, QF_ERR_INVALID, "%s: %d stop strings, at most %d are allowed", field, n,
-                    SERVE_MAX_STOP);
+        return fail(p, field, QF_ERR_INVALID, "%s: %d stop strings, at most %d are allowed", field,
+                    n, SERVE_MAX_STOP);
     const cJSON *it;
     int i = 0;
     cJSON_ArrayForEach(it, j) {
@@ -163,7 +169,8 @@ static qf_status parse_response_format(pctx *p, const cJSON *j) {
     const char *t = type->valuestring;
     if (!strcmp(t, "text")) return QF_OK;
     if (!strcmp(t, "json_object")) {
-        const cJSON *schema = cJSON_GetObjectItemCaseSensitive(j, "schema"); /* llama.cpp extension */
+        const cJSON *schema =
+            cJSON_GetObjectItemCaseSensitive(j, "schema"); /* llama.cpp extension */
         return is_null(schema) ? set_json_any(p) : set_schema(p, "response_format.schema", schema);
     }
     if (!strcmp(t, "json_schema")) {
@@ -177,8 +184,9 @@ static qf_status parse_response_format(pctx *p, const cJSON *j) {
                         "response_format.json_schema.schema is required");
         return set_schema(p, "response_format.json_schema.schema", schema);
     }
-    return fail(p, "response_format.type", QF_ERR_INVALID,
-                "response_format.type: '%s' is not one of \"text\", \"json_object\", \"json_schema\"", t);
+    return fail(
+        p, "response_format.type", QF_ERR_INVALID,
+        "response_format.type: '%s' is not one of \"text\", \"json_object\", \"json_schema\"", t);
 }
 
 /* Ollama format: "json", "" or a schema object. */
@@ -186,8 +194,8 @@ static qf_status parse_format(pctx *p, const cJSON *j) {
     if (cJSON_IsString(j)) {
         if (!j->valuestring[0]) return QF_OK;
         if (!strcmp(j->valuestring, "json")) return set_json_any(p);
-        return fail(p, "format", QF_ERR_INVALID, "format: '%s' is not \"json\" or a JSON Schema object",
-                    j->valuestring);
+        return fail(p, "format", QF_ERR_INVALID,
+                    "format: '%s' is not \"json\" or a JSON Schema object", j->valuestring);
     }
     return set_schema(p, "format", j);
 }
@@ -196,15 +204,19 @@ static qf_status parse_keep_alive(pctx *p, const cJSON *j) {
     double v;
     if (cJSON_IsNumber(j)) {
         v = j->valuedouble;
-        if (!isfinite(v)) return fail(p, "keep_alive", QF_ERR_INVALID, "keep_alive: not a finite number");
+        if (!isfinite(v))
+            return fail(p, "keep_alive", QF_ERR_INVALID, "keep_alive: not a finite number");
     } else if (cJSON_IsString(j)) {
-        if (qf_models_parse_duration(j->valuestring, &v))
-            return fail(p, "keep_alive", QF_ERR_INVALID,
-                        "keep_alive: '%s' is not a duration (examples: \"5m\", \"1h\", \"30s\", \"-1\")",
-                        j->valuestring);
+        if (serve_parse_duration(j->valuestring, &v))
+            return fail(
+                p, "keep_alive", QF_ERR_INVALID,
+                "keep_alive: '%s' is not a duration (examples: \"5m\", \"1h\", \"30s\", \"-1\")",
+                j->valuestring);
     } else {
-        return fail(p, "keep_alive", QF_ERR_INVALID, "keep_alive: expected a number of seconds or a "
-                    "duration string, got %s", type_name(j));
+        return fail(p, "keep_alive", QF_ERR_INVALID,
+                    "keep_alive: expected a number of seconds or a "
+                    "duration string, got %s",
+                    type_name(j));
     }
     p->r->has_keep_alive = true;
     p->r->keep_alive_s = v < 0 ? -1 : v;
@@ -222,8 +234,9 @@ static bool known(const char *k, const char *const *list) {
 static qf_status parse_content(pctx *p, const char *field, const cJSON *c, char **out) {
     if (cJSON_IsString(c)) return dup_str(p, field, c, out);
     if (!cJSON_IsArray(c))
-        return fail(p, field, QF_ERR_INVALID, "%s: expected a string or an array of content parts, got %s",
-                    field, type_name(c));
+        return fail(p, field, QF_ERR_INVALID,
+                    "%s: expected a string or an array of content parts, got %s", field,
+                    type_name(c));
     serve_buf b = {0};
     serve_buf_puts(&b, "");
     int i = 0;
@@ -235,12 +248,14 @@ static qf_status parse_content(pctx *p, const char *field, const cJSON *c, char 
         const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
         if (!cJSON_IsObject(part) || !cJSON_IsString(type)) {
             serve_buf_free(&b);
-            return fail(p, f, QF_ERR_INVALID, "%s: expected a content part {\"type\": \"text\", \"text\": ...}", f);
+            return fail(p, f, QF_ERR_INVALID,
+                        "%s: expected a content part {\"type\": \"text\", \"text\": ...}", f);
         }
         if (strcmp(type->valuestring, "text") != 0) {
             serve_buf_free(&b);
-            return fail(p, f, QF_ERR_INVALID, "%s: content parts of type '%s' are not supported (only \"text\")",
-                        f, type->valuestring);
+            return fail(p, f, QF_ERR_INVALID,
+                        "%s: content parts of type '%s' are not supported (only \"text\")", f,
+                        type->valuestring);
         }
         if (!cJSON_IsString(text)) {
             serve_buf_free(&b);
@@ -260,12 +275,13 @@ static qf_status parse_content(pctx *p, const char *field, const cJSON *c, char 
 }
 
 static qf_status parse_messages(pctx *p, const cJSON *j, bool ollama) {
-    static const char *const k_msg_fields[] = {"role", "content", "name", "tool_calls", "tool_call_id",
-                                               "refusal", "function_call", "images", "thinking",
-                                               "tool_name", NULL};
+    static const char *const k_msg_fields[] = {
+        "role",   "content",  "name",      "tool_calls", "tool_call_id", "refusal", "function_call",
+        "images", "thinking", "tool_name", NULL};
     serve_req *r = p->r;
     if (!cJSON_IsArray(j))
-        return fail(p, "messages", QF_ERR_INVALID, "messages: expected an array, got %s", type_name(j));
+        return fail(p, "messages", QF_ERR_INVALID, "messages: expected an array, got %s",
+                    type_name(j));
     int n = cJSON_GetArraySize(j);
     if (n == 0 && !ollama)
         return fail(p, "messages", QF_ERR_INVALID, "messages: must hold at least one message");
@@ -292,14 +308,16 @@ static qf_status parse_messages(pctx *p, const cJSON *j, bool ollama) {
         if (is_null(role)) return fail(p, ff, QF_ERR_INVALID, "%s is required", ff);
         qf_status st = dup_str(p, ff, role, &sm->role);
         if (st) return st;
-        static const char *const k_roles[] = {"system", "user", "assistant", "tool", "developer",
-                                              "function", NULL};
+        static const char *const k_roles[] = {"system",    "user",     "assistant", "tool",
+                                              "developer", "function", NULL};
         if (!known(sm->role, k_roles))
             return fail(p, ff, QF_ERR_INVALID,
-                        "%s: '%s' is not one of system, user, assistant, tool, developer", ff, sm->role);
+                        "%s: '%s' is not one of system, user, assistant, tool, developer", ff,
+                        sm->role);
         if (!strcmp(sm->role, "developer")) { /* OpenAI's newer name for system */
             qf_free(sm->role);
-            if (!(sm->role = qf_strdup("system"))) return fail(p, ff, QF_ERR_NOMEM, "out of memory");
+            if (!(sm->role = qf_strdup("system")))
+                return fail(p, ff, QF_ERR_NOMEM, "out of memory");
         }
         snprintf(ff, sizeof ff, "%s.content", f);
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
@@ -314,7 +332,8 @@ static qf_status parse_messages(pctx *p, const cJSON *j, bool ollama) {
         const cJSON *images = cJSON_GetObjectItemCaseSensitive(m, "images");
         if (!is_null(images) && (!cJSON_IsArray(images) || cJSON_GetArraySize(images) > 0)) {
             snprintf(ff, sizeof ff, "%s.images", f);
-            return fail(p, ff, QF_ERR_UNSUPPORTED, "%s: images are not supported by this server", ff);
+            return fail(p, ff, QF_ERR_UNSUPPORTED, "%s: images are not supported by this server",
+                        ff);
         }
         i++;
     }
@@ -325,7 +344,8 @@ static qf_status parse_messages(pctx *p, const cJSON *j, bool ollama) {
 
 static qf_status parse_options(pctx *p, const cJSON *j) {
     if (!cJSON_IsObject(j))
-        return fail(p, "options", QF_ERR_INVALID, "options: expected an object, got %s", type_name(j));
+        return fail(p, "options", QF_ERR_INVALID, "options: expected an object, got %s",
+                    type_name(j));
     serve_req *r = p->r;
     qf_sample_params *s = &r->sample;
     const cJSON *it;
@@ -340,7 +360,9 @@ static qf_status parse_options(pctx *p, const cJSON *j) {
         if (!strcmp(k, "num_predict")) {
             if (!(st = get_int(p, f, it, -2, 1 << 30, &v))) {
                 if (v == 0)
-                    return fail(p, f, QF_ERR_INVALID, "%s: must be positive, or -1 (no limit) or -2 (fill the context)", f);
+                    return fail(p, f, QF_ERR_INVALID,
+                                "%s: must be positive, or -1 (no limit) or -2 (fill the context)",
+                                f);
                 r->max_tokens = v > 0 ? v : 0;
             }
         } else if (!strcmp(k, "temperature")) {
@@ -377,22 +399,69 @@ static qf_status parse_options(pctx *p, const cJSON *j) {
 
 /* ---- per route ---- */
 
-static const char *const k_openai_chat[] = {
-    "model", "messages", "temperature", "top_p", "n", "stream", "stream_options", "stop",
-    "max_tokens", "max_completion_tokens", "presence_penalty", "frequency_penalty", "seed",
-    "response_format", "logprobs", "top_logprobs", "user", "logit_bias", "tools", "tool_choice",
-    "parallel_tool_calls", "store", "metadata", "service_tier", "top_k", "min_p",
-    "repeat_penalty", "ignore_eos", "cache_prompt", "reasoning_effort", "modalities", NULL};
-static const char *const k_openai_completion[] = {
-    "model", "prompt", "temperature", "top_p", "n", "stream", "stream_options", "stop",
-    "max_tokens", "presence_penalty", "frequency_penalty", "seed", "logprobs", "echo", "suffix",
-    "best_of", "user", "logit_bias", "top_k", "min_p", "repeat_penalty", "ignore_eos",
-    "cache_prompt", "response_format", NULL};
-static const char *const k_ollama_chat[] = {"model", "messages", "stream", "format", "options",
-                                            "keep_alive", "tools", "think", "template", NULL};
-static const char *const k_ollama_generate[] = {"model", "prompt", "suffix", "system", "template",
-                                                "context", "stream", "raw", "format", "images",
-                                                "options", "keep_alive", "think", NULL};
+static const char *const k_openai_chat[] = {"model",
+                                            "messages",
+                                            "temperature",
+                                            "top_p",
+                                            "n",
+                                            "stream",
+                                            "stream_options",
+                                            "stop",
+                                            "max_tokens",
+                                            "max_completion_tokens",
+                                            "presence_penalty",
+                                            "frequency_penalty",
+                                            "seed",
+                                            "response_format",
+                                            "logprobs",
+                                            "top_logprobs",
+                                            "user",
+                                            "logit_bias",
+                                            "tools",
+                                            "tool_choice",
+                                            "parallel_tool_calls",
+                                            "store",
+                                            "metadata",
+                                            "service_tier",
+                                            "top_k",
+                                            "min_p",
+                                            "repeat_penalty",
+                                            "ignore_eos",
+                                            "cache_prompt",
+                                            "reasoning_effort",
+                                            "modalities",
+                                            NULL};
+static const char *const k_openai_completion[] = {"model",
+                                                  "prompt",
+                                                  "temperature",
+                                                  "top_p",
+                                                  "n",
+                                                  "stream",
+                                                  "stream_options",
+                                                  "stop",
+                                                  "max_tokens",
+                                                  "presence_penalty",
+                                                  "frequency_penalty",
+                                                  "seed",
+                                                  "logprobs",
+                                                  "echo",
+                                                  "suffix",
+                                                  "best_of",
+                                                  "user",
+                                                  "logit_bias",
+                                                  "top_k",
+                                                  "min_p",
+                                                  "repeat_penalty",
+                                                  "ignore_eos",
+                                                  "cache_prompt",
+                                                  "response_format",
+                                                  NULL};
+static const char *const k_ollama_chat[] = {"model",    "messages",   "stream", "format",
+                                            "options",  "keep_alive", "tools",  "think",
+                                            "template", NULL};
+static const char *const k_ollama_generate[] = {
+    "model", "prompt", "suffix", "system",  "template",   "context", "stream",
+    "raw",   "format", "images", "options", "keep_alive", "think",   NULL};
 
 static qf_status parse_token_array(pctx *p, const char *field, const cJSON *arr) {
     serve_req *r = p->r;
@@ -418,18 +487,20 @@ static qf_status parse_prompt(pctx *p, const cJSON *j) {
     const char *F = "prompt";
     if (cJSON_IsString(j)) return dup_str(p, F, j, &p->r->prompt);
     if (!cJSON_IsArray(j))
-        return fail(p, F, QF_ERR_INVALID, "prompt: expected a string, an array of strings or of token ids, got %s",
+        return fail(p, F, QF_ERR_INVALID,
+                    "prompt: expected a string, an array of strings or of token ids, got %s",
                     type_name(j));
     int n = cJSON_GetArraySize(j);
     if (n == 0) return fail(p, F, QF_ERR_INVALID, "prompt: must not be empty");
     const cJSON *first = cJSON_GetArrayItem(j, 0);
     if (cJSON_IsNumber(first)) return parse_token_array(p, F, j);
     if (n > 1)
-        return fail(p, F, QF_ERR_UNSUPPORTED, "prompt: %d prompts in one request are not supported; send one per request", n);
+        return fail(p, F, QF_ERR_UNSUPPORTED,
+                    "prompt: %d prompts in one request are not supported; send one per request", n);
     if (cJSON_IsString(first)) return dup_str(p, "prompt[0]", first, &p->r->prompt);
     if (cJSON_IsArray(first)) return parse_token_array(p, "prompt[0]", first);
-    return fail(p, F, QF_ERR_INVALID, "prompt[0]: expected a string or an array of token ids, got %s",
-                type_name(first));
+    return fail(p, F, QF_ERR_INVALID,
+                "prompt[0]: expected a string or an array of token ids, got %s", type_name(first));
 }
 
 static qf_status field(pctx *p, serve_api api, const char *k, const cJSON *v) {
@@ -461,7 +532,8 @@ static qf_status field(pctx *p, serve_api api, const char *k, const cJSON *v) {
     }
     if (!strcmp(k, "context")) {
         if (!cJSON_IsArray(v))
-            return fail(p, k, QF_ERR_INVALID, "context: expected an array of token ids, got %s", type_name(v));
+            return fail(p, k, QF_ERR_INVALID, "context: expected an array of token ids, got %s",
+                        type_name(v));
         return parse_token_array(p, k, v);
     }
     if (!strcmp(k, "temperature")) {
@@ -484,15 +556,18 @@ static qf_status field(pctx *p, serve_api api, const char *k, const cJSON *v) {
         if (!(st = get_int(p, k, v, 1, SERVE_MAX_N, &i))) r->n = (int)i;
     } else if (!strcmp(k, "max_tokens") || !strcmp(k, "max_completion_tokens")) {
         if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
-            return fail(p, k, QF_ERR_INVALID, "%s: expected a positive integer, got %s", k, type_name(v));
+            return fail(p, k, QF_ERR_INVALID, "%s: expected a positive integer, got %s", k,
+                        type_name(v));
         if (v->valuedouble <= 0)
-            return fail(p, k, QF_ERR_INVALID, "%s: must be at least 1, got %.0f", k, v->valuedouble);
+            return fail(p, k, QF_ERR_INVALID, "%s: must be at least 1, got %.0f", k,
+                        v->valuedouble);
         if (v->valuedouble > (double)(1 << 30))
             return fail(p, k, QF_ERR_INVALID, "%s: %.0f is too large", k, v->valuedouble);
         r->max_tokens = (int64_t)v->valuedouble;
     } else if (!strcmp(k, "stream_options")) {
         if (!cJSON_IsObject(v))
-            return fail(p, k, QF_ERR_INVALID, "stream_options: expected an object, got %s", type_name(v));
+            return fail(p, k, QF_ERR_INVALID, "stream_options: expected an object, got %s",
+                        type_name(v));
         const cJSON *iu = cJSON_GetObjectItemCaseSensitive(v, "include_usage");
         if (!is_null(iu)) st = get_bool(p, "stream_options.include_usage", iu, &r->include_usage);
     } else if (!strcmp(k, "logprobs")) {
@@ -514,32 +589,39 @@ static qf_status field(pctx *p, serve_api api, const char *k, const cJSON *v) {
         if (!cJSON_IsString(v))
             return fail(p, k, QF_ERR_INVALID, "suffix: expected a string, got %s", type_name(v));
         if (v->valuestring[0])
-            return fail(p, k, QF_ERR_UNSUPPORTED, "suffix (fill-in-the-middle) is not supported by this server");
+            return fail(p, k, QF_ERR_UNSUPPORTED,
+                        "suffix (fill-in-the-middle) is not supported by this server");
     } else if (!strcmp(k, "template")) {
         if (!cJSON_IsString(v))
             return fail(p, k, QF_ERR_INVALID, "template: expected a string, got %s", type_name(v));
         if (v->valuestring[0])
-            return fail(p, k, QF_ERR_UNSUPPORTED, "custom templates are not supported; the model's chat template is used");
+            return fail(p, k, QF_ERR_UNSUPPORTED,
+                        "custom templates are not supported; the model's chat template is used");
     } else if (!strcmp(k, "tools")) {
         if (!cJSON_IsArray(v))
             return fail(p, k, QF_ERR_INVALID, "tools: expected an array, got %s", type_name(v));
         if (cJSON_GetArraySize(v) > 0)
-            return fail(p, k, QF_ERR_UNSUPPORTED, "tools (function calling) are not supported by this server");
+            return fail(p, k, QF_ERR_UNSUPPORTED,
+                        "tools (function calling) are not supported by this server");
     } else if (!strcmp(k, "tool_choice")) {
-        if (!cJSON_IsString(v) || (strcmp(v->valuestring, "none") && strcmp(v->valuestring, "auto")))
-            return fail(p, k, QF_ERR_UNSUPPORTED, "tool_choice: only \"none\" or \"auto\" (no tools) are supported");
+        if (!cJSON_IsString(v) ||
+            (strcmp(v->valuestring, "none") && strcmp(v->valuestring, "auto")))
+            return fail(p, k, QF_ERR_UNSUPPORTED,
+                        "tool_choice: only \"none\" or \"auto\" (no tools) are supported");
     } else if (!strcmp(k, "images")) {
         if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > 0)
             return fail(p, k, QF_ERR_UNSUPPORTED, "images are not supported by this server");
     } else if (!strcmp(k, "logit_bias")) {
         if (!cJSON_IsObject(v))
-            return fail(p, k, QF_ERR_INVALID, "logit_bias: expected an object, got %s", type_name(v));
+            return fail(p, k, QF_ERR_INVALID, "logit_bias: expected an object, got %s",
+                        type_name(v));
         if (cJSON_GetArraySize(v) > 0)
             return fail(p, k, QF_ERR_UNSUPPORTED, "logit_bias is not supported by this server");
     } else if (!strcmp(k, "user") || !strcmp(k, "service_tier") || !strcmp(k, "reasoning_effort")) {
         if (!cJSON_IsString(v))
             return fail(p, k, QF_ERR_INVALID, "%s: expected a string, got %s", k, type_name(v));
-    } else if (!strcmp(k, "parallel_tool_calls") || !strcmp(k, "store") || !strcmp(k, "cache_prompt")) {
+    } else if (!strcmp(k, "parallel_tool_calls") || !strcmp(k, "store") ||
+               !strcmp(k, "cache_prompt")) {
         st = get_bool(p, k, v, &b);
     } else if (!strcmp(k, "think")) {
         if (!cJSON_IsBool(v) && !cJSON_IsString(v))
@@ -566,7 +648,8 @@ qf_status serve_req_parse(serve_api api, const char *body, size_t len, serve_req
     }
     size_t bad = serve_utf8_check(body, len);
     if (bad != len) {
-        st = fail(&p, NULL, QF_ERR_INVALID, "the request body is not valid UTF-8 (byte offset %zu)", bad);
+        st = fail(&p, NULL, QF_ERR_INVALID, "the request body is not valid UTF-8 (byte offset %zu)",
+                  bad);
         goto done;
     }
     const char *end = NULL;
@@ -578,12 +661,14 @@ qf_status serve_req_parse(serve_api api, const char *body, size_t len, serve_req
     }
     for (const char *q = end; q && q < body + len; q++)
         if (*q != ' ' && *q != '\t' && *q != '\r' && *q != '\n') {
-            st = fail(&p, NULL, QF_ERR_INVALID, "malformed JSON: unexpected data after the object at byte %zu",
+            st = fail(&p, NULL, QF_ERR_INVALID,
+                      "malformed JSON: unexpected data after the object at byte %zu",
                       (size_t)(q - body));
             goto done;
         }
     if (!cJSON_IsObject(root)) {
-        st = fail(&p, NULL, QF_ERR_INVALID, "the request body must be a JSON object, got %s", type_name(root));
+        st = fail(&p, NULL, QF_ERR_INVALID, "the request body must be a JSON object, got %s",
+                  type_name(root));
         goto done;
     }
     const char *const *fields = api == SERVE_OPENAI_CHAT         ? k_openai_chat
@@ -593,7 +678,8 @@ qf_status serve_req_parse(serve_api api, const char *body, size_t len, serve_req
     const cJSON *it;
     cJSON_ArrayForEach(it, root) {
         if (!known(it->string, fields)) {
-            st = fail(&p, it->string, QF_ERR_INVALID, "unrecognized request argument supplied: %s", it->string);
+            st = fail(&p, it->string, QF_ERR_INVALID, "unrecognized request argument supplied: %s",
+                      it->string);
             goto done;
         }
         /* duplicate keys: the first wins in cJSON lookups, refuse the rest */
@@ -635,7 +721,8 @@ void serve_req_deinit(serve_req *r) {
     qf_free(r->prompt);
     qf_free(r->prompt_ids);
     qf_free(r->system);
-    for (int i = 0; i < r->n_stop; i++) qf_free(r->stop[i]);
+    for (int i = 0; i < r->n_stop; i++)
+        qf_free(r->stop[i]);
     qf_free(r->json_schema);
     serve_api api = r->api;
     memset(r, 0, sizeof *r);

@@ -40,8 +40,10 @@ qf_serve_opts qf_serve_opts_default(void) {
 
 /* ---- metrics ---- */
 
-static const double k_latency_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600};
-static const double k_ttft_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+static const double k_latency_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                           2.5,   5,    10,    30,   60,  120,  300, 600};
+static const double k_ttft_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                        0.5,   1,      2.5,   5,    10,    30,   60};
 
 static qf_status declare_metrics(qf_metrics *m) {
     struct {
@@ -51,26 +53,37 @@ static qf_status declare_metrics(qf_metrics *m) {
         const double *b;
         int nb;
     } d[] = {
-        {"qforge_http_requests_total", QF_METRIC_COUNTER, "HTTP requests by endpoint and status", NULL, 0},
-        {"qforge_http_request_duration_seconds", QF_METRIC_HISTOGRAM, "HTTP request latency by endpoint (until the response ended)",
-         k_latency_buckets, (int)(sizeof k_latency_buckets / sizeof *k_latency_buckets)},
-        {"qforge_time_to_first_token_seconds", QF_METRIC_HISTOGRAM, "Time from submit to the first generated token",
-         k_ttft_buckets, (int)(sizeof k_ttft_buckets / sizeof *k_ttft_buckets)},
-        {"qforge_generation_seconds", QF_METRIC_HISTOGRAM, "Time from submit to the end of generation",
-         k_latency_buckets, (int)(sizeof k_latency_buckets / sizeof *k_latency_buckets)},
-        {"qforge_queue_depth", QF_METRIC_GAUGE, "Requests waiting for a slot, all loaded models", NULL, 0},
-        {"qforge_running_sequences", QF_METRIC_GAUGE, "Sequences being generated now, all loaded models", NULL, 0},
-        {"qforge_prompt_tokens_total", QF_METRIC_COUNTER, "Prompt tokens of finished requests", NULL, 0},
+        {"qforge_http_requests_total", QF_METRIC_COUNTER, "HTTP requests by endpoint and status",
+         NULL, 0},
+        {"qforge_http_request_duration_seconds", QF_METRIC_HISTOGRAM,
+         "HTTP request latency by endpoint (until the response ended)", k_latency_buckets,
+         (int)(sizeof k_latency_buckets / sizeof *k_latency_buckets)},
+        {"qforge_time_to_first_token_seconds", QF_METRIC_HISTOGRAM,
+         "Time from submit to the first generated token", k_ttft_buckets,
+         (int)(sizeof k_ttft_buckets / sizeof *k_ttft_buckets)},
+        {"qforge_generation_seconds", QF_METRIC_HISTOGRAM,
+         "Time from submit to the end of generation", k_latency_buckets,
+         (int)(sizeof k_latency_buckets / sizeof *k_latency_buckets)},
+        {"qforge_queue_depth", QF_METRIC_GAUGE, "Requests waiting for a slot, all loaded models",
+         NULL, 0},
+        {"qforge_running_sequences", QF_METRIC_GAUGE,
+         "Sequences being generated now, all loaded models", NULL, 0},
+        {"qforge_prompt_tokens_total", QF_METRIC_COUNTER, "Prompt tokens of finished requests",
+         NULL, 0},
         {"qforge_generated_tokens_total", QF_METRIC_COUNTER, "Generated tokens", NULL, 0},
-        {"qforge_tokens_per_second", QF_METRIC_GAUGE, "Generated tokens per second over the last second", NULL, 0},
-        {"qforge_requests_cancelled_total", QF_METRIC_COUNTER, "Generations cancelled (client gone, shutdown)", NULL, 0},
+        {"qforge_tokens_per_second", QF_METRIC_GAUGE,
+         "Generated tokens per second over the last second", NULL, 0},
+        {"qforge_requests_cancelled_total", QF_METRIC_COUNTER,
+         "Generations cancelled (client gone, shutdown)", NULL, 0},
         {"qforge_kv_blocks_used", QF_METRIC_GAUGE, "KV cache blocks in use", NULL, 0},
         {"qforge_kv_blocks_total", QF_METRIC_GAUGE, "KV cache blocks in the pools", NULL, 0},
         {"qforge_kv_usage_ratio", QF_METRIC_GAUGE, "Fraction of KV cache blocks in use", NULL, 0},
         {"qforge_kv_bytes", QF_METRIC_GAUGE, "Bytes of the KV cache pools", NULL, 0},
-        {"qforge_prefix_cache_hit_ratio", QF_METRIC_GAUGE, "Prompt tokens served from the prefix cache / prompt tokens (loaded models)", NULL, 0},
+        {"qforge_prefix_cache_hit_ratio", QF_METRIC_GAUGE,
+         "Prompt tokens served from the prefix cache / prompt tokens (loaded models)", NULL, 0},
         {"qforge_models_loaded", QF_METRIC_GAUGE, "Models loaded now", NULL, 0},
-        {"qforge_process_resident_memory_bytes", QF_METRIC_GAUGE, "Resident memory of the server process", NULL, 0},
+        {"qforge_process_resident_memory_bytes", QF_METRIC_GAUGE,
+         "Resident memory of the server process", NULL, 0},
         {"qforge_uptime_seconds", QF_METRIC_GAUGE, "Seconds since the server started", NULL, 0},
     };
     for (size_t i = 0; i < sizeof d / sizeof *d; i++) {
@@ -129,7 +142,8 @@ enum MHD_Result serve_metrics_page(serve_conn *c) {
     size_t len;
     char *text = qf_metrics_render(c->srv->metrics, &len);
     if (!text) return serve_reply_error(c, 500, "out of memory", NULL, NULL);
-    enum MHD_Result r = serve_reply(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL);
+    enum MHD_Result r =
+        serve_reply(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL);
     qf_free(text);
     return r;
 }
@@ -255,7 +269,9 @@ fail:
     return NULL;
 }
 
-int qf_serve_port(const qf_serve *s) { return s ? s->port : 0; }
+int qf_serve_port(const qf_serve *s) {
+    return s ? s->port : 0;
+}
 
 void qf_serve_free(qf_serve *s) {
     if (!s) return;
@@ -283,8 +299,10 @@ void qf_serve_free(qf_serve *s) {
 qf_status qf_serve_run(const qf_serve_opts *o, volatile sig_atomic_t *stop, qf_err *err) {
     qf_serve *s = qf_serve_new(o, err);
     if (!s) return err ? err->code : QF_ERR_INTERNAL;
-    qf_info("serve: listening on http://%s%s%s:%d/ (OpenAI: /v1, Ollama: /api, dashboard: /, metrics: /metrics)",
-            strchr(s->o.host, ':') ? "[" : "", s->o.host, strchr(s->o.host, ':') ? "]" : "", s->port);
+    qf_info("serve: listening on http://%s%s%s:%d/ (OpenAI: /v1, Ollama: /api, dashboard: /, "
+            "metrics: /metrics)",
+            strchr(s->o.host, ':') ? "[" : "", s->o.host, strchr(s->o.host, ':') ? "]" : "",
+            s->port);
     while (!stop || !*stop) {
         struct timespec ts = {0, 100 * 1000 * 1000};
         nanosleep(&ts, NULL);

@@ -30,9 +30,9 @@
 /* ---- byte buffer (buf.c) ---- */
 
 typedef struct serve_buf {
-    char *p;     /* NUL-terminated when non-NULL */
+    char *p; /* NUL-terminated when non-NULL */
     size_t len, cap;
-    bool oom;    /* an append failed; contents are incomplete */
+    bool oom; /* an append failed; contents are incomplete */
 } serve_buf;
 
 void serve_buf_add(serve_buf *b, const void *d, size_t n);
@@ -57,6 +57,10 @@ bool serve_json_append(serve_buf *b, const cJSON *j);
 void serve_rfc3339(double t, char *buf, size_t cap);
 double serve_wall_s(void);
 
+/* See qf_models_parse_duration (models.h); lives here so the request
+ * parser (and its fuzz target) need nothing of the model manager. */
+qf_status serve_parse_duration(const char *s, double *out_s /* out */);
+
 /* ---- requests (request.c) ---- */
 
 typedef enum serve_api {
@@ -71,26 +75,26 @@ typedef struct serve_msg {
 } serve_msg;
 
 #define SERVE_MAX_STOP 16
-#define SERVE_MAX_N 16
+#define SERVE_MAX_N    16
 
 typedef struct serve_req {
     serve_api api;
-    char *model;               /* NULL when absent */
-    serve_msg *msgs;           /* chat; n_msgs may be 0 (Ollama: load request) */
+    char *model;     /* NULL when absent */
+    serve_msg *msgs; /* chat; n_msgs may be 0 (Ollama: load request) */
     int n_msgs;
-    char *prompt;              /* completion / generate text, or NULL */
-    int32_t *prompt_ids;       /* completion token prompt, or Ollama's context */
+    char *prompt;        /* completion / generate text, or NULL */
+    int32_t *prompt_ids; /* completion token prompt, or Ollama's context */
     int n_prompt_ids;
-    char *system;              /* Ollama generate */
-    bool raw;                  /* Ollama generate: no chat template */
+    char *system; /* Ollama generate */
+    bool raw;     /* Ollama generate: no chat template */
     bool stream;
-    bool include_usage;        /* OpenAI stream_options.include_usage */
-    int n;                     /* completions, 1..SERVE_MAX_N */
+    bool include_usage; /* OpenAI stream_options.include_usage */
+    int n;              /* completions, 1..SERVE_MAX_N */
     qf_sample_params sample;
-    int64_t max_tokens;        /* > 0 given; 0 = until the context is full */
+    int64_t max_tokens; /* > 0 given; 0 = until the context is full */
     char *stop[SERVE_MAX_STOP];
     int n_stop;
-    char *json_schema;         /* "json", a JSON Schema text, or NULL */
+    char *json_schema; /* "json", a JSON Schema text, or NULL */
     bool has_keep_alive;
     double keep_alive_s;
     bool ignore_eos;
@@ -139,18 +143,19 @@ typedef struct serve_gen serve_gen;
 typedef struct serve_conn {
     struct qf_serve *srv;
     struct MHD_Connection *conn;
-    const char *route;  /* metrics label: the route pattern, or "other" */
+    const char *route; /* metrics label: the route pattern, or "other" */
     serve_family fam;
     serve_buf body;
-    bool replied;       /* a response is queued */
-    bool too_big;
-    int status;         /* of the queued response */
+    bool replied;   /* a response is queued */
+    bool too_big;   /* body over max_body: dropped, 413 at the end */
+    size_t dropped; /* body bytes dropped */
+    int status;     /* of the queued response */
     double t0;
-    serve_gen *gen;     /* generation state (owned) */
+    serve_gen *gen; /* generation state (owned) */
 } serve_conn;
 
 struct qf_serve {
-    qf_serve_opts o;        /* strings point into the copies below */
+    qf_serve_opts o; /* strings point into the copies below */
     char *s_host, *s_model, *s_dir, *s_key, *s_cors, *s_tmpl;
     struct MHD_Daemon *daemon;
     qf_models *models;
@@ -158,15 +163,15 @@ struct qf_serve {
     int port;
     double t_start;
     atomic_bool stopping;
-    atomic_uint_fast64_t seq;             /* ids for chatcmpl-/cmpl- */
-    atomic_uint_fast64_t gen_tokens;      /* generated tokens, all models */
+    atomic_uint_fast64_t seq;        /* ids for chatcmpl-/cmpl- */
+    atomic_uint_fast64_t gen_tokens; /* generated tokens, all models */
     atomic_uint_fast64_t prompt_tokens;
     atomic_uint_fast64_t cancelled;
     pthread_t ticker;
     bool ticker_started;
     pthread_mutex_t tick_mu;
     pthread_cond_t tick_cv;
-    double tok_rate;                      /* generated tokens/s, last window */
+    double tok_rate; /* generated tokens/s, last window */
 };
 
 /* Responses (http.c). Each queues one response and records its status. */
@@ -215,23 +220,24 @@ struct serve_gen {
     serve_job *job;
     uint64_t id;
     bool submitted;
-    int n;                  /* completions */
+    int n; /* completions */
     int n_final;
-    serve_buf *text;        /* (n) whole texts (non-streaming) */
-    qf_finish *finish;      /* (n) */
-    bool *started;          /* (n) OpenAI stream: first chunk sent */
+    serve_buf *text;           /* (n) whole texts (non-streaming) */
+    qf_finish *finish;         /* (n) */
+    bool *started;             /* (n) OpenAI stream: first chunk sent */
     int64_t completion_tokens; /* over all completions */
-    qf_usage usage0;        /* of completion 0 */
+    qf_usage usage0;           /* of completion 0 */
     int32_t *prompt_ids;
     int32_t n_prompt;
-    int32_t *out_ids;       /* completion 0's tokens (Ollama context) */
+    int32_t *out_ids; /* completion 0's tokens (Ollama context) */
     int32_t n_out, cap_out;
     char err_msg[QF_ERR_MSG_MAX];
-    qf_finish err_finish;   /* ERROR / TIMEOUT / CANCELLED seen, or NONE */
-    char oid[64];           /* chatcmpl-... / cmpl-... */
-    int64_t created;        /* unix seconds */
+    qf_finish err_finish; /* ERROR / TIMEOUT / CANCELLED seen, or NONE */
+    char oid[64];         /* chatcmpl-... / cmpl-... */
+    int64_t created;      /* unix seconds */
     double t0, load_s;
-    serve_buf out;          /* streaming: bytes not yet handed to MHD */
+    double next_check; /* when to look at the socket next (qf_now_s) */
+    serve_buf out;     /* streaming: bytes not yet handed to MHD */
     size_t out_pos;
     bool done, closed;
 };

@@ -6,7 +6,8 @@
  * 2. Every ISA this CPU/build has (scalar, avx2, avx512, neon) computes
  *    qf_gemm for every weight type on random data - blocks of random bytes
  *    (every level, scale and sign pattern, e.g. Q8_0's -128) as well as
- *    quantized gaussian rows - with odd token counts (1, 3, 7, 17), row
+ *    quantized gaussian rows - with odd token counts (1, 3, 7, 17, and 33 to
+ *    64 for the batch/AMX paths), row
  *    ranges that are not multiples of the tile, ldy > rows, and cols from
  *    32 to 4096. Tolerance: |fast - ref| <= 1e-5 * mag, where mag is the
  *    sum of the magnitudes of the individual products, scales included,
@@ -298,7 +299,10 @@ typedef struct gemm_case {
 
 static int check_gemm(qf_type w, const gemm_case *c, int mode, const char *isa) {
     const qf_type_traits *tw = qf_type_get(w);
-    const size_t wrb = qf_type_row_size(w, c->cols) + (mode ? 0 : 6); /* padded rows too */
+    /* mode 0 also pads the rows (stride > row size), keeping the alignment
+     * GGUF guarantees: 2 bytes, 4 for F32 */
+    const size_t pad = mode ? 0 : (w == QF_TYPE_F32 ? 8 : 6);
+    const size_t wrb = qf_type_row_size(w, c->cols) + pad;
     const size_t xs = qf_act_row_size(w, c->cols);
     const int64_t ldy = c->rows + 3;
     uint8_t *W = malloc(wrb * (size_t)c->rows);
@@ -349,6 +353,10 @@ static void test_gemm_all_isas(void) {
     static const gemm_case cases[] = {
         {256, 13, 0, 13, 1}, {256, 13, 2, 11, 3}, {768, 9, 1, 8, 7}, {1024, 6, 5, 6, 17},
         {4096, 10, 0, 10, 1}, {4096, 7, 0, 7, 3}, {512, 5, 3, 3, 2}, {2048, 21, 3, 20, 5},
+        /* batches (n >= 32 takes the tile/AMX path where there is one),
+         * partial 32-row and 32-token tiles, a full 32-row tile */
+        {512, 37, 3, 37, 40}, {256, 20, 1, 19, 33}, {1024, 32, 0, 32, 64}, {768, 70, 5, 69, 35},
+        {256, 17, 0, 17, 16}, {512, 33, 1, 33, 21},
     };
     static const int64_t small_cols[] = {32, 96, 160, 33, 100};
     int tested = 0;

@@ -1,0 +1,113 @@
+/* backend.h - the forward pass on an accelerator (CUDA today, Metal later).
+ *
+ * qf_gpu_fwd is the GPU twin of qf_fwd (model/model.h): the same batch
+ * contract (tokens of many sequences, each (id, position, sequence)), the
+ * same paged kv cache bookkeeping, logits of the requested tokens out. The
+ * difference is where the numbers live:
+ *
+ *   - weights: uploaded once by qf_gpu_fwd_new (re-laid out for the device
+ *     kernels; the model's mapping is not read again except for the token
+ *     embedding rows of each batch);
+ *   - kv cache: the host qf_kv keeps the bookkeeping (block pool, block
+ *     tables, prefix sharing, copy on write, eviction) and the device holds
+ *     the keys/values: one device block per host block id, same block_size,
+ *     stored as f16 (f32 when the host kv says f32). The host kv's own
+ *     storage is not read or written by this backend;
+ *   - a step: the batch description (positions, block tables, embedding
+ *     rows) goes in with one copy, every layer runs on the device, the
+ *     logits rows asked for come back with one copy.
+ *
+ * Which device: the one compiled in (QF_CUDA=ON builds the CUDA backend).
+ * A build without one answers qf_gpu_available() = false and
+ * qf_gpu_fwd_new() = NULL with QF_ERR_UNSUPPORTED, so callers need no
+ * #ifdef.
+ *
+ * Numerics: quantized weights (Q4_0, Q8_0, Q4_K, Q6_K) multiply activations
+ * encoded the way the CPU fast path encodes them (Q8_0 blocks for Q4_0/Q8_0
+ * weights, Q8_K blocks for the K-quants) with exact integer block dots, so
+ * results agree with qf_fwd (non-exact mode) up to float summation order;
+ * F32/F16/BF16 weights use float math; other quantized types are expanded
+ * to f16 at upload (slower, noted in the log). Results for a token do not
+ * depend on which other tokens share its batch.
+ *
+ * Ownership: qf_gpu_fwd borrows the model (it must outlive it; the token
+ * embedding is read from the model's mapping at every step) and owns all
+ * device memory. Thread-safety: one qf_gpu_fwd is used by one thread at a
+ * time; several may coexist (each has its own device stream).
+ */
+#ifndef QF_BACKEND_H
+#define QF_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "kv/kv.h"
+#include "model/model.h"
+
+typedef struct qf_gpu_fwd qf_gpu_fwd;
+
+/* True when a usable device is present; its name ("NVIDIA H100 80GB HBM3")
+ * is written to name (cap bytes, NUL-terminated) when name != NULL. */
+bool qf_gpu_available(char *name, size_t cap);
+
+/* Name of the compiled-in backend: "cuda", or "none". */
+const char *qf_gpu_backend_name(void);
+
+/* Upload the weights and allocate the device kv pool and scratch.
+ * kp: the host kv's parameters (qf_kv_get_params); the device pool has the
+ *   same n_layer, kv dims, block_size and n_blocks.
+ * n_batch_max: most tokens per decode call; n_ctx_max: most positions one
+ *   token attends to (as qf_fwd_new).
+ * n_gpu_layers: -1 (or >= n_layer) = every layer and the output head. A
+ *   split between device and CPU is not implemented: 0 < n < n_layer gives
+ *   QF_ERR_UNSUPPORTED.
+ * Errors: QF_ERR_UNSUPPORTED (no device, model shape the kernels do not
+ * handle: head_dim > 256 or not a multiple of 8, more than 8 query heads per
+ * kv head with ...), QF_ERR_INVALID (kv geometry does not fit the model, bad
+ * sizes), QF_ERR_NOMEM (device or pinned host memory; the message gives the
+ * bytes asked for), QF_ERR_INTERNAL (a device call failed; message has the
+ * driver's text). */
+qf_gpu_fwd *qf_gpu_fwd_new(const qf_model *m, const qf_kv_params *kp, int32_t n_batch_max, int32_t n_ctx_max,
+                           int32_t n_gpu_layers, qf_err *err);
+void qf_gpu_fwd_free(qf_gpu_fwd *f); /* NULL is a no-op */
+
+/* Run the batch: the contract of qf_fwd_decode. It validates the batch and
+ * makes every sequence's written range writable with qf_kv_seq_prepare on
+ * kv (so kv is not const); copy-on-write block copies that prepare makes
+ * (a table entry replaced by a fresh block) are detected by comparing the
+ * tables before and after and mirrored on the device before any write of
+ * this step. kv must be the cache whose parameters were given to
+ * qf_gpu_fwd_new (QF_ERR_INVALID otherwise). Errors: those of
+ * qf_fwd_decode (QF_ERR_INVALID bad batch, QF_ERR_RANGE position beyond
+ * n_ctx_max or kv full), QF_ERR_INTERNAL (device failure: the device state
+ * is then unspecified; free it). */
+qf_status qf_gpu_fwd_decode(qf_gpu_fwd *f, qf_kv *kv, const qf_batch *b, qf_err *err);
+
+/* Logits (n_vocab floats) of the j-th requested token of the last decode,
+ * in batch order; NULL when j is out of range. Borrowed until the next
+ * decode or free (pinned host memory). */
+const float *qf_gpu_fwd_logits(const qf_gpu_fwd *f, int32_t j);
+int32_t qf_gpu_fwd_n_logits(const qf_gpu_fwd *f);
+
+/* Copy the device keys/values of kv block src into block dst (every
+ * layer), ordered before the next decode's writes. For callers that change
+ * block contents on the host kv outside qf_gpu_fwd_decode (decode mirrors
+ * its own copy-on-write copies itself). QF_ERR_INVALID for ids outside the
+ * pool. */
+qf_status qf_gpu_fwd_copy_block(qf_gpu_fwd *f, int32_t src, int32_t dst, qf_err *err);
+
+/* Device memory in bytes: weights as laid out on the device, kv pool,
+ * scratch (activations, logits, step buffers). */
+typedef struct qf_gpu_mem {
+    size_t weights, kv, scratch;
+} qf_gpu_mem;
+void qf_gpu_fwd_mem(const qf_gpu_fwd *f, qf_gpu_mem *out /* out */);
+
+/* Weight bytes one decode step streams from device memory (every layer
+ * matrix and the output head, as stored on the device): the numerator of
+ * the memory-bandwidth roofline of token generation. */
+size_t qf_gpu_fwd_step_weight_bytes(const qf_gpu_fwd *f);
+
+#endif

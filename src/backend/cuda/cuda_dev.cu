@@ -1,0 +1,783 @@
+/* cuda_dev.cu - the CUDA device of the GPU backend (qf_dev_cuda_ops).
+ *
+ * open: every layer matrix is uploaded once and repacked into the tile
+ * layouts of cuda_int.h (Q/K/V rows are concatenated into one matrix when
+ * they share a format, gate/up likewise, so a layer runs 4 matrix kernels);
+ * types the kernels do not take are expanded to f16 on the host first. The
+ * kv pool is one allocation, block-major (a block's keys and values of all
+ * layers are contiguous, so a copy-on-write copy is one memcpy).
+ *
+ * step: one host-to-device copy of the packed step, then per layer:
+ *   act(RMSNorm, encode) -> QKV -> [rope_store] -> attention -> act(encode)
+ *   -> Wo (+= residual) -> act(RMSNorm, encode) -> gate|up -> act(SwiGLU,
+ *   encode) -> down (+= residual)
+ * and the output head over the rows that want logits, then one copy of the
+ * logits back. Kernels are chained with programmatic dependent launch; the
+ * whole sequence is captured once per step shape (tokens, logits rows,
+ * attention split, fused mode) into a CUDA graph and replayed, so a decode
+ * step costs one graph launch. QF_CUDA_GRAPHS=0 and QF_CUDA_PDL=0 turn
+ * either off (debugging, measurements).
+ *
+ * Invariant: every device buffer a captured graph names is allocated before
+ * the capture and lives as long as the graph; the only buffer that can move
+ * (the step buffer, when a step's tables outgrow it) drops all graphs when
+ * it does.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern "C" {
+#include "backend/backend_int.h"
+#include "backend/cuda/cuda.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "quant/quant.h"
+}
+#include "backend/cuda/cuda_int.h"
+
+#define N_GRAPHS 16
+
+typedef struct dlayer {
+    dmat qkv[3], wo, gu[2], down;
+    int n_qkv, n_gu;
+    float *attn_norm, *ffn_norm, *q_norm, *k_norm;
+    int act_qkv, act_wo, act_gu, act_down;
+} dlayer;
+
+typedef struct graph_ent {
+    int key[4];
+    cudaGraphExec_t exec;
+    unsigned long last;
+} graph_ent;
+
+struct qf_dev {
+    const qf_model *m;
+    qf_dev_config cfg;
+    int n_sm;
+    cudaStream_t st;
+    dlayer *L;
+    dmat out;
+    float *out_norm;
+    int act_out;
+    double *freq;
+    void *kv;
+    size_t kv_bytes;
+    int kv_f32;
+    float *x, *qkv, *att, *gu, *logits, *cs, *part;
+    int qkv_stride, att_stride, gu_stride;
+    size_t part_floats;
+    act_bufs act;
+    void *stage_h, *stage_d;
+    size_t stage_cap, stage_dcap;
+    float *logits_h;
+    graph_ent graphs[N_GRAPHS];
+    unsigned long tick;
+    int use_graphs, use_pdl, use_fused;
+    size_t w_bytes, step_bytes, scratch_bytes;
+};
+
+/* ---- errors and allocation ---- */
+
+static qf_status cu_fail(qf_err *err, cudaError_t e, const char *what) {
+    return QF_ERR_SET(err, e == cudaErrorMemoryAllocation ? QF_ERR_NOMEM : QF_ERR_INTERNAL, "cuda: %s: %s", what,
+                      cudaGetErrorString(e));
+}
+
+#define CU(call, what)                                                                            \
+    do {                                                                                          \
+        cudaError_t e_ = (call);                                                                  \
+        if (e_ != cudaSuccess) return cu_fail(err, e_, what);                                     \
+    } while (0)
+
+static qf_status dalloc(void **p, size_t bytes, size_t *counter, const char *what, qf_err *err) {
+    *p = NULL;
+    if (bytes == 0) bytes = 16;
+    cudaError_t e = cudaMalloc(p, bytes);
+    if (e != cudaSuccess) {
+        *p = NULL;
+        cudaGetLastError();
+        return QF_ERR_SET(err, QF_ERR_NOMEM, "cuda: cannot allocate %zu bytes of device memory for %s (%s)", bytes,
+                          what, cudaGetErrorString(e));
+    }
+    if (counter) *counter += bytes;
+    e = cudaMemset(*p, 0, bytes);
+    return e == cudaSuccess ? QF_OK : cu_fail(err, e, "memset");
+}
+
+static int env_on(const char *name, int def) {
+    const char *s = getenv(name);
+    if (!s || !*s) return def;
+    return strcmp(s, "0") != 0;
+}
+
+static size_t round_up(size_t n, size_t k) { return (n + k - 1) / k * k; }
+
+/* ---- weights ---- */
+
+static int native_fmt(qf_type t) {
+    switch (t) {
+    case QF_TYPE_F32: return FMT_F32;
+    case QF_TYPE_F16: return FMT_F16;
+    case QF_TYPE_BF16: return FMT_BF16;
+    case QF_TYPE_Q4_0: return FMT_Q4_0;
+    case QF_TYPE_Q8_0: return FMT_Q8_0;
+    case QF_TYPE_Q4_K: return FMT_Q4_K;
+    case QF_TYPE_Q6_K: return FMT_Q6_K;
+    default: return -1;
+    }
+}
+
+/* format on the device: native, or f16 after host expansion */
+static int dev_fmt(const qf_weight *w) {
+    int f = native_fmt(w->type);
+    return f >= 0 ? f : FMT_F16;
+}
+
+static qf_status mat_alloc(qf_dev *d, dmat *m, int fmt, int rows, int cols, const char *name, qf_err *err) {
+    memset(m, 0, sizeof *m);
+    m->fmt = fmt;
+    m->rows = rows;
+    m->cols = cols;
+    m->rows_pad = (int)round_up((size_t)rows, 32);
+    size_t qb, sb = 0;
+    if (fmt_is_quant(fmt)) {
+        int kst = fmt_kstep(fmt);
+        m->kpad = (int)round_up((size_t)cols, (size_t)kst);
+        m->ks = m->kpad / kst;
+        size_t tiles = (size_t)m->rows_pad / 16, ks = (size_t)m->ks;
+        switch (fmt) {
+        case FMT_Q4_0: qb = tiles * ks * 32 * 16, sb = tiles * ks * 64; break;
+        case FMT_Q8_0: qb = tiles * ks * 2 * 32 * 16, sb = tiles * ks * 64; break;
+        case FMT_Q4_K: qb = tiles * ks * 32 * 16, sb = tiles * (ks / 4) * 16 * 16; break;
+        default: qb = tiles * ks * 3 * 32 * 16, sb = tiles * ks * 16 * 8 + tiles * (ks / 2) * 8 * 4; break;
+        }
+    } else {
+        if (cols % 4 != 0)
+            return QF_ERR_SET(err, QF_ERR_UNSUPPORTED, "cuda: %s: %d columns (float weights need a multiple of 4)",
+                              name, cols);
+        m->kpad = cols;
+        m->row_bytes = (size_t)cols * (fmt == FMT_F32 ? 4 : 2);
+        qb = (size_t)rows * m->row_bytes;
+    }
+    qf_status st = dalloc(&m->q, qb, &d->w_bytes, name, err);
+    if (st == QF_OK && sb) st = dalloc(&m->s, sb, &d->w_bytes, name, err);
+    m->bytes = qb + sb;
+    return st;
+}
+
+/* Upload w into rows [row0, row0 + w->rows) of m; raw_d: device scratch of
+ * at least w->rows * w->row_bytes bytes for the repack. */
+static qf_status mat_fill(qf_dev *d, dmat *m, const qf_weight *w, int row0, void *raw_d, const char *name,
+                          qf_err *err) {
+    size_t bytes = (size_t)w->rows * w->row_bytes;
+    if (native_fmt(w->type) == m->fmt) {
+        if (fmt_is_quant(m->fmt)) {
+            CU(cudaMemcpy(raw_d, w->data, bytes, cudaMemcpyHostToDevice), "weight upload");
+            CU(cu_repack(m, raw_d, w->row_bytes, (int)w->rows, row0, d->st), "repack");
+            CU(cudaStreamSynchronize(d->st), "repack");
+        } else {
+            CU(cudaMemcpy((uint8_t *)m->q + (size_t)row0 * m->row_bytes, w->data, bytes, cudaMemcpyHostToDevice),
+               "weight upload");
+        }
+        return QF_OK;
+    }
+    /* expand on the host to f16 */
+    const qf_type_traits *tt = qf_type_get(w->type);
+    float *row = (float *)qf_malloc((size_t)w->cols * sizeof(float));
+    uint16_t *h = (uint16_t *)qf_malloc((size_t)w->rows * w->cols * sizeof(uint16_t));
+    if (!row || !h || !tt) {
+        qf_free(row);
+        qf_free(h);
+        return QF_ERR_SET(err, QF_ERR_NOMEM, "cuda: %s: out of host memory to expand %s to f16", name,
+                          tt ? tt->name : "?");
+    }
+    for (int64_t r = 0; r < w->rows; r++) {
+        tt->to_float((const uint8_t *)w->data + (size_t)r * w->row_bytes, row, w->cols);
+        for (int64_t c = 0; c < w->cols; c++) h[(size_t)r * w->cols + c] = qf_fp32_to_fp16(row[c]);
+    }
+    cudaError_t e = cudaMemcpy((uint8_t *)m->q + (size_t)row0 * m->row_bytes, h, (size_t)w->rows * w->cols * 2,
+                               cudaMemcpyHostToDevice);
+    qf_free(row);
+    qf_free(h);
+    if (e != cudaSuccess) return cu_fail(err, e, "weight upload");
+    return QF_OK;
+}
+
+static qf_status vec_upload(qf_dev *d, float **dst, const float *src, size_t n, qf_err *err) {
+    *dst = NULL;
+    if (!src) return QF_OK;
+    qf_status st = dalloc((void **)dst, n * sizeof(float), &d->w_bytes, "norm weights", err);
+    if (st != QF_OK) return st;
+    CU(cudaMemcpy(*dst, src, n * sizeof(float), cudaMemcpyHostToDevice), "vector upload");
+    return QF_OK;
+}
+
+/* Upload n weights as one matrix (rows concatenated) when they share a
+ * format and width, else as n matrices; biases concatenated likewise. */
+static qf_status upload_group(qf_dev *d, const qf_weight *const *ws, const float *const *bias, int n, dmat *out,
+                              int *n_out, void *raw_d, const char *name, qf_err *err) {
+    bool fuse = n > 1;
+    for (int i = 1; i < n; i++)
+        if (dev_fmt(ws[i]) != dev_fmt(ws[0]) || ws[i]->cols != ws[0]->cols) fuse = false;
+    if (getenv("QF_CUDA_NOFUSE") && env_on("QF_CUDA_NOFUSE", 0)) fuse = false;
+    qf_status st;
+    if (fuse) {
+        int rows = 0;
+        bool any_bias = false;
+        for (int i = 0; i < n; i++) rows += (int)ws[i]->rows, any_bias = any_bias || (bias && bias[i]);
+        if ((st = mat_alloc(d, &out[0], dev_fmt(ws[0]), rows, (int)ws[0]->cols, name, err)) != QF_OK) return st;
+        if (any_bias && (st = dalloc((void **)&out[0].bias, (size_t)rows * 4, &d->w_bytes, name, err)) != QF_OK)
+            return st;
+        for (int i = 0, r0 = 0; i < n; r0 += (int)ws[i]->rows, i++) {
+            if ((st = mat_fill(d, &out[0], ws[i], r0, raw_d, name, err)) != QF_OK) return st;
+            if (bias && bias[i])
+                CU(cudaMemcpy(out[0].bias + r0, bias[i], (size_t)ws[i]->rows * 4, cudaMemcpyHostToDevice), "bias");
+        }
+        *n_out = 1;
+        return QF_OK;
+    }
+    for (int i = 0; i < n; i++) {
+        if ((st = mat_alloc(d, &out[i], dev_fmt(ws[i]), (int)ws[i]->rows, (int)ws[i]->cols, name, err)) != QF_OK)
+            return st;
+        if ((st = mat_fill(d, &out[i], ws[i], 0, raw_d, name, err)) != QF_OK) return st;
+        if (bias && bias[i]) {
+            if ((st = dalloc((void **)&out[i].bias, (size_t)ws[i]->rows * 4, &d->w_bytes, name, err)) != QF_OK)
+                return st;
+            CU(cudaMemcpy(out[i].bias, bias[i], (size_t)ws[i]->rows * 4, cudaMemcpyHostToDevice), "bias");
+        }
+    }
+    *n_out = n;
+    return QF_OK;
+}
+
+static int acts_of(const dmat *m, int n) {
+    int a = 0;
+    for (int i = 0; i < n; i++) a |= fmt_act(m[i].fmt);
+    return a;
+}
+
+static void mat_free(dmat *m) {
+    cudaFree(m->q);
+    cudaFree(m->s);
+    cudaFree(m->bias);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- open / close ---- */
+
+static bool cuda_probe(char *name, size_t cap) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n <= 0) {
+        cudaGetLastError();
+        return false;
+    }
+    cudaDeviceProp p;
+    if (cudaGetDeviceProperties(&p, 0) != cudaSuccess || p.major < 8) {
+        cudaGetLastError();
+        return false;
+    }
+    if (name && cap) snprintf(name, cap, "%s", p.name);
+    return true;
+}
+
+static void cuda_close(qf_dev *d);
+
+static qf_status check_model(const qf_model *m, qf_err *err) {
+    const qf_hparams *hp = &m->hp;
+    if (hp->head_dim % 8 || hp->head_dim_v % 8 || hp->head_dim > 256 || hp->head_dim_v > 256)
+        return QF_ERR_SET(err, QF_ERR_UNSUPPORTED, "cuda: head dims %d/%d (multiples of 8 up to 256 supported)",
+                          hp->head_dim, hp->head_dim_v);
+    if (hp->n_head_kv <= 0 || hp->n_head % hp->n_head_kv)
+        return QF_ERR_SET(err, QF_ERR_UNSUPPORTED, "cuda: %d heads over %d kv heads", hp->n_head, hp->n_head_kv);
+    if (hp->n_rot % 2 || hp->n_rot > hp->head_dim)
+        return QF_ERR_SET(err, QF_ERR_UNSUPPORTED, "cuda: %d rotary dims for head dim %d", hp->n_rot, hp->head_dim);
+    if (hp->n_embd % 4 || hp->n_ff % 4)
+        return QF_ERR_SET(err, QF_ERR_UNSUPPORTED, "cuda: n_embd %d / n_ff %d not multiples of 4", hp->n_embd,
+                          hp->n_ff);
+    return QF_OK;
+}
+
+static qf_dev *cuda_open(const qf_model *m, const qf_dev_config *cfg, qf_err *err) {
+    const qf_hparams *hp = &m->hp;
+    if (check_model(m, err) != QF_OK) return NULL;
+    qf_dev *d = (qf_dev *)qf_calloc(1, sizeof *d);
+    if (!d) {
+        QF_ERR_SET(err, QF_ERR_NOMEM, "cuda: out of host memory");
+        return NULL;
+    }
+    d->m = m;
+    d->cfg = *cfg;
+    d->use_graphs = env_on("QF_CUDA_GRAPHS", 1);
+    d->use_pdl = env_on("QF_CUDA_PDL", 1);
+    d->use_fused = env_on("QF_CUDA_FUSED", 1);
+    qf_status st = QF_OK;
+    void *raw_d = NULL;
+    int nb = cfg->n_batch_max, E = hp->n_embd, nl = hp->n_layer;
+    int qd = hp->n_head * hp->head_dim, kd = hp->n_head_kv * hp->head_dim, vd = hp->n_head_kv * hp->head_dim_v;
+    int od = hp->n_head * hp->head_dim_v;
+    cudaDeviceProp prop;
+    cudaError_t e = cudaGetDeviceProperties(&prop, 0);
+    if (e == cudaSuccess) e = cudaSetDevice(0);
+    if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&d->st, cudaStreamNonBlocking);
+    if (e != cudaSuccess) {
+        cu_fail(err, e, "device setup");
+        goto fail;
+    }
+    d->n_sm = prop.multiProcessorCount;
+
+    {   /* weights */
+        size_t raw_max = 0;
+        const qf_weight *all[8];
+        for (int l = 0; l < nl; l++) {
+            const qf_layer *ly = &m->layers[l];
+            const qf_weight *ws[7] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_up, &ly->w_down};
+            for (int i = 0; i < 7; i++)
+                if ((size_t)ws[i]->rows * ws[i]->row_bytes > raw_max) raw_max = (size_t)ws[i]->rows * ws[i]->row_bytes;
+        }
+        if ((size_t)m->output.rows * m->output.row_bytes > raw_max) raw_max = (size_t)m->output.rows * m->output.row_bytes;
+        (void)all;
+        if ((st = dalloc(&raw_d, raw_max, NULL, "weight staging", err)) != QF_OK) goto fail;
+        d->L = (dlayer *)qf_calloc((size_t)nl, sizeof *d->L);
+        if (!d->L) {
+            QF_ERR_SET(err, QF_ERR_NOMEM, "cuda: out of host memory");
+            goto fail;
+        }
+        bool warned = false;
+        for (int l = 0; l < nl; l++) {
+            const qf_layer *ly = &m->layers[l];
+            dlayer *D = &d->L[l];
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d", l);
+            const qf_weight *ws[7] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_up, &ly->w_down};
+            for (int i = 0; i < 7 && !warned; i++)
+                if (native_fmt(ws[i]->type) < 0) {
+                    qf_warn("cuda: %s: %s weights are expanded to f16 on the device (no native kernel)", name,
+                            qf_type_get(ws[i]->type) ? qf_type_get(ws[i]->type)->name : "?");
+                    warned = true;
+                }
+            const qf_weight *qkv[3] = {&ly->wq, &ly->wk, &ly->wv};
+            const float *qb[3] = {ly->bq, ly->bk, ly->bv};
+            if ((st = upload_group(d, qkv, qb, 3, D->qkv, &D->n_qkv, raw_d, name, err)) != QF_OK) goto fail;
+            const qf_weight *wo[1] = {&ly->wo};
+            int one;
+            if ((st = upload_group(d, wo, NULL, 1, &D->wo, &one, raw_d, name, err)) != QF_OK) goto fail;
+            const qf_weight *gu[2] = {&ly->w_gate, &ly->w_up};
+            if ((st = upload_group(d, gu, NULL, 2, D->gu, &D->n_gu, raw_d, name, err)) != QF_OK) goto fail;
+            const qf_weight *dn[1] = {&ly->w_down};
+            if ((st = upload_group(d, dn, NULL, 1, &D->down, &one, raw_d, name, err)) != QF_OK) goto fail;
+            if ((st = vec_upload(d, &D->attn_norm, ly->attn_norm, (size_t)E, err)) != QF_OK ||
+                (st = vec_upload(d, &D->ffn_norm, ly->ffn_norm, (size_t)E, err)) != QF_OK ||
+                (st = vec_upload(d, &D->q_norm, ly->q_norm, (size_t)hp->head_dim, err)) != QF_OK ||
+                (st = vec_upload(d, &D->k_norm, ly->k_norm, (size_t)hp->head_dim, err)) != QF_OK)
+                goto fail;
+            D->act_qkv = acts_of(D->qkv, D->n_qkv);
+            D->act_wo = acts_of(&D->wo, 1);
+            D->act_gu = acts_of(D->gu, D->n_gu);
+            D->act_down = acts_of(&D->down, 1);
+        }
+        const qf_weight *ow[1] = {&m->output};
+        int one;
+        if ((st = upload_group(d, ow, NULL, 1, &d->out, &one, raw_d, "output", err)) != QF_OK) goto fail;
+        if ((st = vec_upload(d, &d->out_norm, m->output_norm, (size_t)E, err)) != QF_OK) goto fail;
+        d->act_out = acts_of(&d->out, 1);
+        cudaFree(raw_d);
+        raw_d = NULL;
+        d->step_bytes = d->out.bytes;
+        for (int l = 0; l < nl; l++) {
+            dlayer *D = &d->L[l];
+            for (int i = 0; i < D->n_qkv; i++) d->step_bytes += D->qkv[i].bytes;
+            for (int i = 0; i < D->n_gu; i++) d->step_bytes += D->gu[i].bytes;
+            d->step_bytes += D->wo.bytes + D->down.bytes;
+        }
+    }
+
+    {   /* rope frequencies (double, as the CPU's rope_tables) */
+        int half = hp->n_rot / 2;
+        double *fr = (double *)qf_malloc((size_t)(half > 0 ? half : 1) * sizeof(double));
+        if (!fr) {
+            QF_ERR_SET(err, QF_ERR_NOMEM, "cuda: out of host memory");
+            goto fail;
+        }
+        for (int j = 0; j < half; j++) {
+            double f = pow((double)hp->rope_base, -2.0 * j / hp->n_rot) * hp->rope_freq_scale;
+            if (m->rope_freqs) f /= m->rope_freqs[j];
+            fr[j] = f;
+        }
+        st = dalloc((void **)&d->freq, (size_t)(half > 0 ? half : 1) * sizeof(double), &d->scratch_bytes, "rope", err);
+        if (st == QF_OK) {
+            e = cudaMemcpy(d->freq, fr, (size_t)half * sizeof(double), cudaMemcpyHostToDevice);
+            if (e != cudaSuccess) st = cu_fail(err, e, "rope upload");
+        }
+        qf_free(fr);
+        if (st != QF_OK) goto fail;
+    }
+
+    {   /* kv pool */
+        const qf_kv_params *kp = &cfg->kv;
+        d->kv_f32 = kp->type == QF_TYPE_F32;
+        size_t es = d->kv_f32 ? 4 : 2;
+        d->kv_bytes = (size_t)kp->n_blocks * (size_t)kp->n_layer * (size_t)kp->block_size *
+                      (size_t)(kp->kv_dim + kp->kv_dim_v) * es;
+        if ((st = dalloc(&d->kv, d->kv_bytes, NULL, "the kv cache", err)) != QF_OK) goto fail;
+        if (kp->type == QF_TYPE_Q8_0) qf_info("cuda: kv cache kept in f16 on the device (host kv type q8_0)");
+    }
+
+    {   /* scratch */
+        size_t kmax = round_up((size_t)(E > od ? E : od), 256);
+        if (round_up((size_t)hp->n_ff, 256) > kmax) kmax = round_up((size_t)hp->n_ff, 256);
+        size_t tp = round_up((size_t)nb, 32);
+        d->act.kmax = (int)kmax;
+        d->act.tok_pad = (int)tp;
+        d->qkv_stride = qd + kd + vd;
+        d->att_stride = od;
+        d->gu_stride = 2 * hp->n_ff;
+        d->part_floats = (size_t)32 * d->n_sm * (size_t)(hp->head_dim_v + 2);
+        size_t *sc = &d->scratch_bytes;
+        if ((st = dalloc((void **)&d->act.a8_0.q, tp * kmax, sc, "activations", err)) != QF_OK ||
+            (st = dalloc((void **)&d->act.a8_0.ds, kmax / 32 * tp * sizeof(float2), sc, "activations", err)) != QF_OK ||
+            (st = dalloc((void **)&d->act.a8_k.q, tp * kmax, sc, "activations", err)) != QF_OK ||
+            (st = dalloc((void **)&d->act.a8_k.ds, kmax / 32 * tp * sizeof(float2), sc, "activations", err)) != QF_OK ||
+            (st = dalloc((void **)&d->act.f, tp * kmax * 4, sc, "activations", err)) != QF_OK ||
+            (st = dalloc((void **)&d->x, (size_t)nb * E * 4, sc, "activations", err)) != QF_OK ||
+            (st = dalloc((void **)&d->qkv, (size_t)nb * d->qkv_stride * 4, sc, "activations", err)) != QF_OK ||
+            (st = dalloc((void **)&d->att, (size_t)nb * od * 4, sc, "activations", err)) != QF_OK ||
+            (st = dalloc((void **)&d->gu, (size_t)nb * d->gu_stride * 4, sc, "activations", err)) != QF_OK ||
+            (st = dalloc((void **)&d->logits, (size_t)nb * hp->n_vocab * 4, sc, "logits", err)) != QF_OK ||
+            (st = dalloc((void **)&d->cs, (size_t)nb * (hp->n_rot > 0 ? hp->n_rot : 1) * 4, sc, "rope", err)) != QF_OK ||
+            (st = dalloc((void **)&d->part, d->part_floats * 4, sc, "attention", err)) != QF_OK)
+            goto fail;
+        e = cudaMallocHost((void **)&d->logits_h, (size_t)nb * hp->n_vocab * 4);
+        if (e != cudaSuccess) {
+            d->logits_h = NULL;
+            cu_fail(err, e, "pinned logits buffer");
+            goto fail;
+        }
+    }
+    return d;
+fail:
+    cudaFree(raw_d);
+    cuda_close(d);
+    return NULL;
+}
+
+static void graphs_clear(qf_dev *d) {
+    for (int i = 0; i < N_GRAPHS; i++) {
+        if (d->graphs[i].exec) cudaGraphExecDestroy(d->graphs[i].exec);
+        memset(&d->graphs[i], 0, sizeof d->graphs[i]);
+    }
+}
+
+static void cuda_close(qf_dev *d) {
+    if (!d) return;
+    if (d->st) cudaStreamSynchronize(d->st);
+    graphs_clear(d);
+    if (d->L)
+        for (int l = 0; l < d->m->hp.n_layer; l++) {
+            dlayer *D = &d->L[l];
+            for (int i = 0; i < 3; i++) mat_free(&D->qkv[i]);
+            for (int i = 0; i < 2; i++) mat_free(&D->gu[i]);
+            mat_free(&D->wo);
+            mat_free(&D->down);
+            cudaFree(D->attn_norm);
+            cudaFree(D->ffn_norm);
+            cudaFree(D->q_norm);
+            cudaFree(D->k_norm);
+        }
+    qf_free(d->L);
+    mat_free(&d->out);
+    void *bufs[] = {d->out_norm, d->freq, d->kv, d->x, d->qkv, d->att, d->gu, d->logits, d->cs, d->part,
+                    d->act.a8_0.q, d->act.a8_0.ds, d->act.a8_k.q, d->act.a8_k.ds, d->act.f, d->stage_d};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) cudaFree(bufs[i]);
+    if (d->stage_h) cudaFreeHost(d->stage_h);
+    if (d->logits_h) cudaFreeHost(d->logits_h);
+    if (d->st) cudaStreamDestroy(d->st);
+    cudaGetLastError();
+    qf_free(d);
+}
+
+/* ---- steps ---- */
+
+static void *cuda_staging(qf_dev *d, size_t bytes) {
+    if (bytes <= d->stage_cap) return d->stage_h;
+    size_t cap = d->stage_cap ? d->stage_cap : 65536;
+    while (cap < bytes) cap *= 2;
+    void *p = NULL;
+    if (cudaMallocHost(&p, cap) != cudaSuccess) {
+        cudaGetLastError();
+        return NULL;
+    }
+    if (d->stage_h) cudaFreeHost(d->stage_h);
+    d->stage_h = p;
+    d->stage_cap = cap;
+    return p;
+}
+
+static qf_status cuda_copy_blocks(qf_dev *d, const int32_t *pairs, int32_t n, qf_err *err) {
+    const qf_kv_params *kp = &d->cfg.kv;
+    size_t blk = d->kv_bytes / (size_t)kp->n_blocks;
+    for (int32_t i = 0; i < n; i++) {
+        int32_t s = pairs[2 * i], t = pairs[2 * i + 1];
+        if (s < 0 || t < 0 || s >= kp->n_blocks || t >= kp->n_blocks)
+            return QF_ERR_SET(err, QF_ERR_INVALID, "cuda: kv block copy %d -> %d outside the pool", s, t);
+        CU(cudaMemcpyAsync((uint8_t *)d->kv + (size_t)t * blk, (uint8_t *)d->kv + (size_t)s * blk, blk,
+                           cudaMemcpyDeviceToDevice, d->st),
+           "kv block copy");
+    }
+    return QF_OK;
+}
+
+#define CK(call)                                                                                  \
+    do {                                                                                          \
+        cudaError_t e_ = (call);                                                                  \
+        if (e_ != cudaSuccess) return e_;                                                         \
+    } while (0)
+
+static cudaError_t mm(qf_dev *d, const dmat *w, int n, float *y, int ldy, int add) {
+    return cu_matmul(w, &d->act, n, y, ldy, add, d->use_pdl, d->st);
+}
+
+static cudaError_t act(qf_dev *d, const float *x, const float *x2, int ldx, const int *rows, const float *norm, int k,
+                       int modes, int n) {
+    act_args a = {x, x2, ldx, rows, norm, d->m->hp.rms_eps, k, modes, n};
+    return cu_act(&a, &d->act, d->use_pdl, d->st);
+}
+
+/* The launch sequence of one step (captured into a graph or run directly). */
+static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int fused) {
+    const qf_hparams *hp = &d->m->hp;
+    const int n = s->n_tok, E = hp->n_embd, pdl = d->use_pdl;
+    qf_step_layout L;
+    qf_step_layout_get(s->n_tok, s->n_out, E, s->n_tab, &L);
+    const uint8_t *sd = (const uint8_t *)d->stage_d;
+    const int *tok = (const int *)(sd + L.off_tok), *out = (const int *)(sd + L.off_out);
+    const int *tab = (const int *)(sd + L.off_tab);
+    CK(cu_rope_table(tok, n, d->freq, hp->n_rot, d->cs, pdl, d->st));
+    CK(cudaMemcpyAsync(d->x, sd + L.off_x, (size_t)n * E * sizeof(float), cudaMemcpyDeviceToDevice, d->st));
+    const int qd = hp->n_head * hp->head_dim;
+    attn_params ap;
+    memset(&ap, 0, sizeof ap);
+    ap.qkv = d->qkv;
+    ap.qkv_stride = d->qkv_stride;
+    ap.tok = tok;
+    ap.tables = tab;
+    ap.kv = d->kv;
+    ap.kv_f32 = d->kv_f32;
+    ap.n_layer = hp->n_layer;
+    ap.bs = d->cfg.kv.block_size;
+    ap.kv_dim = d->cfg.kv.kv_dim;
+    ap.kv_dim_v = d->cfg.kv.kv_dim_v;
+    ap.hd = hp->head_dim;
+    ap.hdv = hp->head_dim_v;
+    ap.n_head = hp->n_head;
+    ap.n_head_kv = hp->n_head_kv;
+    ap.scale = 1.0f / sqrtf((float)hp->head_dim);
+    ap.cs = d->cs;
+    ap.n_rot = hp->n_rot;
+    ap.neox = hp->rope_kind == QF_ROPE_NEOX;
+    ap.eps = hp->rms_eps;
+    ap.n_tok = n;
+    ap.fused = fused;
+    ap.n_split = n_split;
+    ap.out = d->att;
+    ap.part = d->part;
+    for (int l = 0; l < hp->n_layer; l++) {
+        const dlayer *D = &d->L[l];
+        CK(act(d, d->x, NULL, E, NULL, D->attn_norm, E, D->act_qkv, n));
+        for (int i = 0, off = 0; i < D->n_qkv; off += D->qkv[i].rows, i++)
+            CK(mm(d, &D->qkv[i], n, d->qkv + off, d->qkv_stride, 0));
+        ap.layer = l;
+        ap.q_norm = D->q_norm;
+        ap.k_norm = D->k_norm;
+        if (!fused) CK(cu_rope_store(&ap, pdl, d->st));
+        CK(cu_attention(&ap, pdl, d->st));
+        CK(act(d, d->att, NULL, d->att_stride, NULL, NULL, d->att_stride, D->act_wo, n));
+        CK(mm(d, &D->wo, n, d->x, E, 1));
+        CK(act(d, d->x, NULL, E, NULL, D->ffn_norm, E, D->act_gu, n));
+        for (int i = 0, off = 0; i < D->n_gu; off += D->gu[i].rows, i++)
+            CK(mm(d, &D->gu[i], n, d->gu + off, d->gu_stride, 0));
+        CK(act(d, d->gu, d->gu + hp->n_ff, d->gu_stride, NULL, NULL, hp->n_ff, D->act_down, n));
+        CK(mm(d, &D->down, n, d->x, E, 1));
+    }
+    (void)qd;
+    if (s->n_out > 0) {
+        CK(act(d, d->x, NULL, E, out, d->out_norm, E, d->act_out, s->n_out));
+        CK(mm(d, &d->out, s->n_out, d->logits, hp->n_vocab, 0));
+    }
+    return cudaGetLastError();
+}
+
+static int pick_split(const qf_dev *d, const qf_step *s) {
+    const qf_hparams *hp = &d->m->hp;
+    int G = hp->n_head / hp->n_head_kv, ngrp = (G + 7) / 8;
+    long ctas = (long)s->n_tok * hp->n_head_kv * ngrp;
+    if (ctas >= d->n_sm || s->max_attend <= 256) return 1;
+    long by_len = (s->max_attend + 127) / 128, by_sm = 4L * d->n_sm / ctas;
+    long ns = by_len < by_sm ? by_len : by_sm;
+    int p2 = 1;
+    while (p2 * 2 <= ns && p2 < 64) p2 *= 2;
+    while (p2 > 1 && (size_t)s->n_tok * hp->n_head * p2 * (size_t)(hp->head_dim_v + 2) > d->part_floats) p2 /= 2;
+    return p2;
+}
+
+static qf_status cuda_step(qf_dev *d, const qf_step *s, qf_err *err) {
+    const qf_hparams *hp = &d->m->hp;
+    if (s->bytes > d->stage_dcap) {
+        CU(cudaStreamSynchronize(d->st), "step buffer");
+        graphs_clear(d);
+        cudaFree(d->stage_d);
+        d->stage_d = NULL;
+        size_t cap = round_up(s->bytes * 2, 65536);
+        qf_status st = dalloc(&d->stage_d, cap, NULL, "the step buffer", err);
+        if (st != QF_OK) {
+            d->stage_dcap = 0;
+            return st;
+        }
+        d->stage_dcap = cap;
+    }
+    CU(cudaMemcpyAsync(d->stage_d, s->buf, s->bytes, cudaMemcpyHostToDevice, d->st), "step upload");
+    int n_split = pick_split(d, s);
+    int G = hp->n_head / hp->n_head_kv;
+    int fused = d->use_fused && s->one_per_seq && n_split == 1 && G <= 8;
+    int key[4] = {s->n_tok, s->n_out, n_split, fused};
+    bool done = false;
+    if (d->use_graphs) {
+        graph_ent *hit = NULL, *victim = &d->graphs[0];
+        for (int i = 0; i < N_GRAPHS; i++) {
+            graph_ent *g = &d->graphs[i];
+            if (g->exec && !memcmp(g->key, key, sizeof key)) hit = g;
+            if (!g->exec || g->last < victim->last) victim = g;
+        }
+        /* tables are read through the step buffer: a new n_tab needs no new graph */
+        if (!hit) {
+            cudaGraph_t graph = NULL;
+            CU(cudaStreamBeginCapture(d->st, cudaStreamCaptureModeThreadLocal), "graph capture");
+            cudaError_t e = enqueue(d, s, n_split, fused);
+            cudaError_t e2 = cudaStreamEndCapture(d->st, &graph);
+            if (e != cudaSuccess || e2 != cudaSuccess) {
+                if (graph) cudaGraphDestroy(graph);
+                return cu_fail(err, e != cudaSuccess ? e : e2, "graph capture");
+            }
+            if (victim->exec) cudaGraphExecDestroy(victim->exec);
+            victim->exec = NULL;
+            e = cudaGraphInstantiate(&victim->exec, graph, 0);
+            cudaGraphDestroy(graph);
+            if (e != cudaSuccess) {
+                victim->exec = NULL;
+                return cu_fail(err, e, "graph instantiate");
+            }
+            memcpy(victim->key, key, sizeof key);
+            hit = victim;
+        }
+        hit->last = ++d->tick;
+        CU(cudaGraphLaunch(hit->exec, d->st), "graph launch");
+        done = true;
+    }
+    if (!done) CU(enqueue(d, s, n_split, fused), "step launch");
+    if (s->n_out > 0)
+        CU(cudaMemcpyAsync(d->logits_h, d->logits, (size_t)s->n_out * hp->n_vocab * sizeof(float),
+                           cudaMemcpyDeviceToHost, d->st),
+           "logits download");
+    CU(cudaStreamSynchronize(d->st), "step");
+    return QF_OK;
+}
+
+static const float *cuda_logits(const qf_dev *d) { return d->logits_h; }
+
+static void cuda_mem(const qf_dev *d, size_t *w, size_t *kv, size_t *scratch) {
+    *w = d->w_bytes;
+    *kv = d->kv_bytes;
+    *scratch = d->scratch_bytes + d->stage_dcap;
+}
+
+static size_t cuda_step_weight_bytes(const qf_dev *d) { return d->step_bytes; }
+
+extern "C" const qf_dev_ops qf_dev_cuda_ops = {
+    "cuda", cuda_probe, cuda_open, cuda_close, cuda_staging, cuda_copy_blocks, cuda_step, cuda_logits, cuda_mem,
+    cuda_step_weight_bytes,
+};
+
+/* ---- test and benchmark entry points (cuda.h) ---- */
+
+extern "C" double qf_cuda_copy_bandwidth(size_t bytes, int reps) {
+    void *a = NULL, *b = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    double best = 0.0;
+    float *ms = (float *)qf_malloc((size_t)(reps > 0 ? reps : 1) * sizeof(float));
+    if (!ms || cudaMalloc(&a, bytes) != cudaSuccess || cudaMalloc(&b, bytes) != cudaSuccess ||
+        cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess)
+        goto out;
+    cudaMemset(a, 1, bytes);
+    cudaMemset(b, 0, bytes);
+    for (int i = 0; i < 3; i++) cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice);
+    for (int i = 0; i < reps; i++) {
+        cudaEventRecord(e0, 0);
+        cudaMemcpyAsync(i & 1 ? a : b, i & 1 ? b : a, bytes, cudaMemcpyDeviceToDevice, 0);
+        cudaEventRecord(e1, 0);
+        cudaEventSynchronize(e1);
+        cudaEventElapsedTime(&ms[i], e0, e1);
+    }
+    /* median */
+    for (int i = 1; i < reps; i++)
+        for (int j = i; j > 0 && ms[j] < ms[j - 1]; j--) {
+            float t = ms[j];
+            ms[j] = ms[j - 1];
+            ms[j - 1] = t;
+        }
+    if (reps > 0 && ms[reps / 2] > 0) best = 2.0 * (double)bytes / (ms[reps / 2] * 1e-3);
+out:
+    qf_free(ms);
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    cudaFree(a);
+    cudaFree(b);
+    cudaGetLastError();
+    return best;
+}
+
+extern "C" qf_status qf_cuda_test_matmul(qf_type type, int32_t rows, int32_t cols, int32_t n, const void *w,
+                                         const float *x, float *y, qf_err *err) {
+    int fmt = native_fmt(type);
+    if (fmt < 0) return QF_ERR_SET(err, QF_ERR_UNSUPPORTED, "cuda: no kernel for type %d", (int)type);
+    if (rows <= 0 || cols <= 0 || n <= 0) return QF_ERR_SET(err, QF_ERR_INVALID, "cuda: bad matmul shape");
+    qf_dev d;
+    memset(&d, 0, sizeof d);
+    dmat m;
+    memset(&m, 0, sizeof m);
+    qf_weight qw = {w, type, cols, rows, qf_type_row_size(type, cols)};
+    void *raw = NULL;
+    float *yd = NULL, *xd = NULL;
+    size_t kmax = round_up((size_t)cols, 256), tp = round_up((size_t)n, 32);
+    qf_status st = QF_OK;
+    cudaError_t e = cudaStreamCreateWithFlags(&d.st, cudaStreamNonBlocking);
+    if (e != cudaSuccess) return cu_fail(err, e, "stream");
+    d.act.kmax = (int)kmax;
+    d.act.tok_pad = (int)tp;
+    if ((st = mat_alloc(&d, &m, fmt, rows, cols, "test", err)) != QF_OK ||
+        (st = dalloc(&raw, (size_t)rows * qw.row_bytes, NULL, "test", err)) != QF_OK ||
+        (st = mat_fill(&d, &m, &qw, 0, raw, "test", err)) != QF_OK ||
+        (st = dalloc((void **)&d.act.a8_0.q, tp * kmax, NULL, "test", err)) != QF_OK ||
+        (st = dalloc((void **)&d.act.a8_0.ds, kmax / 32 * tp * sizeof(float2), NULL, "test", err)) != QF_OK ||
+        (st = dalloc((void **)&d.act.a8_k.q, tp * kmax, NULL, "test", err)) != QF_OK ||
+        (st = dalloc((void **)&d.act.a8_k.ds, kmax / 32 * tp * sizeof(float2), NULL, "test", err)) != QF_OK ||
+        (st = dalloc((void **)&d.act.f, tp * kmax * 4, NULL, "test", err)) != QF_OK ||
+        (st = dalloc((void **)&xd, (size_t)n * cols * 4, NULL, "test", err)) != QF_OK ||
+        (st = dalloc((void **)&yd, (size_t)n * rows * 4, NULL, "test", err)) != QF_OK)
+        goto out;
+    e = cudaMemcpy(xd, x, (size_t)n * cols * 4, cudaMemcpyHostToDevice);
+    if (e == cudaSuccess) {
+        act_args a = {xd, NULL, cols, NULL, NULL, 0.0f, cols, fmt_act(fmt), n};
+        e = cu_act(&a, &d.act, 0, d.st);
+    }
+    if (e == cudaSuccess) e = cu_matmul(&m, &d.act, n, yd, rows, 0, 0, d.st);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(d.st);
+    if (e == cudaSuccess) e = cudaMemcpy(y, yd, (size_t)n * rows * 4, cudaMemcpyDeviceToHost);
+    if (e != cudaSuccess) st = cu_fail(err, e, "test matmul");
+out:
+    mat_free(&m);
+    void *bufs[] = {raw, xd, yd, d.act.a8_0.q, d.act.a8_0.ds, d.act.a8_k.q, d.act.a8_k.ds, d.act.f};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) cudaFree(bufs[i]);
+    cudaStreamDestroy(d.st);
+    return st;
+}

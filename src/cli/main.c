@@ -13,6 +13,7 @@ static const char *k_usage =
     "  model      model tools: info, synth\n"
     "  quantize   convert a GGUF model to another tensor type\n"
     "  bench      measure prompt processing and generation speed\n"
+    "  serve      OpenAI- and Ollama-compatible local server (like LM Studio / Ollama)\n"
     "\n"
     "run 'qforge <command> --help' for the options of a command\n";
 
@@ -35,6 +36,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "model")) return cmd_model(argc - 1, argv + 1);
     if (!strcmp(cmd, "quantize")) return cmd_quantize(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     fprintf(stderr, "qforge: unknown command '%s'\n\n%s", cmd, k_usage);
     return QF_EXIT_USAGE;
 }

@@ -90,6 +90,7 @@ struct qf_engine {
     pthread_cond_t cv;
     bool quit;
     qf_engine_stats st;
+    qf_kv_stats kv_snap;  /* kv stats as of the end of the last step (under mu) */
     /* step scratch */
     int32_t *b_tok, *b_pos, *b_seq;
     int8_t *b_want;
@@ -325,10 +326,11 @@ qf_status qf_engine_submit(qf_engine *e, const qf_request *r, uint64_t *id, qf_e
     if (e->quit || e->n_queued >= e->p.max_queue) {
         e->st.requests_rejected++;
         bool quit = e->quit;
+        int32_t queued = e->n_queued;
         pthread_mutex_unlock(&e->mu);
         st = QF_ERR_SET(err, QF_ERR_BUSY, quit ? "engine is shutting down"
                                                : "queue full: %d requests waiting (max %d); retry later",
-                        e->n_queued, e->p.max_queue);
+                        queued, e->p.max_queue);
         goto fail;
     }
     q->id = ++e->next_id;
@@ -395,8 +397,9 @@ static void finish_comp(qf_engine *e, req *q, int32_t i, qf_finish fin, const ch
             qf_kv_seq_register(e->kv, c->slot, c->toks, computed);
         }
         qf_kv_seq_truncate(e->kv, c->slot, 0);
-        pthread_mutex_lock(&e->mu); /* stats readers look at the slots */
+        pthread_mutex_lock(&e->mu); /* stats readers look at the slots and the kv snapshot */
         e->slots[c->slot] = NULL;
+        qf_kv_get_stats(e->kv, &e->kv_snap);
         pthread_mutex_unlock(&e->mu);
         c->slot = -1;
     }
@@ -415,16 +418,21 @@ static int32_t free_slots(const qf_engine *e) {
     return n;
 }
 
-/* A prompt whose first block is being prefilled right now by another
- * request waits for that prefill: admitted afterwards it attaches the
- * cached blocks instead of computing the same prefix again (the requests of
+/* q has computed nothing beyond its cached prefix and another request r
+ * (ahead of it, or admitted earlier) is prefilling the same tokens through
+ * q's next block: q waits a step and attaches r's blocks once they are
+ * registered, instead of computing the same prefix again (the requests of
  * one document chunk, submitted together). */
-static bool shares_inflight_prefix(const qf_engine *e, const req *q) {
-    if (e->p.no_prefix_cache || q->window || q->n_prompt <= e->bs) return false;
-    for (const req *r = e->running; r; r = r->next)
-        if (r->state == RS_PREFILL && !r->window && r->n_prompt > e->bs &&
-            !memcmp(r->prompt, q->prompt, (size_t)e->bs * sizeof(int32_t)))
-            return true;
+static bool follows_leader(const qf_engine *e, const req *q) {
+    int32_t at = q->n_done_prompt, bs = e->bs;
+    if (at != q->n_cached || q->n_prompt < at + bs) return false;
+    for (const req *r = e->running; r; r = r->next) {
+        if (r == q || r->state != RS_PREFILL || r->window || r->n_prompt < at + bs) continue;
+        /* r leads q when it is further on, or as far and older; the leader
+         * of a group never waits, so the group always moves */
+        if (r->n_done_prompt < at || (r->n_done_prompt == at && r->seq_no > q->seq_no)) continue;
+        if (!memcmp(r->prompt, q->prompt, (size_t)(at + bs) * sizeof(int32_t))) return true;
+    }
     return false;
 }
 
@@ -449,7 +457,6 @@ static req *admit(qf_engine *e, double now) {
     while (e->queue) {
         req *q = e->queue;
         if (free_slots(e) < q->r.n || e->reserved_blocks + q->reserved > total) break;
-        if (shares_inflight_prefix(e, q)) break;
         e->queue = q->next;
         e->n_queued--;
         e->reserved_blocks += q->reserved;
@@ -575,6 +582,17 @@ static void step(qf_engine *e) {
         if (q->state == RS_PREFILL) order[no++] = q;
     for (int32_t k = no - 1; k >= 0 && budget > 0; k--) { /* list is newest first */
         req *q = order[k];
+        if (!e->p.no_prefix_cache && !q->window && q->n_done_prompt == q->n_cached) {
+            /* pick up blocks other requests registered since admission */
+            int32_t got = qf_kv_seq_attach_prefix(e->kv, q->comps[0].slot, q->prompt, q->n_prompt, q->n_prompt - 1);
+            if (got > q->n_cached) {
+                pthread_mutex_lock(&e->mu);
+                e->st.prefix_hit_tokens += (uint64_t)(got - q->n_cached);
+                pthread_mutex_unlock(&e->mu);
+                q->n_cached = q->n_done_prompt = got;
+            }
+            if (follows_leader(e, q)) continue;
+        }
         int32_t left = q->n_prompt - q->n_done_prompt, take = left < budget ? left : budget;
         if (q->window && take > WINDOW_CHUNK) take = WINDOW_CHUNK;
         for (int32_t j = 0; j < take; j++) {
@@ -642,6 +660,7 @@ static void step(qf_engine *e) {
 
 static void reap(qf_engine *e) {
     pthread_mutex_lock(&e->mu);
+    qf_kv_get_stats(e->kv, &e->kv_snap);
     for (req **pp = &e->running; *pp;) {
         req *q = *pp;
         if (q->n_live == 0) {
@@ -761,6 +780,7 @@ qf_engine *qf_engine_new(const qf_model *m, const qf_engine_params *in, qf_err *
         QF_ERR_SET(err, QF_ERR_NOMEM, "out of memory");
         goto fail;
     }
+    qf_kv_get_stats(e->kv, &e->kv_snap);
     if (pthread_create(&e->thread, NULL, scheduler_main, e) != 0) {
         QF_ERR_SET(err, QF_ERR_NOMEM, "cannot start the scheduler thread");
         goto fail;
@@ -818,8 +838,7 @@ void qf_engine_get_stats(qf_engine *e, qf_engine_stats *out) {
     out->n_parallel = e->p.n_parallel;
     out->max_queue = e->p.max_queue;
     out->n_ctx = e->p.n_ctx;
-    qf_kv_stats ks;
-    qf_kv_get_stats(e->kv, &ks);
+    qf_kv_stats ks = e->kv_snap; /* the kv belongs to the scheduler thread */
     out->kv_blocks_total = ks.total;
     out->kv_blocks_used = ks.used;
     out->kv_blocks_cached = ks.cached;

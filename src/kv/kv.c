@@ -288,10 +288,12 @@ int32_t qf_kv_seq_capacity(const qf_kv *kv, int32_t seq) {
 /* ---- prefix sharing ---- */
 
 int32_t qf_kv_seq_attach_prefix(qf_kv *kv, int32_t seq, const int32_t *tokens, int32_t n, int32_t max_pos) {
-    if (!seq_ok(kv, seq) || kv->seqs[seq].n != 0) return 0;
+    if (!seq_ok(kv, seq)) return 0;
     seq_table *t = &kv->seqs[seq];
-    int32_t bs = kv->p.block_size, i = 0;
-    uint64_t h = CHAIN_SEED;
+    int32_t bs = kv->p.block_size, i = t->n;
+    if (t->n != t->n_reg) return t->n_reg * bs; /* holds computed, unregistered data: nothing to attach */
+    int32_t start = i;
+    uint64_t h = i ? t->chain[i - 1] : CHAIN_SEED;
     for (; (int64_t)(i + 1) * bs <= n && (int64_t)(i + 1) * bs <= max_pos; i++) {
         const int32_t *bt = tokens + (size_t)i * bs;
         uint64_t hi = chain_hash(h, bt, bs);
@@ -304,7 +306,7 @@ int32_t qf_kv_seq_attach_prefix(qf_kv *kv, int32_t seq, const int32_t *tokens, i
         t->n = t->n_reg = i + 1;
         h = hi;
     }
-    kv->prefix_hits += (uint64_t)i;
+    kv->prefix_hits += (uint64_t)(i - start);
     return i * bs;
 }
 

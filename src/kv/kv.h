@@ -63,8 +63,10 @@ void qf_kv_seq_truncate(qf_kv *kv, int32_t seq, int32_t n_pos);
 /* Positions covered by seq's block table (a multiple of block_size). */
 int32_t qf_kv_seq_capacity(const qf_kv *kv, int32_t seq);
 
-/* Attach the longest registered prefix of tokens[0..n) to the empty
- * sequence seq; returns the number of positions attached (a multiple of
+/* Attach the longest registered prefix of tokens[0..n) to seq, which must
+ * be empty or hold only attached/registered blocks (then matching goes on
+ * after them: a prefix another sequence has just computed can be picked up
+ * later). Returns the positions now covered from 0 (a multiple of
  * block_size, at most max_pos). */
 int32_t qf_kv_seq_attach_prefix(qf_kv *kv, int32_t seq, const int32_t *tokens, int32_t n, int32_t max_pos);
 /* Register every full block of seq covering tokens[0..n) whose contents

@@ -989,21 +989,25 @@ static int rebuild_one(void *ud, const qf_pair *p) {
     return oom;
 }
 
+/* Reply limits, in characters: the schema bounds every string so that a
+ * reply always fits max_tokens even at one character per token. */
+#define Q_MAX_CHARS 250
+static int32_t answer_max_chars(const qf_preset *ps) {
+    return ps->min_answer_length * 4 > 400 ? ps->min_answer_length * 4 : 400;
+}
+
 static char *build_gen_schema(const qf_preset *ps) {
-    char ans[160];
-    int32_t mn = ps->min_answer_length;
-    int32_t mx = mn * 4 > 400 ? mn * 4 : 400;
-    if (mn > 0) snprintf(ans, sizeof ans, "{\"type\":\"string\",\"minLength\":%d,\"maxLength\":%d}", mn, mx);
-    else snprintf(ans, sizeof ans, "{\"type\":\"string\",\"minLength\":1,\"maxLength\":%d}", mx);
     size_t cap = 1024;
     char *s = qf_malloc(cap);
     if (!s) return NULL;
+    int32_t mn = ps->min_answer_length > 0 ? ps->min_answer_length : 1;
     snprintf(s, cap,
              "{\"type\":\"object\",\"properties\":{\"pairs\":{\"type\":\"array\",\"minItems\":%d,\"maxItems\":%d,"
              "\"items\":{\"type\":\"object\",\"properties\":{\"question\":{\"type\":\"string\",\"minLength\":5,"
-             "\"maxLength\":250},\"answer\":%s},\"required\":[\"question\",\"answer\"],\"additionalProperties\":false}}},"
+             "\"maxLength\":%d},\"answer\":{\"type\":\"string\",\"minLength\":%d,\"maxLength\":%d}},"
+             "\"required\":[\"question\",\"answer\"],\"additionalProperties\":false}}},"
              "\"required\":[\"pairs\"],\"additionalProperties\":false}",
-             ps->qa_pairs_per_chunk, ps->qa_pairs_per_chunk, ans);
+             ps->qa_pairs_per_chunk, ps->qa_pairs_per_chunk, Q_MAX_CHARS, mn, answer_max_chars(ps));
     return s;
 }
 
@@ -1259,8 +1263,11 @@ qf_status qf_gen_run(const qf_gen_opts *o, qf_gen_report *rep, qf_err *err) {
     g->chunk_tokens = o->chunk_tokens > 0 ? o->chunk_tokens : 512;
     g->chunk_overlap = o->chunk_overlap >= 0 ? o->chunk_overlap : 64;
     g->top_p = o->top_p > 0 ? o->top_p : 0.95f;
-    int32_t per_pair = 48 + (g->ps.min_answer_length + 2) / 3 + 40;
-    g->max_tokens = o->max_tokens > 0 ? o->max_tokens : 64 + g->ps.qa_pairs_per_chunk * per_pair;
+    /* default reply budget: every pair at its longest, at 3 characters per
+     * token (real tokenizers average 3-4; byte-level toy vocabularies need
+     * --max-tokens for the 1 per token worst case) */
+    int32_t per_pair = (Q_MAX_CHARS + answer_max_chars(&g->ps) + 30 + 2) / 3;
+    g->max_tokens = o->max_tokens > 0 ? o->max_tokens : 32 + g->ps.qa_pairs_per_chunk * per_pair;
     if (!(g->gen_schema = build_gen_schema(&g->ps))) {
         st = QF_ERR_SET(err, QF_ERR_NOMEM, "out of memory");
         goto done;
@@ -1279,8 +1286,7 @@ qf_status qf_gen_run(const qf_gen_opts *o, qf_gen_report *rep, qf_err *err) {
     int32_t n_ctx = g->prov ? qf_provider_n_ctx(g->prov) : 0;
     if (n_ctx > 0) {
         int32_t over = prompt_overhead(g);
-        int32_t room = n_ctx - over - 2 * g->max_tokens;
-        if (room < 64) room = n_ctx - over - g->max_tokens;
+        int32_t room = n_ctx - over - g->max_tokens;
         if (room < 32) {
             st = QF_ERR_SET(err, QF_ERR_RANGE,
                             "the model's context of %d tokens cannot hold the prompt (%d tokens) and a reply of %d "

@@ -408,9 +408,10 @@ static void handle_done(http_provider *h, CURL *easy, CURLcode cc) {
         retry = true;
         fmtbuf(j->last_reason, sizeof j->last_reason, "bad_response");
         fmtbuf(j->last_detail, sizeof j->last_detail, "%s: %s", e->chat_url, r.detail);
-    } else if ((code == 400 || code == 422) && j->sent_schema && !e->no_schema) {
+    } else if ((code == 400 || code == 422) && j->sent_schema) {
+        if (!e->no_schema)
+            qf_warn("%s refused the JSON schema (HTTP %ld): asking for JSON in the prompt only", e->chat_url, code);
         e->no_schema = true;
-        qf_warn("%s refused the JSON schema (HTTP %ld): asking for JSON in the prompt only", e->chat_url, code);
         j->attempts--; /* not the request's fault */
         push_waiting(h, j, true);
         return;

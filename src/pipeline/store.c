@@ -10,6 +10,7 @@
  */
 #include "pipeline/store.h"
 
+#include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,7 +83,8 @@ struct qf_store {
 static qf_status db_fail(qf_store *s, qf_err *err, const char *what) {
     int rc = sqlite3_extended_errcode(s->db);
     int prim = rc & 0xff;
-    if (prim == SQLITE_FULL)
+    int sys = sqlite3_system_errno(s->db);
+    if (prim == SQLITE_FULL || (prim == SQLITE_IOERR && (sys == ENOSPC || sys == EFBIG || sys == EDQUOT)))
         return QF_ERR_SET(err, QF_ERR_IO, "%s: %s: disk full (%s)", s->path, what, sqlite3_errmsg(s->db));
     if (prim == SQLITE_BUSY || prim == SQLITE_LOCKED)
         return QF_ERR_SET(err, QF_ERR_BUSY, "%s: %s: database is locked by another process (%s)", s->path, what,

@@ -21,6 +21,8 @@
  * accumulate with their integer sub-block scales through vpdpwssd, so the
  * float scale is applied once per 256 values. Float types use FMA on 16
  * lanes with masked tails.
+ * Batches of n >= AMX_MIN_N tokens go to AMX tiles where available (the
+ * AMX section below); everything else in this file needs AVX-512 only.
  *
  * Results equal ref_dot.c up to float summation order, like avx2.c.
  */
@@ -120,14 +122,6 @@ INLINE __m256i ldu256(const uint8_t *p) {
 
 INLINE __m128i ldu128(const uint8_t *p) {
     return _mm_loadu_si128((const __m128i *)p);
-}
-
-INLINE float hsum512(__m512 v) {
-    const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 /* ---- 32-value blocks: decoding a pair ---- */
@@ -274,8 +268,35 @@ static void gv_prepare(int kind, const uint8_t *xq, int64_t nb, gv_group *g) {
     }
 }
 
-/* One row (n == 1): y = dot(row, prepared activations). */
-INLINE float gv_row(int kind, const uint8_t *w, int64_t nb, const gv_group *g) {
+/* Sum of each of 16 vectors, as one vector (lane i: sum of v[i]): a
+ * transpose-and-add tree, cheaper than 16 horizontal sums. */
+static __m512 sum16(const __m512 v[16]) {
+    __m512 a[8], b[4], c[2];
+    for (int i = 0; i < 8; i++) { /* lanes 0-7: v[2i], 8-15: v[2i+1], each 2 partials */
+        const __m512 x = _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0));
+        const __m512 y = _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2));
+        a[i] = _mm512_add_ps(x, y);
+    }
+    for (int i = 0; i < 4; i++) { /* 128-bit lane k: [a[2i] k, a[2i+1] k] halves added */
+        const __m512 x = _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0));
+        const __m512 y = _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1));
+        b[i] = _mm512_add_ps(x, y);
+    }
+    /* b[i] lane l holds 4 partial sums of vector 4i + l (l = 0..3) */
+    for (int i = 0; i < 2; i++) {
+        const __m512 x = _mm512_unpacklo_ps(b[2 * i], b[2 * i + 1]);
+        const __m512 y = _mm512_unpackhi_ps(b[2 * i], b[2 * i + 1]);
+        c[i] = _mm512_add_ps(x, y);
+    }
+    const __m512 x = _mm512_unpacklo_ps(c[0], c[1]), y = _mm512_unpackhi_ps(c[0], c[1]);
+    /* lane 4l + j now holds vector PERM16[4l + j] (as in reduce8): put
+     * vector i into lane i */
+    static const int inv16[16] = {0, 4, 8, 12, 2, 6, 10, 14, 1, 5, 9, 13, 3, 7, 11, 15};
+    return _mm512_permutexvar_ps(_mm512_loadu_si512(inv16), _mm512_add_ps(x, y));
+}
+
+/* One row (n == 1): the unreduced accumulator of dot(row, activations). */
+INLINE __m512 gv_row(int kind, const uint8_t *w, int64_t nb, const gv_group *g) {
     const size_t bw = b32_bytes(kind);
     const bool has_min = b32_has_min(kind);
     const __m512i idx = _mm512_mullo_epi32(_mm512_loadu_si512(perm16), _mm512_set1_epi32((int)bw));
@@ -309,7 +330,7 @@ INLINE float gv_row(int kind, const uint8_t *w, int64_t nb, const gv_group *g) {
             acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_cvtepi32_epi16(mh)), G->sx, acc);
         }
     }
-    return _mm512_reduce_add_ps(acc);
+    return acc;
 }
 
 /* ---- 32-value blocks, n > 1 ----
@@ -417,9 +438,12 @@ INLINE void gemm_b32(const int kind, qf_type type, const void *W, size_t wrb, in
             return;
         }
         gv_prepare(kind, xq, nb, g);
-        for (int64_t r = r0; r < r1; r++) {
-            _mm_prefetch((const char *)w + (size_t)(r + 4) * wrb, _MM_HINT_T0);
-            y[r] = gv_row(kind, w + (size_t)r * wrb, nb, g);
+        for (int64_t r = r0; r < r1; r += 16) {
+            const int nr = r1 - r < 16 ? (int)(r1 - r) : 16;
+            __m512 acc[16];
+            for (int i = 0; i < 16; i++)
+                acc[i] = i < nr ? gv_row(kind, w + (size_t)(r + i) * wrb, nb, g) : _mm512_setzero_ps();
+            _mm512_mask_storeu_ps(y + r, (__mmask16)((1u << nr) - 1), sum16(acc));
         }
         return;
     }
@@ -555,8 +579,10 @@ INLINE void kq_decode(const int kind, const uint8_t *blk, kq_row *k) {
 #define KQ_R 4
 #define KQ_T 4
 
+/* raw != NULL (T == 1 only): store the R unreduced accumulators there
+ * instead of their sums into y (the caller reduces 16 rows at once). */
 INLINE void kq_tile(const int kind, const int R, const int T, const uint8_t *w, size_t wrb, int64_t nsb,
-                    const uint8_t *x, size_t xs, float *y, int64_t ldy) {
+                    const uint8_t *x, size_t xs, float *y, int64_t ldy, __m512 *raw) {
     const size_t bw = kind == KQ_Q4 ? sizeof(qf_block_q4_K) : kind == KQ_Q5 ? sizeof(qf_block_q5_K) : sizeof(qf_block_q6_K);
     __m512 acc[KQ_R][KQ_T];
     UNROLL for (int r = 0; r < R; r++) {
@@ -601,6 +627,10 @@ INLINE void kq_tile(const int kind, const int R, const int T, const uint8_t *w, 
         }
     }
     UNROLL for (int r = 0; r < R; r++) {
+        if (raw) {
+            raw[r] = acc[r][0];
+            continue;
+        }
         UNROLL for (int t = 0; t < T; t++)
             y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
     }
@@ -614,6 +644,21 @@ INLINE void gemm_kq(const int kind, const void *W, size_t wrb, int64_t cols, int
     }
     const int64_t nsb = cols / QF_QK_K;
     const uint8_t *w = W, *x = xq;
+    if (n == 1) { /* rows in groups of 16, reduced together */
+        for (int64_t r = r0; r < r1; r += 16) {
+            const int nr = r1 - r < 16 ? (int)(r1 - r) : 16;
+            __m512 acc[16];
+            int i = 0;
+            for (; i + KQ_R <= nr; i += KQ_R)
+                kq_tile(kind, KQ_R, 1, w + (size_t)(r + i) * wrb, wrb, nsb, x, xs, NULL, 0, acc + i);
+            for (; i < nr; i++)
+                kq_tile(kind, 1, 1, w + (size_t)(r + i) * wrb, wrb, nsb, x, xs, NULL, 0, acc + i);
+            for (; i < 16; i++)
+                acc[i] = _mm512_setzero_ps();
+            _mm512_mask_storeu_ps(y + r, (__mmask16)((1u << nr) - 1), sum16(acc));
+        }
+        return;
+    }
     /* token chunks that stay in L2 while a row tile is reused */
     int64_t chunk = (int64_t)((256 * 1024) / xs);
     chunk = chunk < KQ_T ? KQ_T : chunk - chunk % KQ_T;
@@ -626,10 +671,10 @@ INLINE void gemm_kq(const int kind, const void *W, size_t wrb, int64_t cols, int
                 const int T = t1 - t >= KQ_T ? KQ_T : 1;
                 const uint8_t *xt = x + (size_t)t * xs;
                 float *yt = y + t * ldy + r;
-                if (R == KQ_R && T == KQ_T) kq_tile(kind, KQ_R, KQ_T, wr, wrb, nsb, xt, xs, yt, ldy);
-                else if (R == KQ_R) kq_tile(kind, KQ_R, 1, wr, wrb, nsb, xt, xs, yt, ldy);
-                else if (T == KQ_T) kq_tile(kind, 1, KQ_T, wr, wrb, nsb, xt, xs, yt, ldy);
-                else kq_tile(kind, 1, 1, wr, wrb, nsb, xt, xs, yt, ldy);
+                if (R == KQ_R && T == KQ_T) kq_tile(kind, KQ_R, KQ_T, wr, wrb, nsb, xt, xs, yt, ldy, NULL);
+                else if (R == KQ_R) kq_tile(kind, KQ_R, 1, wr, wrb, nsb, xt, xs, yt, ldy, NULL);
+                else if (T == KQ_T) kq_tile(kind, 1, KQ_T, wr, wrb, nsb, xt, xs, yt, ldy, NULL);
+                else kq_tile(kind, 1, 1, wr, wrb, nsb, xt, xs, yt, ldy, NULL);
                 t += T;
             }
             r += R;
@@ -670,8 +715,9 @@ INLINE __m512 fx16(int kind, const uint8_t *x, int64_t i, __mmask16 m) {
 #define F_R 4
 #define F_T 4
 
+/* raw: as in kq_tile */
 INLINE void f_tile(const int kind, const int R, const int T, const uint8_t *w, size_t wrb, int64_t cols,
-                   const uint8_t *x, size_t xs, float *y, int64_t ldy) {
+                   const uint8_t *x, size_t xs, float *y, int64_t ldy, __m512 *raw) {
     __m512 acc[F_R][F_T];
     UNROLL for (int r = 0; r < R; r++) {
         UNROLL for (int t = 0; t < T; t++)
@@ -692,6 +738,10 @@ INLINE void f_tile(const int kind, const int R, const int T, const uint8_t *w, s
         }
     }
     UNROLL for (int r = 0; r < R; r++) {
+        if (raw) {
+            raw[r] = acc[r][0];
+            continue;
+        }
         UNROLL for (int t = 0; t < T; t++)
             y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
     }
@@ -700,6 +750,21 @@ INLINE void f_tile(const int kind, const int R, const int T, const uint8_t *w, s
 INLINE void gemm_f(const int kind, const void *W, size_t wrb, int64_t cols, int64_t r0, int64_t r1,
                    const void *xq, size_t xs, int64_t n, float *y, int64_t ldy) {
     const uint8_t *w = W, *x = xq;
+    if (n == 1) { /* rows in groups of 16, reduced together */
+        for (int64_t r = r0; r < r1; r += 16) {
+            const int nr = r1 - r < 16 ? (int)(r1 - r) : 16;
+            __m512 acc[16];
+            int i = 0;
+            for (; i + F_R <= nr; i += F_R)
+                f_tile(kind, F_R, 1, w + (size_t)(r + i) * wrb, wrb, cols, x, xs, NULL, 0, acc + i);
+            for (; i < nr; i++)
+                f_tile(kind, 1, 1, w + (size_t)(r + i) * wrb, wrb, cols, x, xs, NULL, 0, acc + i);
+            for (; i < 16; i++)
+                acc[i] = _mm512_setzero_ps();
+            _mm512_mask_storeu_ps(y + r, (__mmask16)((1u << nr) - 1), sum16(acc));
+        }
+        return;
+    }
     int64_t chunk = (int64_t)((256 * 1024) / (xs ? xs : 1));
     chunk = chunk < F_T ? F_T : chunk - chunk % F_T;
     for (int64_t t0 = 0; t0 < n; t0 += chunk) {
@@ -711,10 +776,10 @@ INLINE void gemm_f(const int kind, const void *W, size_t wrb, int64_t cols, int6
                 const int T = t1 - t >= F_T ? F_T : 1;
                 const uint8_t *xt = x + (size_t)t * xs;
                 float *yt = y + t * ldy + r;
-                if (R == F_R && T == F_T) f_tile(kind, F_R, F_T, wr, wrb, cols, xt, xs, yt, ldy);
-                else if (R == F_R) f_tile(kind, F_R, 1, wr, wrb, cols, xt, xs, yt, ldy);
-                else if (T == F_T) f_tile(kind, 1, F_T, wr, wrb, cols, xt, xs, yt, ldy);
-                else f_tile(kind, 1, 1, wr, wrb, cols, xt, xs, yt, ldy);
+                if (R == F_R && T == F_T) f_tile(kind, F_R, F_T, wr, wrb, cols, xt, xs, yt, ldy, NULL);
+                else if (R == F_R) f_tile(kind, F_R, 1, wr, wrb, cols, xt, xs, yt, ldy, NULL);
+                else if (T == F_T) f_tile(kind, 1, F_T, wr, wrb, cols, xt, xs, yt, ldy, NULL);
+                else f_tile(kind, 1, 1, wr, wrb, cols, xt, xs, yt, ldy, NULL);
                 t += T;
             }
             r += R;

@@ -21,10 +21,18 @@
  * tests/quant/test_kernels.c.
  *
  * The ISA is picked once (first call of any function here) from the CPU:
- * x86-64 AVX-512 (F+BW+VL+VNNI) > AVX2+FMA+F16C > scalar, aarch64 NEON
- * (dotprod for the int8 dots when the compiler targets it). The environment
- * variable QF_ISA=scalar|avx2|avx512|neon forces one; an ISA the CPU lacks
- * falls back to the best available with a warning.
+ * x86-64 AVX-512 (F+BW+VL+DQ+VNNI) > AVX2+FMA+F16C > scalar, aarch64 NEON
+ * with dotprod (checked in the hwcaps). The environment variable
+ * QF_ISA=scalar|avx2|avx512|neon forces one; an ISA the CPU lacks falls
+ * back to the best available with a warning. Within "avx512", batches of
+ * n >= 16 tokens use AMX tiles where the CPU has AMX-INT8 (Sapphire Rapids
+ * and later) and Linux grants the tile state; QF_AMX=0 turns that off
+ * (e.g. under valgrind, which does not know AMX).
+ *
+ * Memory: the AVX-512 kernels keep a per-thread scratch buffer (activation
+ * and weight panels, a few MB at most for n > 1), grown on demand and freed
+ * when the thread exits; if it cannot be allocated they fall back to the
+ * AVX2 kernels, so qf_gemm never fails.
  *
  * Buffers: W rows need no alignment beyond what GGUF gives (2 bytes, 4 for
  * F32); the activation buffer xq must be 4-byte aligned (64 is best); y is

@@ -201,6 +201,32 @@ static void test_prefix_cache(void) {
     }
 }
 
+/* 16 requests sharing a 160-token prefix, submitted at once: the prefix
+ * is computed once (the others wait for it, then attach its blocks) */
+static void test_shared_prefix_group(void) {
+    enum { N = 16, PRE = 160, SUF = 12 };
+    static int32_t prompts[N][PRE + SUF];
+    static collect c[N];
+    qf_engine *e = engine(N, 32, QF_TYPE_F16, 0, true);
+    ASSERT(e);
+    for (int i = 0; i < N; i++) {
+        make_prompt(prompts[i], PRE + SUF, 3);
+        for (int k = PRE; k < PRE + SUF; k++) prompts[i][k] = 3 + (k * 13 + i * 29) % 256;
+        collect_init(&c[i], 1);
+    }
+    for (int i = 0; i < N; i++) {
+        qf_request r = greedy_req(prompts[i], PRE + SUF, 4, &c[i]);
+        ASSERT_EQ_INT(qf_engine_submit(e, &r, NULL, NULL), QF_OK);
+    }
+    for (int i = 0; i < N; i++) collect_wait(&c[i]);
+    qf_engine_stats st;
+    qf_engine_get_stats(e, &st);
+    qf_engine_free(e);
+    fprintf(stderr, "  computed %llu of %llu prompt tokens\n", (unsigned long long)st.prompt_tokens_computed,
+            (unsigned long long)st.prompt_tokens_total);
+    ASSERT(st.prompt_tokens_computed <= (uint64_t)(PRE + N * SUF + N * 16));
+}
+
 static void test_cancel_running_and_queued(void) {
     static int32_t prompt[20];
     make_prompt(prompt, 20, 3);
@@ -536,6 +562,7 @@ int main(void) {
     RUN_TEST(test_batch_invariance);
     RUN_TEST(test_n_completions);
     RUN_TEST(test_prefix_cache);
+    RUN_TEST(test_shared_prefix_group);
     RUN_TEST(test_cancel_running_and_queued);
     RUN_TEST(test_timeout);
     RUN_TEST(test_queue_full_and_refusals);

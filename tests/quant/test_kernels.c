@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "qf_test.h"
 #include "quant/blocks.h"
@@ -204,6 +205,59 @@ static void test_isa_switch(void) {
 #endif
     ASSERT_EQ_INT(qf_kernels_set_isa(start), 0);
     fprintf(stderr, "  default isa: %s\n", start);
+}
+
+/* QF_ISA is read once, when the tables are built: run this program again
+ * with it set and read back the ISA it chose ("--print-isa" mode). */
+static int run_with_isa_env(const char *value, char *out, size_t cap) {
+    char self[400], cmd[512];
+    const ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0) return -1;
+    self[len] = 0;
+    snprintf(cmd, sizeof cmd, "QF_ISA=%s QF_LOG=error '%s' --print-isa 2>/dev/null", value, self);
+    FILE *f = popen(cmd, "r");
+    if (!f) return -1;
+    if (!fgets(out, (int)cap, f)) out[0] = 0;
+    out[strcspn(out, "\n")] = 0;
+    return pclose(f) == 0 ? 0 : -1;
+}
+
+static void test_isa_env(void) {
+    char got[64];
+    if (run_with_isa_env("scalar", got, sizeof got) != 0) {
+        fprintf(stderr, "  (cannot re-run this program: QF_ISA not checked)\n");
+        return;
+    }
+    ASSERT_STR_EQ(got, "scalar");
+    /* an unknown name or an ISA this CPU lacks falls back to the best one */
+    const char *best = qf_kernels_isa();
+    ASSERT_EQ_INT(run_with_isa_env("bogus", got, sizeof got), 0);
+    ASSERT_STR_EQ(got, best);
+#if defined(__x86_64__)
+    ASSERT_EQ_INT(run_with_isa_env("neon", got, sizeof got), 0);
+    ASSERT_STR_EQ(got, best);
+    if (strcmp(best, "avx512") == 0) {
+        ASSERT_EQ_INT(run_with_isa_env("avx2", got, sizeof got), 0);
+        ASSERT_STR_EQ(got, "avx2");
+    }
+#endif
+}
+
+/* Degenerate shapes: nothing to do, or an empty dot (0). */
+static void test_gemm_edges(void) {
+    qf_block_q8_0 x[1];
+    memset(x, 0, sizeof x);
+    float y[4] = {7, 7, 7, 7};
+    qf_block_q4_0 w[2];
+    memset(w, 0x88, sizeof w);
+    qf_gemm(QF_TYPE_Q4_0, w, sizeof w[0], 32, 0, 2, x, 0, y, 2); /* n = 0 */
+    qf_gemm(QF_TYPE_Q4_0, w, sizeof w[0], 32, 1, 1, x, 1, y, 2); /* no rows */
+    ASSERT(y[0] == 7 && y[1] == 7 && y[2] == 7 && y[3] == 7);
+    qf_gemm(QF_TYPE_F32, w, 0, 0, 0, 2, x, 2, y, 2); /* cols = 0 */
+    ASSERT(y[0] == 0 && y[1] == 0 && y[2] == 0 && y[3] == 0);
+    float xf[1] = {1};
+    qf_act_quantize(QF_TYPE_F32, xf, y, 0); /* writes nothing */
+    ASSERT(y[0] == 0);
 }
 
 /* ---- the reference against dequantized float math ---- */
@@ -437,13 +491,19 @@ static void test_act_quantize_exact(void) {
     qf_kernels_set_isa(isas[0]);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--print-isa") == 0) {
+        printf("%s\n", qf_kernels_isa());
+        return 0;
+    }
     rng_state = qf_test_seed();
     const char *best = qf_kernels_isa();
     char best_copy[16];
     snprintf(best_copy, sizeof best_copy, "%s", best);
     RUN_TEST(test_act_types);
     RUN_TEST(test_isa_switch);
+    RUN_TEST(test_isa_env);
+    RUN_TEST(test_gemm_edges);
     RUN_TEST(test_ref_known);
     RUN_TEST(test_ref_vs_float);
     RUN_TEST(test_act_quantize_exact);

@@ -174,7 +174,7 @@ static qf_status mat_fill(qf_dev *d, dmat *m, const qf_weight *w, int row0, void
     size_t bytes = (size_t)w->rows * w->row_bytes;
     if (native_fmt(w->type) == m->fmt) {
         if (fmt_is_quant(m->fmt)) {
-            CU(cudaMemcpy(raw_d, w->data, bytes, cudaMemcpyHostToDevice), "weight upload");
+            CU(cudaMemcpyAsync(raw_d, w->data, bytes, cudaMemcpyHostToDevice, d->st), "weight upload");
             CU(cu_repack(m, raw_d, w->row_bytes, (int)w->rows, row0, d->st), "repack");
             CU(cudaStreamSynchronize(d->st), "repack");
         } else {
@@ -320,16 +320,21 @@ static qf_dev *cuda_open(const qf_model *m, const qf_dev_config *cfg, qf_err *er
     cudaDeviceProp prop;
     cudaError_t e = cudaGetDeviceProperties(&prop, 0);
     if (e == cudaSuccess) e = cudaSetDevice(0);
-    if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&d->st, cudaStreamNonBlocking);
+    /* a blocking stream: ordered after the legacy-stream memsets and copies of the setup */
+    if (e == cudaSuccess) e = cudaStreamCreate(&d->st);
     if (e != cudaSuccess) {
         cu_fail(err, e, "device setup");
         goto fail;
     }
     d->n_sm = prop.multiProcessorCount;
+    e = cu_mm_init();
+    if (e != cudaSuccess) {
+        cu_fail(err, e, "kernel setup");
+        goto fail;
+    }
 
     {   /* weights */
         size_t raw_max = 0;
-        const qf_weight *all[8];
         for (int l = 0; l < nl; l++) {
             const qf_layer *ly = &m->layers[l];
             const qf_weight *ws[7] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_up, &ly->w_down};
@@ -337,7 +342,6 @@ static qf_dev *cuda_open(const qf_model *m, const qf_dev_config *cfg, qf_err *er
                 if ((size_t)ws[i]->rows * ws[i]->row_bytes > raw_max) raw_max = (size_t)ws[i]->rows * ws[i]->row_bytes;
         }
         if ((size_t)m->output.rows * m->output.row_bytes > raw_max) raw_max = (size_t)m->output.rows * m->output.row_bytes;
-        (void)all;
         if ((st = dalloc(&raw_d, raw_max, NULL, "weight staging", err)) != QF_OK) goto fail;
         d->L = (dlayer *)qf_calloc((size_t)nl, sizeof *d->L);
         if (!d->L) {
@@ -454,6 +458,11 @@ static qf_dev *cuda_open(const qf_model *m, const qf_dev_config *cfg, qf_err *er
             cu_fail(err, e, "pinned logits buffer");
             goto fail;
         }
+    }
+    e = cudaDeviceSynchronize();
+    if (e != cudaSuccess) {
+        cu_fail(err, e, "setup");
+        goto fail;
     }
     return d;
 fail:
@@ -750,7 +759,8 @@ extern "C" qf_status qf_cuda_test_matmul(qf_type type, int32_t rows, int32_t col
     float *yd = NULL, *xd = NULL;
     size_t kmax = round_up((size_t)cols, 256), tp = round_up((size_t)n, 32);
     qf_status st = QF_OK;
-    cudaError_t e = cudaStreamCreateWithFlags(&d.st, cudaStreamNonBlocking);
+    cudaError_t e = cu_mm_init();
+    if (e == cudaSuccess) e = cudaStreamCreate(&d.st);
     if (e != cudaSuccess) return cu_fail(err, e, "stream");
     d.act.kmax = (int)kmax;
     d.act.tok_pad = (int)tp;

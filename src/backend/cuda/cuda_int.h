@@ -88,6 +88,10 @@ typedef struct act_bufs {
  * quantized matrix into m at row offset row0. */
 cudaError_t cu_repack(const dmat *m, const void *raw, size_t row_bytes, int n_rows, int row0, cudaStream_t st);
 
+/* Once per process before the first cu_matmul: raises the shared-memory
+ * limit of the matrix kernels (their k-step rings need more than 48 KB). */
+cudaError_t cu_mm_init(void);
+
 /* y[tok * ldy + r] (+)= W[r] . act[tok] (+ bias[r]) for tok < n, r < rows. */
 cudaError_t cu_matmul(const dmat *w, const act_bufs *a, int n, float *y, int ldy, int add, int pdl,
                       cudaStream_t st);

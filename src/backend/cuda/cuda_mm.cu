@@ -4,15 +4,16 @@
  * mmq: a block owns MT tiles of 16 rows and NT groups of 8 tokens; its W
  * warps split the k range (the same split whatever the number of tokens,
  * so a token's result does not depend on its batch), each warp walks its
- * k-steps with a double-buffered register prefetch of the weight tiles
- * (issued before the PDL wait: weights do not depend on the previous
- * kernel), unpacks them into int8 mma fragments and multiplies them with the
+ * k-steps with an S-deep asynchronous prefetch of the weight tiles (issued
+ * before the PDL wait: weights do not depend on the previous kernel),
+ * unpacks them into int8 mma fragments and multiplies them with the
  * int8 activations on the tensor cores (mma.sync m16n8k32 / m16n8k16).
  * Every 32-value group (16 for Q6_K scales) is an exact integer dot; the
  * block scales of weights and activations are applied in float per group,
  * as the CPU's block dot products do. The W partial sums meet in shared
  * memory in a fixed order; the epilogue adds the bias and stores or adds
- * (residual) the result.
+ * (residual) the result. The weight tiles stream through a per-warp ring of
+ * k-steps in shared memory filled by cp.async (see "the k-step pipeline").
  *
  * One kernel serves generation (n = 1: 7 of the 8 token columns idle, the
  * tensor cores have room) and batches (n up to 32 per block, more blocks
@@ -176,15 +177,6 @@ DEV void mma_s8s8_k16(int c[4], uint32_t a0, uint32_t a1, uint32_t b0) {
         : "r"(a0), "r"(a1), "r"(b0), "r"(0));
 }
 
-/* weights are read once per step: keep them out of L1 */
-DEV uint4 ld_stream(const uint4 *p) {
-    uint4 v;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "l"(p));
-    return v;
-}
-
 /* 6-bit values (bytes 0..63) minus 32, as signed bytes */
 DEV uint32_t s6(uint32_t x) {
     uint32_t y = x ^ 0x20202020u, t = y & 0x20202020u;
@@ -195,8 +187,8 @@ DEV float h2f(uint32_t bits16) { return __half2float(__ushort_as_half((unsigned 
 
 /* 6-bit scale and min of sub-block j of a Q4_K header (bytes 4..15 of h) */
 DEV void k4_scale_min(const uint4 &h, int j, int *sc, int *m) {
-    uint32_t w[3] = {h.y, h.z, h.w};
-#define SB(i) ((int)((w[(i) >> 2] >> (8 * ((i) & 3))) & 0xff))
+    /* byte i of the 12 scale bytes, without a run-time indexed array */
+#define SB(i) ((int)((((i) < 4 ? h.y : (i) < 8 ? h.z : h.w) >> (8 * ((i) & 3))) & 0xff))
     if (j < 4) {
         *sc = SB(j) & 63;
         *m = SB(j + 4) & 63;
@@ -214,6 +206,7 @@ typedef struct mmq_args {
     const void *ws;   /* scales / headers */
     int ks;           /* k-steps */
     int rows;
+    size_t tiles;     /* rows_pad / 16 */
     const uint4 *aq;  /* activations, a_row uint4 per token */
     int a_row;
     const float2 *ds; /* (group, tok_pad) {d, sum} */
@@ -226,44 +219,94 @@ typedef struct mmq_args {
 } mmq_args;
 
 template <int FMT> struct fmt_c;
-template <> struct fmt_c<FMT_Q4_0> { enum { UN = 1, KG = 2 }; };
-template <> struct fmt_c<FMT_Q8_0> { enum { UN = 2, KG = 2 }; };
-template <> struct fmt_c<FMT_Q4_K> { enum { UN = 1, KG = 2 }; };
-template <> struct fmt_c<FMT_Q6_K> { enum { UN = 3, KG = 4 }; };
+template <> struct fmt_c<FMT_Q4_0> { static constexpr int UN = 1, KG = 2; };
+template <> struct fmt_c<FMT_Q8_0> { static constexpr int UN = 2, KG = 2; };
+template <> struct fmt_c<FMT_Q4_K> { static constexpr int UN = 1, KG = 2; };
+template <> struct fmt_c<FMT_Q6_K> { static constexpr int UN = 3, KG = 4; };
 
-/* what a warp holds of one k-step of one tile */
+/* ---- the k-step pipeline ----
+ * Each lane streams exactly the bytes it multiplies (its 16-byte fragments
+ * and the scales of its two rows) through an S-stage ring in shared memory
+ * with cp.async: S k-steps of weights are in flight per warp, without
+ * registers to hold them, and the first S are requested before the PDL
+ * wait. A lane only ever reads its own slots, so a per-thread
+ * cp.async.wait_group is the only synchronization the ring needs. */
+
+DEV void cp16(void *dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src));
+}
+DEV void cp8(void *dst, const void *src) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src));
+}
+DEV void cp4(void *dst, const void *src) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src));
+}
+DEV void cp_commit(void) { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> DEV void cp_wait(void) { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
+
+/* bytes per lane per tile per k-step in the ring, and ring depth */
+template <int FMT> struct ring_c;
+template <> struct ring_c<FMT_Q4_0> { static constexpr int LB = 32, S = 8; };
+template <> struct ring_c<FMT_Q8_0> { static constexpr int LB = 48, S = 6; };
+template <> struct ring_c<FMT_Q4_K> { static constexpr int LB = 48, S = 6; };
+template <> struct ring_c<FMT_Q6_K> { static constexpr int LB = 80, S = 4; };
+
+/* what a lane holds of one k-step of one tile */
 template <int FMT, int MT> struct wstep {
     uint4 w[MT][fmt_c<FMT>::UN];
     uint4 sa[MT], sb[MT];
 };
 
+/* request k-step ks of tiles tile0.. into the lane's slot */
 template <int FMT, int MT>
-DEV void load_step(wstep<FMT, MT> &b, const mmq_args &a, int tile0, int ks, int lane) {
-    constexpr int UN = fmt_c<FMT>::UN;
+DEV void issue_step(uint8_t *slot, const mmq_args &a, int tile0, int ks, int lane) {
+    constexpr int UN = fmt_c<FMT>::UN, LB = ring_c<FMT>::LB;
     const int g = lane >> 2;
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
+        uint8_t *d = slot + mt * LB;
         size_t tile = (size_t)tile0 + mt;
 #pragma unroll
-        for (int u = 0; u < UN; u++) b.w[mt][u] = ld_stream(a.wq + ((tile * a.ks + ks) * UN + u) * 32 + lane);
+        for (int u = 0; u < UN; u++) cp16(d + 16 * u, a.wq + ((tile * a.ks + ks) * UN + u) * 32 + lane);
         if (FMT == FMT_Q4_0 || FMT == FMT_Q8_0) {
-            uint2 s = ((const uint2 *)a.ws)[(tile * a.ks + ks) * 8 + g];
-            b.sa[mt] = make_uint4(s.x, s.y, 0, 0);
+            cp8(d + 16 * UN, (const uint2 *)a.ws + (tile * a.ks + ks) * 8 + g);
         } else if (FMT == FMT_Q4_K) {
             const uint4 *h = (const uint4 *)a.ws + (tile * (a.ks / 4) + ks / 4) * 16;
-            b.sa[mt] = h[g];
-            b.sb[mt] = h[g + 8];
+            cp16(d + 16, h + g);
+            cp16(d + 32, h + g + 8);
         } else {
             const uint2 *sc = (const uint2 *)a.ws + (tile * a.ks + ks) * 16;
-            uint2 s0 = sc[g], s1 = sc[g + 8];
-            b.sa[mt] = make_uint4(s0.x, s0.y, s1.x, s1.y);
+            cp8(d + 48, sc + g);
+            cp8(d + 56, sc + g + 8);
+            const uint32_t *dd = (const uint32_t *)((const uint2 *)a.ws + a.tiles * (size_t)a.ks * 16);
+            cp4(d + 64, dd + (tile * (a.ks / 2) + ks / 2) * 8 + g);
+        }
+    }
+}
+
+template <int FMT, int MT> DEV void read_step(wstep<FMT, MT> &b, const uint8_t *slot) {
+    constexpr int UN = fmt_c<FMT>::UN, LB = ring_c<FMT>::LB;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        const uint8_t *d = slot + mt * LB;
+#pragma unroll
+        for (int u = 0; u < UN; u++) b.w[mt][u] = *(const uint4 *)(d + 16 * u);
+        if (FMT == FMT_Q4_0 || FMT == FMT_Q8_0) {
+            uint2 v = *(const uint2 *)(d + 16 * UN);
+            b.sa[mt] = make_uint4(v.x, v.y, 0, 0);
+        } else if (FMT == FMT_Q4_K) {
+            b.sa[mt] = *(const uint4 *)(d + 16);
+            b.sb[mt] = *(const uint4 *)(d + 32);
+        } else {
+            b.sa[mt] = *(const uint4 *)(d + 48);
+            b.sb[mt] = make_uint4(*(const uint32_t *)(d + 64), 0, 0, 0);
         }
     }
 }
 
 template <int FMT, int MT, int NT>
-DEV void compute_step(const wstep<FMT, MT> &b, const mmq_args &a, const uint32_t *dd6, int tile0, int tok0, int ks,
-                      int lane, float (&acc)[MT][NT][4]) {
+DEV void compute_step(const wstep<FMT, MT> &b, const mmq_args &a, int tok0, int ks, int lane,
+                      float (&acc)[MT][NT][4]) {
     constexpr int KG = fmt_c<FMT>::KG;
     const int g = lane >> 2, t = lane & 3;
     /* activations of this k-step for NT groups of 8 tokens */
@@ -342,7 +385,7 @@ DEV void compute_step(const wstep<FMT, MT> &b, const mmq_args &a, const uint32_t
                 }
             }
         } else { /* Q6_K */
-            uint32_t dpair = dd6[((size_t)(tile0 + mt) * (a.ks / 2) + ks / 2) * 8 + g];
+            uint32_t dpair = b.sb[mt].x;
             float d0 = h2f(dpair), d1 = h2f(dpair >> 16);
             const uint32_t *wv = (const uint32_t *)&b.w[mt][0];
 #pragma unroll
@@ -374,19 +417,19 @@ DEV void compute_step(const wstep<FMT, MT> &b, const mmq_args &a, const uint32_t
     }
 }
 
-template <int FMT, int NT> struct unroll_c {
-    enum { U = FMT == FMT_Q6_K ? (NT == 1 ? 2 : 1) : (NT == 1 ? 4 : 2) };
-};
+template <int FMT, int MT> constexpr size_t ring_bytes_per_warp(void) {
+    return (size_t)ring_c<FMT>::S * 32 * ring_c<FMT>::LB * MT;
+}
 
 template <int FMT, int MT, int NT>
 static __global__ void __launch_bounds__(256) mmq_kernel(const mmq_args a) {
-    constexpr int U = unroll_c<FMT, NT>::U;
-    extern __shared__ float red[];
+    constexpr int S = ring_c<FMT>::S;
+    constexpr size_t SLOT = (size_t)32 * ring_c<FMT>::LB * MT; /* one stage of one warp */
+    extern __shared__ __align__(16) uint8_t smem[];
     const int lane = threadIdx.x, w = threadIdx.y, W = blockDim.y;
     const int tile0 = blockIdx.x * MT, tok0 = blockIdx.y * 8 * NT;
     const int k0 = (int)((long)a.ks * w / W), k1 = (int)((long)a.ks * (w + 1) / W);
-    const uint32_t *dd6 = NULL;
-    if (FMT == FMT_Q6_K) dd6 = (const uint32_t *)((const uint2 *)a.ws + (size_t)(gridDim.x * MT) * a.ks * 16);
+    uint8_t *ring = smem + (size_t)w * S * SLOT + (size_t)lane * ring_c<FMT>::LB * MT;
     float acc[MT][NT][4];
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
@@ -395,30 +438,30 @@ static __global__ void __launch_bounds__(256) mmq_kernel(const mmq_args a) {
 #pragma unroll
             for (int r = 0; r < 4; r++) acc[mt][nt][r] = 0.0f;
 
-    wstep<FMT, MT> A[U], B[U];
+    /* weights do not depend on the previous kernel: request them first */
 #pragma unroll
-    for (int u = 0; u < U; u++)
-        if (k0 + u < k1) load_step<FMT, MT>(A[u], a, tile0, k0 + u, lane);
+    for (int s = 0; s < S; s++) {
+        if (k0 + s < k1) issue_step<FMT, MT>(ring + s * SLOT, a, tile0, k0 + s, lane);
+        cp_commit();
+    }
     pdl_trigger();
     pdl_wait();
-    for (int kc = k0; kc < k1; kc += 2 * U) {
-#pragma unroll
-        for (int u = 0; u < U; u++)
-            if (kc + U + u < k1) load_step<FMT, MT>(B[u], a, tile0, kc + U + u, lane);
-#pragma unroll
-        for (int u = 0; u < U; u++)
-            if (kc + u < k1) compute_step<FMT, MT, NT>(A[u], a, dd6, tile0, tok0, kc + u, lane, acc);
-        if (kc + U >= k1) break;
-#pragma unroll
-        for (int u = 0; u < U; u++)
-            if (kc + 2 * U + u < k1) load_step<FMT, MT>(A[u], a, tile0, kc + 2 * U + u, lane);
-#pragma unroll
-        for (int u = 0; u < U; u++)
-            if (kc + U + u < k1) compute_step<FMT, MT, NT>(B[u], a, dd6, tile0, tok0, kc + U + u, lane, acc);
+    int slot = 0;
+    for (int ks = k0; ks < k1; ks++) {
+        cp_wait<S - 1>();
+        wstep<FMT, MT> b;
+        read_step<FMT, MT>(b, ring + slot * SLOT);
+        compute_step<FMT, MT, NT>(b, a, tok0, ks, lane, acc);
+        if (ks + S < k1) issue_step<FMT, MT>(ring + slot * SLOT, a, tile0, ks + S, lane);
+        cp_commit();
+        slot = slot + 1 == S ? 0 : slot + 1;
     }
+    cp_wait<0>();
 
     constexpr int NO = MT * NT * 4;
+    float *red = (float *)smem;
     if (W > 1) {
+        __syncthreads(); /* every warp is done with its ring */
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -429,13 +472,11 @@ static __global__ void __launch_bounds__(256) mmq_kernel(const mmq_args a) {
     }
     for (int o = w * 32 + lane; o < NO * 32; o += W * 32) {
         int l = o & 31, r = (o >> 5) & 3, nt = (o >> 7) % NT, mt = (o >> 7) / NT;
-        float v;
+        float v = 0.0f;
         if (W > 1) {
-            v = 0.0f;
             for (int ww = 0; ww < W; ww++) v += red[ww * NO * 32 + o];
         } else {
             /* W == 1: this thread owns exactly its own fragment values */
-            v = 0.0f;
 #pragma unroll
             for (int m2 = 0; m2 < MT; m2++)
 #pragma unroll
@@ -526,18 +567,42 @@ static int env_int(const char *name, int def) {
     return s && *s ? atoi(s) : def;
 }
 
+template <int FMT, int MT, int NT> static size_t mmq_smem(int W) {
+    size_t ring = (size_t)W * ring_bytes_per_warp<FMT, MT>(), red = (size_t)W * MT * NT * 4 * 32 * sizeof(float);
+    return ring > red ? ring : red;
+}
+
 template <int FMT, int MT, int NT>
 static cudaError_t run_mmq(const mmq_args &a, int rows_pad, int W, int pdl, cudaStream_t st) {
     dim3 grid((unsigned)(rows_pad / (16 * MT)), (unsigned)((a.n + 8 * NT - 1) / (8 * NT)));
-    size_t smem = W > 1 ? (size_t)W * MT * NT * 4 * 32 * sizeof(float) : 0;
-    return launch_k(mmq_kernel<FMT, MT, NT>, grid, dim3(32, (unsigned)W), smem, st, pdl, a);
+    return launch_k(mmq_kernel<FMT, MT, NT>, grid, dim3(32, (unsigned)W), mmq_smem<FMT, MT, NT>(W), st, pdl, a);
+}
+
+template <int FMT, int MT, int NT> static cudaError_t allow_smem(void) {
+    return cudaFuncSetAttribute(mmq_kernel<FMT, MT, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)mmq_smem<FMT, MT, NT>(8));
+}
+
+template <int FMT> static cudaError_t allow_fmt(void) {
+    cudaError_t e = allow_smem<FMT, 1, 1>();
+    if (e == cudaSuccess) e = allow_smem<FMT, 1, 2>();
+    if (e == cudaSuccess) e = allow_smem<FMT, 2, 4>();
+    return e;
+}
+
+cudaError_t cu_mm_init(void) {
+    cudaError_t e = allow_fmt<FMT_Q4_0>();
+    if (e == cudaSuccess) e = allow_fmt<FMT_Q8_0>();
+    if (e == cudaSuccess) e = allow_fmt<FMT_Q4_K>();
+    if (e == cudaSuccess) e = allow_fmt<FMT_Q6_K>();
+    return e;
 }
 
 template <int FMT>
 static cudaError_t run_fmt(const mmq_args &a, int rows_pad, int pdl, cudaStream_t st) {
     int nt = a.n <= 8 ? 1 : a.n <= 16 ? 2 : 4;
-    int u = nt == 1 ? unroll_c<FMT, 1>::U : unroll_c<FMT, 4>::U;
-    int W = a.ks / (2 * u);
+    /* warps split k: at least 4 k-steps each, at most 8 warps */
+    int W = a.ks / 4;
     static int w_env = -2;
     if (w_env == -2) w_env = env_int("QF_CUDA_WARPS", 0);
     if (w_env > 0) W = w_env;
@@ -561,8 +626,8 @@ cudaError_t cu_matmul(const dmat *w, const act_bufs *ab, int n, float *y, int ld
         }
     }
     const act_set *as = fmt_act(w->fmt) == ACT_Q8_0 ? &ab->a8_0 : &ab->a8_k;
-    mmq_args a = {(const uint4 *)w->q, w->s, w->ks, w->rows, (const uint4 *)as->q, ab->kmax / 16, as->ds,
-                  ab->tok_pad, n, y, ldy, w->bias, add};
+    mmq_args a = {(const uint4 *)w->q, w->s, w->ks, w->rows, (size_t)w->rows_pad / 16, (const uint4 *)as->q,
+                  ab->kmax / 16, as->ds, ab->tok_pad, n, y, ldy, w->bias, add};
     switch (w->fmt) {
     case FMT_Q4_0: return run_fmt<FMT_Q4_0>(a, w->rows_pad, pdl, st);
     case FMT_Q8_0: return run_fmt<FMT_Q8_0>(a, w->rows_pad, pdl, st);

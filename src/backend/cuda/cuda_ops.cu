@@ -57,17 +57,22 @@ DEV float act_val(const act_in &in, int e) {
     return v;
 }
 
+/* One block per (token, slice of 256 values): a thread per value. With a
+ * norm every block first sums the squares of the whole row (the rows are
+ * small and in L2), so a single token still spreads over K / 256 blocks. */
 static __global__ void __launch_bounds__(256) act_kernel(const act_args a, const act_bufs o) {
     __shared__ double red[8];
+    __shared__ float wam[8], wmx[8];
     pdl_trigger();
     pdl_wait();
     const int i = blockIdx.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int e = blockIdx.y * 256 + tid;
     const int src = a.rows ? a.rows[i] : i;
     act_in in = {a.x + (size_t)src * a.ldx, a.x2 ? a.x2 + (size_t)src * a.ldx : NULL, NULL, 1.0f};
     if (a.norm) {
         double ss = 0.0;
-        for (int e = tid; e < a.k; e += 256) {
-            float v = act_val(in, e);
+        for (int k = tid; k < a.k; k += 256) {
+            float v = act_val(in, k);
             ss += (double)v * v;
         }
         ss = warp_sum_d(ss);
@@ -78,52 +83,48 @@ static __global__ void __launch_bounds__(256) act_kernel(const act_args a, const
         in.scale = (float)(1.0 / sqrt(t / (double)a.k + (double)a.eps));
         in.norm = a.norm;
     }
-    if (a.modes & ACT_F32)
-        for (int e = tid; e < a.k; e += 256) o.f[(size_t)i * o.kmax + e] = act_val(in, e);
+    const bool valid = e < a.k;
+    const float v = valid ? act_val(in, e) : 0.0f;
+    if ((a.modes & ACT_F32) && valid) o.f[(size_t)i * o.kmax + e] = v;
     if (a.modes & ACT_Q8_0) {
-        uint8_t *q = o.a8_0.q + (size_t)i * o.kmax;
-        for (int kg = warp; kg < a.k / 32; kg += 8) {
-            int e = kg * 32 + lane;
-            float v = act_val(in, e);
-            float amax = warp_max(fabsf(v));
-            float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-            int qv = round_away_127(v * id);
-            q[frag_off(e)] = (uint8_t)(int8_t)qv;
-            int sum = __reduce_add_sync(0xffffffffu, qv);
+        /* K is a multiple of 32: a warp is one whole group or none */
+        float amax = warp_max(fabsf(v));
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        int qv = round_away_127(v * id);
+        int sum = __reduce_add_sync(0xffffffffu, qv);
+        if (valid) {
+            o.a8_0.q[(size_t)i * o.kmax + frag_off(e)] = (uint8_t)(int8_t)qv;
             if (lane == 0)
-                o.a8_0.ds[(size_t)kg * o.tok_pad + i] = make_float2(__half2float(__float2half_rn(d)), __int_as_float(sum));
+                o.a8_0.ds[(size_t)(e / 32) * o.tok_pad + i] =
+                    make_float2(__half2float(__float2half_rn(d)), __int_as_float(sum));
         }
     }
     if (a.modes & ACT_Q8_K) {
-        uint8_t *q = o.a8_k.q + (size_t)i * o.kmax;
-        for (int sb = warp; sb < a.k / 256; sb += 8) {
-            float v[8], am = 0.0f, mx = 0.0f;
-            int idx = 0x7fffffff;
-            for (int k = 0; k < 8; k++) {
-                v[k] = act_val(in, sb * 256 + lane * 8 + k);
-                if (fabsf(v[k]) > am) am = fabsf(v[k]), mx = v[k], idx = lane * 8 + k;
-            }
-            /* the signed extreme; ties go to the first element, as the CPU scan */
-            for (int off = 16; off > 0; off >>= 1) {
-                float am2 = __shfl_xor_sync(0xffffffffu, am, off), mx2 = __shfl_xor_sync(0xffffffffu, mx, off);
-                int idx2 = __shfl_xor_sync(0xffffffffu, idx, off);
-                if (am2 > am || (am2 == am && idx2 < idx)) am = am2, mx = mx2, idx = idx2;
-            }
-            float iscale = mx != 0.0f ? -127.0f / mx : 0.0f;
-            int sum = 0;
-            for (int k = 0; k < 8; k++) {
-                int qv = 0;
-                if (mx != 0.0f) {
-                    qv = round_even(iscale * v[k]);
-                    qv = qv > 127 ? 127 : (qv < -128 ? -128 : qv);
-                }
-                sum += qv;
-                q[frag_off(sb * 256 + lane * 8 + k)] = (uint8_t)(int8_t)qv;
-            }
-            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-            if ((lane & 3) == 0)
-                o.a8_k.ds[(size_t)(sb * 8 + lane / 4) * o.tok_pad + i] =
+        /* the block's signed extreme; ties go to the first element, as the CPU scan */
+        float am = fabsf(v), mx = v;
+        int idx = tid;
+        for (int off = 16; off > 0; off >>= 1) {
+            float am2 = __shfl_xor_sync(0xffffffffu, am, off), mx2 = __shfl_xor_sync(0xffffffffu, mx, off);
+            int idx2 = __shfl_xor_sync(0xffffffffu, idx, off);
+            if (am2 > am || (am2 == am && idx2 < idx)) am = am2, mx = mx2, idx = idx2;
+        }
+        if (lane == 0) wam[warp] = am, wmx[warp] = mx;
+        __syncthreads();
+        am = wam[0], mx = wmx[0];
+        for (int w = 1; w < 8; w++)
+            if (wam[w] > am) am = wam[w], mx = wmx[w]; /* warps in order: the first wins ties */
+        if (am == 0.0f) mx = 0.0f;
+        float iscale = mx != 0.0f ? -127.0f / mx : 0.0f;
+        int qv = 0;
+        if (mx != 0.0f) {
+            qv = round_even(iscale * v);
+            qv = qv > 127 ? 127 : (qv < -128 ? -128 : qv);
+        }
+        int sum = __reduce_add_sync(0xffffffffu, qv);
+        if (valid) {
+            o.a8_k.q[(size_t)i * o.kmax + frag_off(e)] = (uint8_t)(int8_t)qv;
+            if (lane == 0)
+                o.a8_k.ds[(size_t)(e / 32) * o.tok_pad + i] =
                     make_float2(mx != 0.0f ? 1.0f / iscale : 0.0f, __int_as_float(sum));
         }
     }
@@ -131,7 +132,8 @@ static __global__ void __launch_bounds__(256) act_kernel(const act_args a, const
 
 cudaError_t cu_act(const act_args *a, const act_bufs *out, int pdl, cudaStream_t st) {
     if (a->n <= 0) return cudaSuccess;
-    return launch_k(act_kernel, dim3((unsigned)a->n), dim3(256), 0, st, pdl, *a, *out);
+    dim3 grid((unsigned)a->n, (unsigned)((a->k + 255) / 256));
+    return launch_k(act_kernel, grid, dim3(256), 0, st, pdl, *a, *out);
 }
 
 /* ---- rope ---- */
@@ -227,8 +229,8 @@ cudaError_t cu_rope_store(const attn_params *p, int pdl, cudaStream_t st) {
 #define ATT_WARPS 4
 #define GMAX 8
 
-template <typename KT> DEV void load8(const KT *p, float *o);
-template <> DEV void load8<__half>(const __half *p, float *o) {
+template <typename KT> __device__ __forceinline__ void load8(const KT *p, float *o);
+template <> __device__ __forceinline__ void load8<__half>(const __half *p, float *o) {
     uint4 v = *(const uint4 *)p;
     const __half2 *h = (const __half2 *)&v;
     for (int k = 0; k < 4; k++) {
@@ -236,7 +238,7 @@ template <> DEV void load8<__half>(const __half *p, float *o) {
         o[2 * k] = f.x, o[2 * k + 1] = f.y;
     }
 }
-template <> DEV void load8<float>(const float *p, float *o) {
+template <> __device__ __forceinline__ void load8<float>(const float *p, float *o) {
     float4 a = *(const float4 *)p, b = *(const float4 *)(p + 4);
     o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w, o[4] = b.x, o[5] = b.y, o[6] = b.z, o[7] = b.w;
 }
@@ -260,7 +262,9 @@ template <int DPL, typename KT> DEV void loadv(const KT *p, float *o) {
     }
 }
 
-template <int DPL, typename KT> static __global__ void __launch_bounds__(128) attn_kernel(const attn_params p) {
+/* HD8: head_dim / 8 when known at compile time (the K row loads of a lane
+ * are then all issued at once), 0 for any multiple of 8 up to 256. */
+template <int DPL, typename KT, int HD8> static __global__ void __launch_bounds__(128) attn_kernel(const attn_params p) {
     __shared__ float qs[GMAX + 1][256]; /* query heads of the group, then (fused) the key head */
     __shared__ float wm[ATT_WARPS][GMAX], wl[ATT_WARPS][GMAX];
     __shared__ float wacc[ATT_WARPS][GMAX][256];
@@ -275,7 +279,12 @@ template <int DPL, typename KT> static __global__ void __launch_bounds__(128) at
     const int plo = sp * chunk, phi = plo + chunk < L ? plo + chunk : L;
     const float *row = p.qkv + (size_t)i * p.qkv_stride;
 
-    for (int x = tid; x < Gb * p.hd; x += 128) qs[x / p.hd][x % p.hd] = row[(size_t)h0 * p.hd + x];
+    /* an f16 cache: q is rounded to f16 before q.K, as the CPU path encodes it */
+    const bool q16 = !p.kv_f32;
+    for (int x = tid; x < Gb * p.hd; x += 128) {
+        float q = row[(size_t)h0 * p.hd + x];
+        qs[x / p.hd][x % p.hd] = q16 && !p.fused ? __half2float(__float2half_rn(q)) : q;
+    }
     if (p.fused)
         for (int d = tid; d < p.hd; d += 128) qs[GMAX][d] = row[(size_t)p.n_head * p.hd + (size_t)kvh * p.hd + d];
     __syncthreads();
@@ -284,6 +293,9 @@ template <int DPL, typename KT> static __global__ void __launch_bounds__(128) at
         for (int g = warp; g <= Gb; g += ATT_WARPS) {
             int slot = g == Gb ? GMAX : g;
             head_norm_rope(qs[slot], p.hd, g == Gb ? p.k_norm : p.q_norm, p.eps, cs, p.n_rot, p.neox, lane);
+            if (q16 && g < Gb)
+                for (int d = lane; d < p.hd; d += 32) qs[slot][d] = __half2float(__float2half_rn(qs[slot][d]));
+            __syncwarp();
         }
         __syncthreads();
         store_kv(p, i, kvh, qs[GMAX], tid, 128);
@@ -311,15 +323,18 @@ template <int DPL, typename KT> static __global__ void __launch_bounds__(128) at
 #pragma unroll
         for (int g = 0; g < GMAX; g++) s[g] = 0.0f;
         if (valid) {
-            for (int d = 0; d < p.hd; d += 8) {
+            const int n8 = HD8 ? HD8 : p.hd / 8;
+#pragma unroll
+            for (int c = 0; c < (HD8 ? HD8 : 32); c++) {
+                if (!HD8 && c >= n8) break;
                 float k8[8];
-                load8<KT>(kv + koff + d, k8);
+                load8<KT>(kv + koff + 8 * c, k8);
 #pragma unroll
                 for (int g = 0; g < GMAX; g++) {
                     if (g >= Gb) break;
-                    const float *q = &qs[g][d];
-                    s[g] += q[0] * k8[0] + q[1] * k8[1] + q[2] * k8[2] + q[3] * k8[3] + q[4] * k8[4] + q[5] * k8[5] +
-                            q[6] * k8[6] + q[7] * k8[7];
+                    float4 qa = *(const float4 *)&qs[g][8 * c], qb = *(const float4 *)&qs[g][8 * c + 4];
+                    s[g] += qa.x * k8[0] + qa.y * k8[1] + qa.z * k8[2] + qa.w * k8[3] + qb.x * k8[4] + qb.y * k8[5] +
+                            qb.z * k8[6] + qb.w * k8[7];
                 }
             }
         }
@@ -338,20 +353,29 @@ template <int DPL, typename KT> static __global__ void __launch_bounds__(128) at
             for (int dd = 0; dd < DPL; dd++) acc[g][dd] *= corr;
             m[g] = mn;
         }
-        int nv = phi - c0 < 32 ? phi - c0 : 32;
-        for (int jj = 0; jj < nv; jj++) {
-            if (!__shfl_sync(0xffffffffu, (int)valid, jj)) continue;
-            size_t vo = __shfl_sync(0xffffffffu, voff, jj);
-            float vv[DPL];
-            bool have = lane * DPL < p.hdv;
-            if (have) loadv<DPL, KT>(kv + vo + (size_t)lane * DPL, vv);
+        /* values: 8 rows requested at a time, then accumulated */
+        const int nv = phi - c0 < 32 ? phi - c0 : 32;
+        const bool have = lane * DPL < p.hdv;
+        for (int j0 = 0; j0 < nv; j0 += 8) {
+            float vv[8][DPL];
+            bool ok[8];
 #pragma unroll
-            for (int g = 0; g < GMAX; g++) {
-                if (g >= Gb) break;
-                float a = __shfl_sync(0xffffffffu, pv[g], jj);
-                if (have)
+            for (int u = 0; u < 8; u++) {
+                int jj = j0 + u;
+                ok[u] = __shfl_sync(0xffffffffu, (int)valid, jj) && jj < nv;
+                size_t vo = __shfl_sync(0xffffffffu, voff, jj);
+                if (ok[u] && have) loadv<DPL, KT>(kv + vo + (size_t)lane * DPL, vv[u]);
+            }
 #pragma unroll
-                    for (int dd = 0; dd < DPL; dd++) acc[g][dd] += a * vv[dd];
+            for (int u = 0; u < 8; u++) {
+#pragma unroll
+                for (int g = 0; g < GMAX; g++) {
+                    if (g >= Gb) break;
+                    float a = __shfl_sync(0xffffffffu, pv[g], j0 + u);
+                    if (ok[u] && have)
+#pragma unroll
+                        for (int dd = 0; dd < DPL; dd++) acc[g][dd] += a * vv[u][dd];
+                }
             }
         }
     }
@@ -408,18 +432,29 @@ static __global__ void __launch_bounds__(128) attn_combine_kernel(const attn_par
     }
 }
 
-template <typename KT> static cudaError_t attn_dpl(const attn_params *p, dim3 grid, int pdl, cudaStream_t st) {
+template <typename KT> static cudaError_t attn_launch(const attn_params *p, dim3 grid, int pdl, cudaStream_t st) {
+    if (p->hd == p->hdv) {
+        switch (p->hd) {
+        case 8: return launch_k(attn_kernel<1, KT, 1>, grid, dim3(128), 0, st, pdl, *p);
+        case 16: return launch_k(attn_kernel<1, KT, 2>, grid, dim3(128), 0, st, pdl, *p);
+        case 32: return launch_k(attn_kernel<1, KT, 4>, grid, dim3(128), 0, st, pdl, *p);
+        case 64: return launch_k(attn_kernel<2, KT, 8>, grid, dim3(128), 0, st, pdl, *p);
+        case 128: return launch_k(attn_kernel<4, KT, 16>, grid, dim3(128), 0, st, pdl, *p);
+        case 256: return launch_k(attn_kernel<8, KT, 32>, grid, dim3(128), 0, st, pdl, *p);
+        default: break;
+        }
+    }
     int hmax = p->hdv;
-    if (hmax <= 32) return launch_k(attn_kernel<1, KT>, grid, dim3(128), 0, st, pdl, *p);
-    if (hmax <= 64) return launch_k(attn_kernel<2, KT>, grid, dim3(128), 0, st, pdl, *p);
-    if (hmax <= 128) return launch_k(attn_kernel<4, KT>, grid, dim3(128), 0, st, pdl, *p);
-    return launch_k(attn_kernel<8, KT>, grid, dim3(128), 0, st, pdl, *p);
+    if (hmax <= 32) return launch_k(attn_kernel<1, KT, 0>, grid, dim3(128), 0, st, pdl, *p);
+    if (hmax <= 64) return launch_k(attn_kernel<2, KT, 0>, grid, dim3(128), 0, st, pdl, *p);
+    if (hmax <= 128) return launch_k(attn_kernel<4, KT, 0>, grid, dim3(128), 0, st, pdl, *p);
+    return launch_k(attn_kernel<8, KT, 0>, grid, dim3(128), 0, st, pdl, *p);
 }
 
 cudaError_t cu_attention(const attn_params *p, int pdl, cudaStream_t st) {
     int G = p->n_head / p->n_head_kv, ngrp = (G + GMAX - 1) / GMAX;
     dim3 grid((unsigned)p->n_tok, (unsigned)(p->n_head_kv * ngrp), (unsigned)p->n_split);
-    cudaError_t e = p->kv_f32 ? attn_dpl<float>(p, grid, pdl, st) : attn_dpl<__half>(p, grid, pdl, st);
+    cudaError_t e = p->kv_f32 ? attn_launch<float>(p, grid, pdl, st) : attn_launch<__half>(p, grid, pdl, st);
     if (e != cudaSuccess || p->n_split == 1) return e;
     return launch_k(attn_combine_kernel, dim3((unsigned)(p->n_tok * p->n_head)), dim3(128), 0, st, pdl, *p);
 }

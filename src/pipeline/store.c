@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,10 +82,15 @@ struct qf_store {
 };
 
 static qf_status db_fail(qf_store *s, qf_err *err, const char *what) {
+    int e0 = errno;
     int rc = sqlite3_extended_errcode(s->db);
     int prim = rc & 0xff;
     int sys = sqlite3_system_errno(s->db);
-    if (prim == SQLITE_FULL || (prim == SQLITE_IOERR && (sys == ENOSPC || sys == EFBIG || sys == EDQUOT)))
+    bool nospace = sys == ENOSPC || sys == EFBIG || sys == EDQUOT || e0 == ENOSPC || e0 == EFBIG || e0 == EDQUOT;
+    /* a failed write is almost always a full disk or a file size limit */
+    bool write_err = rc == SQLITE_IOERR_WRITE || rc == SQLITE_IOERR_FSYNC || rc == SQLITE_IOERR_TRUNCATE ||
+                     rc == SQLITE_IOERR_SHMSIZE;
+    if (prim == SQLITE_FULL || (prim == SQLITE_IOERR && (nospace || write_err)))
         return QF_ERR_SET(err, QF_ERR_IO, "%s: %s: disk full (%s)", s->path, what, sqlite3_errmsg(s->db));
     if (prim == SQLITE_BUSY || prim == SQLITE_LOCKED)
         return QF_ERR_SET(err, QF_ERR_BUSY, "%s: %s: database is locked by another process (%s)", s->path, what,

@@ -49,7 +49,10 @@
  * be had (allocation failure), so that a kernel never fails. */
 static qf_gemm_fn fallback[QF_TYPE_COUNT_MAX];
 
-static bool amx_ok; /* AMX tiles usable (CPU + OS permission), see the AMX section */
+static bool amx_ok;      /* AMX-INT8 tiles usable (CPU + OS permission), see the AMX section */
+static bool amx_bf16_ok; /* AMX-BF16 too (F16 batches) */
+static bool gemm_amx_f16(const uint8_t *w, size_t wrb, int64_t cols, int64_t r0, int64_t r1, const uint8_t *x,
+                         size_t xs, int64_t n, float *y, int64_t ldy);
 static bool gemm_amx(int kind, const void *W, size_t wrb, int64_t cols, int64_t r0, int64_t r1,
                      const void *xq, size_t xs, int64_t n, float *y, int64_t ldy);
 enum { AX_Q4_0, AX_Q4_1, AX_Q5_0, AX_Q5_1, AX_Q8_0, AX_Q4_K, AX_Q5_K, AX_Q6_K };
@@ -747,6 +750,10 @@ INLINE void f_tile(const int kind, const int R, const int T, const uint8_t *w, s
     }
 }
 
+#define FB_T 6 /* tokens per tile of the batch path (below) */
+static bool gemm_f_batch(int kind, const uint8_t *w, size_t wrb, int64_t cols, int64_t r0, int64_t r1,
+                         const uint8_t *x, size_t xs, int64_t n, float *y, int64_t ldy);
+
 INLINE void gemm_f(const int kind, const void *W, size_t wrb, int64_t cols, int64_t r0, int64_t r1,
                    const void *xq, size_t xs, int64_t n, float *y, int64_t ldy) {
     const uint8_t *w = W, *x = xq;
@@ -765,6 +772,9 @@ INLINE void gemm_f(const int kind, const void *W, size_t wrb, int64_t cols, int6
         }
         return;
     }
+    if (kind == F_F16 && amx_bf16_ok && n >= AMX_MIN_N && gemm_amx_f16(w, wrb, cols, r0, r1, x, xs, n, y, ldy))
+        return;
+    if (n >= FB_T && gemm_f_batch(kind, w, wrb, cols, r0, r1, x, xs, n, y, ldy)) return;
     int64_t chunk = (int64_t)((256 * 1024) / (xs ? xs : 1));
     chunk = chunk < F_T ? F_T : chunk - chunk % F_T;
     for (int64_t t0 = 0; t0 < n; t0 += chunk) {
@@ -785,6 +795,71 @@ INLINE void gemm_f(const int kind, const void *W, size_t wrb, int64_t cols, int6
             r += R;
         }
     }
+}
+
+/* Batches (n > 1): the activations of a chunk of tokens and each 4-row
+ * weight panel are converted to float once (scratch), then a 4 x 6 tile
+ * of pure FMAs runs over them: conversions no longer sit in the inner loop
+ * (vcvtph2ps costs as much as an FMA). */
+#define FB_R  4
+#define FB_TC 48 /* tokens per chunk, a multiple of FB_T */
+
+INLINE void fb_tile(const int T, const float *wp, int64_t cols, const float *xp, float *y, int64_t ldy, int R) {
+    __m512 acc[FB_R][FB_T];
+    UNROLL for (int r = 0; r < FB_R; r++) {
+        UNROLL for (int t = 0; t < T; t++)
+            acc[r][t] = _mm512_setzero_ps();
+    }
+    for (int64_t i = 0; i < cols; i += 16) {
+        __m512 wv[FB_R];
+        UNROLL for (int r = 0; r < FB_R; r++)
+            wv[r] = _mm512_load_ps(wp + r * cols + i);
+        UNROLL for (int t = 0; t < T; t++) {
+            const __m512 xv = _mm512_load_ps(xp + t * cols + i);
+            UNROLL for (int r = 0; r < FB_R; r++)
+                acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        UNROLL for (int t = 0; t < T; t++)
+            y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
+    }
+}
+
+/* n values of one row (weights or activations) as floats; pads to cp. */
+INLINE void f_row(int kind, bool act, const uint8_t *src, int64_t cols, int64_t cp, float *dst) {
+    for (int64_t i = 0; i < cp; i += 16) {
+        const __mmask16 m = cols - i >= 16 ? 0xFFFF : cols > i ? (__mmask16)((1u << (cols - i)) - 1) : 0;
+        _mm512_store_ps(dst + i, act ? fx16(kind, src, i, m) : fw16(kind, src, i, m));
+    }
+}
+
+static bool gemm_f_batch(int kind, const uint8_t *w, size_t wrb, int64_t cols, int64_t r0, int64_t r1,
+                         const uint8_t *x, size_t xs, int64_t n, float *y, int64_t ldy) {
+    const int64_t cp = (cols + 15) / 16 * 16;
+    float *xp = (float *)scratch_get(sizeof(float) * (size_t)((FB_TC + FB_R) * cp));
+    if (!xp) return false;
+    float *wp = xp + FB_TC * cp;
+    for (int64_t t0 = 0; t0 < n; t0 += FB_TC) {
+        const int64_t nt = n - t0 < FB_TC ? n - t0 : FB_TC;
+        for (int64_t t = 0; t < nt; t++)
+            f_row(kind, true, x + (size_t)(t0 + t) * xs, cols, cp, xp + t * cp);
+        for (int64_t r = r0; r < r1; r += FB_R) {
+            const int R = r1 - r < FB_R ? (int)(r1 - r) : FB_R;
+            for (int i = 0; i < FB_R; i++) {
+                if (i < R) f_row(kind, false, w + (size_t)(r + i) * wrb, cols, cp, wp + i * cp);
+                else memset(wp + i * cp, 0, sizeof(float) * (size_t)cp);
+            }
+            for (int64_t t = 0; t < nt;) {
+                const int T = nt - t >= FB_T ? FB_T : 1;
+                float *yt = y + (t0 + t) * ldy + r;
+                if (T == FB_T) fb_tile(FB_T, wp, cp, xp + t * cp, yt, ldy, R);
+                else fb_tile(1, wp, cp, xp + t * cp, yt, ldy, R);
+                t += T;
+            }
+        }
+    }
+    return true;
 }
 
 #define DEFINE_F(name, kind)                                                                       \
@@ -1285,7 +1360,151 @@ static bool gemm_amx(int kind, const void *W, size_t wrb, int64_t cols, int64_t 
     return true;
 }
 
+/* ---- AMX-BF16: F16 weights x F16 activations (n >= AMX_MIN_N) ----
+ * An fp16 value splits exactly into two bf16: hi = bf16(v) (nearest) and
+ * lo = v - hi (at most 4 significant bits, exact in bf16), and a product of
+ * two bf16 is exact in fp32. TDPBF16PS multiplies bf16 pairs and
+ * accumulates in fp32, so with B holding (w_hi, w_lo) pairs and A holding
+ * (x_hi, x_hi), then (x_lo, x_lo): C += x_hi * w + x_lo * w = x * w, every
+ * product exact and only the fp32 summation order differs from the
+ * reference. No per-block scale: C accumulates the whole row in the tiles
+ * and is stored once. Tiles: 32 tokens x 32 rows, 16 values of k per step;
+ * A panel [token tile][k / 16][hi, lo][16 tokens][16 pairs], B panel built
+ * per 32 rows with the same 4-byte transposition as the int8 kernels. */
+
+#if defined(__AMX_BF16__)
+
+/* 16 floats -> bf16 hi (nearest even) and lo = v - hi (exact), as 16-bit
+ * lanes of the low half of a dword (the high half zero). */
+INLINE void bf16_split(__m512 v, __m512i *hi, __m512i *lo) {
+    const __m512i b = _mm512_castps_si512(v);
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+    const __m512i h = _mm512_and_si512(_mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd)),
+                                       _mm512_set1_epi32((int)0xFFFF0000u));
+    const __m512 l = _mm512_sub_ps(v, _mm512_castsi512_ps(h));
+    *hi = _mm512_srli_epi32(h, 16);
+    *lo = _mm512_srli_epi32(_mm512_castps_si512(l), 16);
+}
+
+static bool gemm_amx_f16(const uint8_t *w, size_t wrb, int64_t cols, int64_t r0, int64_t r1, const uint8_t *x,
+                         size_t xs, int64_t n, float *y, int64_t ldy) {
+    const int64_t cp = (cols + 15) / 16 * 16, nk = cp / 16;
+    int64_t tch = (int64_t)((1u << 21) / (size_t)(8 * cp));
+    tch = tch < AMX_TOK ? AMX_TOK : tch - tch % AMX_TOK;
+    const int64_t npad = (n + AMX_TOK - 1) / AMX_TOK * AMX_TOK;
+    if (tch > npad) tch = npad;
+    const size_t sz_a = al64((size_t)(tch * cp) * 8), sz_b = al64((size_t)(32 * cp) * 4);
+    uint8_t *m = scratch_get(sz_a + sz_b + sizeof(float) * 4 * 256);
+    if (!m) return false;
+    int8_t *ap = (int8_t *)m, *bp = (int8_t *)(m + sz_a);
+    float *c = (float *)(m + sz_a + sz_b);
+    amx_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int i = 0; i < 8; i++) {
+        cfg.rows[i] = 16;
+        cfg.colsb[i] = 64;
+    }
+    _tile_loadconfig(&cfg);
+    int8_t rows[16 * 64] __attribute__((aligned(64)));
+    for (int64_t c0 = 0; c0 < n; c0 += tch) {
+        const int64_t nt = n - c0 < tch ? n - c0 : tch, ntp = (nt + AMX_TOK - 1) / AMX_TOK * AMX_TOK;
+        /* A panel: (x_hi, x_hi) and (x_lo, x_lo) pairs, zero past nt */
+        for (int64_t t = 0; t < ntp; t++) {
+            for (int64_t kc = 0; kc < nk; kc++) {
+                int8_t *dst = ap + ((size_t)((t / 16) * nk + kc) * 2 * 16 + (size_t)(t % 16)) * 64;
+                if (t >= nt) {
+                    _mm512_storeu_si512(dst, _mm512_setzero_si512());
+                    _mm512_storeu_si512(dst + 1024, _mm512_setzero_si512());
+                    continue;
+                }
+                const __mmask16 mk = cols - 16 * kc >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - 16 * kc)) - 1);
+                __m512i hi, lo;
+                bf16_split(fx16(F_F16, x + (size_t)(c0 + t) * xs, 16 * kc, mk), &hi, &lo);
+                _mm512_storeu_si512(dst, _mm512_or_si512(hi, _mm512_slli_epi32(hi, 16)));
+                _mm512_storeu_si512(dst + 1024, _mm512_or_si512(lo, _mm512_slli_epi32(lo, 16)));
+            }
+        }
+        for (int64_t rb = r0; rb < r1; rb += 32) {
+            const int nr = r1 - rb < 32 ? (int)(r1 - rb) : 32;
+            /* B panel: (w_hi, w_lo) pairs, tile [k / 16][row tile][16][64] */
+            for (int64_t kc = 0; kc < nk; kc++) {
+                const __mmask16 mk = cols - 16 * kc >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - 16 * kc)) - 1);
+                for (int rt = 0; rt < 2; rt++) {
+                    for (int i = 0; i < 16; i++) {
+                        const int r = 16 * rt + i;
+                        __m512i pair = _mm512_setzero_si512();
+                        if (r < nr) {
+                            __m512i hi, lo;
+                            bf16_split(fw16(F_F16, w + (size_t)(rb + r) * wrb, 16 * kc, mk), &hi, &lo);
+                            pair = _mm512_or_si512(hi, _mm512_slli_epi32(lo, 16));
+                        }
+                        _mm512_store_si512(rows + 64 * i, pair);
+                    }
+                    ax_vnni16(rows, 64, bp + (size_t)(kc * 2 + rt) * 1024);
+                }
+            }
+            const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
+            const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+            for (int64_t t = 0; t < nt; t += AMX_TOK) {
+                const int8_t *a = ap + (size_t)(t / 16) * (size_t)nk * 2048;
+                _tile_zero(0);
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+                for (int64_t kc = 0; kc < nk; kc++) {
+                    const int8_t *a0 = a + (size_t)kc * 2048, *a1 = a0 + (size_t)nk * 2048;
+                    const int8_t *b = bp + (size_t)kc * 2048;
+                    _tile_loadd(6, b, 64);
+                    _tile_loadd(7, b + 1024, 64);
+                    _tile_loadd(4, a0, 64);
+                    _tile_loadd(5, a1, 64);
+                    _tile_dpbf16ps(0, 4, 6);
+                    _tile_dpbf16ps(1, 4, 7);
+                    _tile_dpbf16ps(2, 5, 6);
+                    _tile_dpbf16ps(3, 5, 7);
+                    _tile_loadd(4, a0 + 1024, 64);
+                    _tile_loadd(5, a1 + 1024, 64);
+                    _tile_dpbf16ps(0, 4, 6);
+                    _tile_dpbf16ps(1, 4, 7);
+                    _tile_dpbf16ps(2, 5, 6);
+                    _tile_dpbf16ps(3, 5, 7);
+                }
+                _tile_stored(0, c, 64);
+                _tile_stored(1, c + 256, 64);
+                _tile_stored(2, c + 512, 64);
+                _tile_stored(3, c + 768, 64);
+                const int64_t tt = nt - t < AMX_TOK ? nt - t : AMX_TOK;
+                for (int64_t i = 0; i < tt; i++) {
+                    const float *ci = c + (i < 16 ? 16 * i : 512 + 16 * (i - 16));
+                    float *yt = y + (c0 + t + i) * ldy + rb;
+                    _mm512_mask_storeu_ps(yt, m0, _mm512_load_ps(ci));
+                    _mm512_mask_storeu_ps(yt + 16, m1, _mm512_load_ps(ci + 256));
+                }
+            }
+        }
+    }
+    _tile_release();
+    return true;
+}
+
+#else
+
+static bool gemm_amx_f16(const uint8_t *w, size_t wrb, int64_t cols, int64_t r0, int64_t r1, const uint8_t *x,
+                         size_t xs, int64_t n, float *y, int64_t ldy) {
+    (void)w, (void)wrb, (void)cols, (void)r0, (void)r1, (void)x, (void)xs, (void)n, (void)y, (void)ldy;
+    return false;
+}
+
+#endif /* __AMX_BF16__ */
+
 #else /* compiler without AMX support: the VNNI kernels do all the work */
+
+static bool gemm_amx_f16(const uint8_t *w, size_t wrb, int64_t cols, int64_t r0, int64_t r1, const uint8_t *x,
+                         size_t xs, int64_t n, float *y, int64_t ldy) {
+    (void)w, (void)wrb, (void)cols, (void)r0, (void)r1, (void)x, (void)xs, (void)n, (void)y, (void)ldy;
+    return false;
+}
 
 static bool gemm_amx(int kind, const void *W, size_t wrb, int64_t cols, int64_t r0, int64_t r1,
                      const void *xq, size_t xs, int64_t n, float *y, int64_t ldy) {
@@ -1321,6 +1540,9 @@ bool qf_kernels_fill_avx512(qf_kernel_table *t) {
         return false;
     memcpy(fallback, t->gemm, sizeof fallback);
     amx_ok = amx_enable();
+#if defined(__AMX_BF16__)
+    amx_bf16_ok = amx_ok && __builtin_cpu_supports("amx-bf16");
+#endif
     t->gemm[QF_TYPE_Q4_0] = gemm_q4_0;
     t->gemm[QF_TYPE_Q4_1] = gemm_q4_1;
     t->gemm[QF_TYPE_Q5_0] = gemm_q5_0;

@@ -430,8 +430,10 @@ static void test_gemm_all_isas(void) {
                     if (small_cols[c] % blk != 0) continue;
                     const gemm_case sc = {small_cols[c], 11, 1, 10, 5};
                     const gemm_case sc1 = {small_cols[c], 7, 0, 7, 1};
+                    const gemm_case sc2 = {small_cols[c], 19, 2, 19, 20}; /* batch paths */
                     fails += check_gemm(w, &sc, mode, isas[i]);
                     fails += check_gemm(w, &sc1, mode, isas[i]);
+                    fails += check_gemm(w, &sc2, mode, isas[i]);
                 }
             }
             ASSERT_MSG(fails == 0, "%s %s: %d mismatches", isas[i], qf_type_get(w)->name, fails);

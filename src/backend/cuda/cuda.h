@@ -9,6 +9,7 @@
 #ifndef QF_BACKEND_CUDA_H
 #define QF_BACKEND_CUDA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,9 +28,12 @@ double qf_cuda_copy_bandwidth(size_t bytes, int reps);
 /* One matrix multiplication through the device kernels: W (rows x cols,
  * GGUF rows of `type`, host memory) times n activation rows x (n x cols
  * floats) -> y (n x rows floats), with the activations encoded as the
- * forward pass encodes them. For kernel tests against qf_gemm. */
+ * forward pass encodes them. With check_staging (quantized weights, n <= 8)
+ * the product is computed a second time without staging the activations in
+ * shared memory and must come out bit-identical (QF_ERR_INTERNAL
+ * otherwise). For kernel tests against qf_gemm. */
 qf_status qf_cuda_test_matmul(qf_type type, int32_t rows, int32_t cols, int32_t n, const void *w, const float *x,
-                              float *y, qf_err *err);
+                              float *y, bool check_staging, qf_err *err);
 
 #ifdef __cplusplus
 }

@@ -13,6 +13,7 @@
 #define QF_CUDA_COMMON_CUH
 
 #include <cuda_runtime.h>
+#include <math.h>
 #include <stdint.h>
 
 #define DEV static __device__ __forceinline__
@@ -42,6 +43,28 @@ DEV double warp_sum_d(double v) {
 DEV float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
+}
+
+/* ---- activation encoding helpers (qf_act_quantize semantics) ---- */
+
+/* roundf (ties away from zero) clamped to [-127, 127]; nan gives 0 */
+DEV int round_away_127(float v) {
+    if (!(fabsf(v) <= 127.0f)) return v > 0 ? 127 : (v < 0 ? -127 : 0);
+    return (int)roundf(v);
+}
+
+/* nearest, ties to even; out of range and nan clamped */
+DEV int round_even(float v) {
+    if (!(fabsf(v) <= 4194303.0f)) return v > 0 ? 4194303 : (v < 0 ? -4194303 : 0);
+    return (int)rintf(v);
+}
+
+/* byte offset of value e of an int8 activation row in mma fragment order
+ * (cuda_int.h): per 64 values, lane t's 16 bytes are {group 0 bytes 4t..,
+ * group 0 bytes 16+4t.., group 1 bytes 4t.., group 1 bytes 16+4t..} */
+DEV int frag_off(int e) {
+    int u = e >> 6, e64 = e & 63, kg = e64 >> 5, b = e64 & 31, w = b >> 2, i = b & 3;
+    return u * 64 + (w & 3) * 16 + (kg * 2 + (w >> 2)) * 4 + i;
 }
 
 /* Launch with or without the PDL attribute. */

@@ -14,7 +14,7 @@
  * and the output head over the rows that want logits, then one copy of the
  * logits back. Kernels are chained with programmatic dependent launch; the
  * whole sequence is captured once per step shape (tokens, logits rows,
- * attention split, fused mode) into a CUDA graph and replayed, so a decode
+ * attention split, heads per block) into a CUDA graph and replayed, so a decode
  * step costs one graph launch. QF_CUDA_GRAPHS=0 and QF_CUDA_PDL=0 turn
  * either off (debugging, measurements).
  *
@@ -74,7 +74,7 @@ struct qf_dev {
     float *logits_h;
     graph_ent graphs[N_GRAPHS];
     unsigned long tick;
-    int use_graphs, use_pdl, use_fused;
+    int use_graphs, use_pdl;
     size_t w_bytes, step_bytes, scratch_bytes;
 };
 
@@ -311,7 +311,6 @@ static qf_dev *cuda_open(const qf_model *m, const qf_dev_config *cfg, qf_err *er
     d->cfg = *cfg;
     d->use_graphs = env_on("QF_CUDA_GRAPHS", 1);
     d->use_pdl = env_on("QF_CUDA_PDL", 1);
-    d->use_fused = env_on("QF_CUDA_FUSED", 1);
     qf_status st = QF_OK;
     void *raw_d = NULL;
     int nb = cfg->n_batch_max, E = hp->n_embd, nl = hp->n_layer;
@@ -543,20 +542,23 @@ static qf_status cuda_copy_blocks(qf_dev *d, const int32_t *pairs, int32_t n, qf
         if (e_ != cudaSuccess) return e_;                                                         \
     } while (0)
 
-static cudaError_t mm(qf_dev *d, const dmat *w, int n, float *y, int ldy, int add) {
-    return cu_matmul(w, &d->act, n, y, ldy, add, d->use_pdl, d->st);
-}
-
-static cudaError_t act(qf_dev *d, const float *x, const float *x2, int ldx, const int *rows, const float *norm, int k,
-                       int modes, int n) {
-    act_args a = {x, x2, ldx, rows, norm, d->m->hp.rms_eps, k, modes, n};
-    return cu_act(&a, &d->act, d->use_pdl, d->st);
+/* A group of matrices that share their input (Q/K/V, gate/up): one act
+ * kernel encodes it for all of them, outputs at consecutive row offsets. */
+static cudaError_t mm_group(qf_dev *d, const dmat *m, int nm, int acts, const act_args *in, float *y, int ldy,
+                            int add) {
+    act_args a = *in;
+    a.modes = acts;
+    CK(cu_act(&a, &d->act, d->use_pdl, d->st));
+    for (int i = 0, off = 0; i < nm; off += m[i].rows, i++)
+        CK(cu_matmul(&m[i], &d->act, a.n, y + off, ldy, add, d->use_pdl, d->st));
+    return cudaSuccess;
 }
 
 /* The launch sequence of one step (captured into a graph or run directly). */
-static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int fused) {
+static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc) {
     const qf_hparams *hp = &d->m->hp;
     const int n = s->n_tok, E = hp->n_embd, pdl = d->use_pdl;
+    const float eps = hp->rms_eps;
     qf_step_layout L;
     qf_step_layout_get(s->n_tok, s->n_out, E, s->n_tab, &L);
     const uint8_t *sd = (const uint8_t *)d->stage_d;
@@ -564,7 +566,6 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int fused) 
     const int *tab = (const int *)(sd + L.off_tab);
     CK(cu_rope_table(tok, n, d->freq, hp->n_rot, d->cs, pdl, d->st));
     CK(cudaMemcpyAsync(d->x, sd + L.off_x, (size_t)n * E * sizeof(float), cudaMemcpyDeviceToDevice, d->st));
-    const int qd = hp->n_head * hp->head_dim;
     attn_params ap;
     memset(&ap, 0, sizeof ap);
     ap.qkv = d->qkv;
@@ -585,44 +586,52 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int fused) 
     ap.cs = d->cs;
     ap.n_rot = hp->n_rot;
     ap.neox = hp->rope_kind == QF_ROPE_NEOX;
-    ap.eps = hp->rms_eps;
+    ap.eps = eps;
     ap.n_tok = n;
-    ap.fused = fused;
+    ap.hpc = hpc;
     ap.n_split = n_split;
     ap.out = d->att;
     ap.part = d->part;
     for (int l = 0; l < hp->n_layer; l++) {
         const dlayer *D = &d->L[l];
-        CK(act(d, d->x, NULL, E, NULL, D->attn_norm, E, D->act_qkv, n));
-        for (int i = 0, off = 0; i < D->n_qkv; off += D->qkv[i].rows, i++)
-            CK(mm(d, &D->qkv[i], n, d->qkv + off, d->qkv_stride, 0));
+        act_args s_in = {d->x, NULL, E, NULL, D->attn_norm, eps, E, 0, n};
+        CK(mm_group(d, D->qkv, D->n_qkv, D->act_qkv, &s_in, d->qkv, d->qkv_stride, 0));
         ap.layer = l;
         ap.q_norm = D->q_norm;
         ap.k_norm = D->k_norm;
-        if (!fused) CK(cu_rope_store(&ap, pdl, d->st));
+        CK(cu_k_store(&ap, pdl, d->st));
         CK(cu_attention(&ap, pdl, d->st));
-        CK(act(d, d->att, NULL, d->att_stride, NULL, NULL, d->att_stride, D->act_wo, n));
-        CK(mm(d, &D->wo, n, d->x, E, 1));
-        CK(act(d, d->x, NULL, E, NULL, D->ffn_norm, E, D->act_gu, n));
-        for (int i = 0, off = 0; i < D->n_gu; off += D->gu[i].rows, i++)
-            CK(mm(d, &D->gu[i], n, d->gu + off, d->gu_stride, 0));
-        CK(act(d, d->gu, d->gu + hp->n_ff, d->gu_stride, NULL, NULL, hp->n_ff, D->act_down, n));
-        CK(mm(d, &D->down, n, d->x, E, 1));
+        act_args s_att = {d->att, NULL, d->att_stride, NULL, NULL, eps, d->att_stride, 0, n};
+        CK(mm_group(d, &D->wo, 1, D->act_wo, &s_att, d->x, E, 1));
+        act_args s_ffn = {d->x, NULL, E, NULL, D->ffn_norm, eps, E, 0, n};
+        CK(mm_group(d, D->gu, D->n_gu, D->act_gu, &s_ffn, d->gu, d->gu_stride, 0));
+        act_args s_h = {d->gu, d->gu + hp->n_ff, d->gu_stride, NULL, NULL, eps, hp->n_ff, 0, n};
+        CK(mm_group(d, &D->down, 1, D->act_down, &s_h, d->x, E, 1));
     }
-    (void)qd;
     if (s->n_out > 0) {
-        CK(act(d, d->x, NULL, E, out, d->out_norm, E, d->act_out, s->n_out));
-        CK(mm(d, &d->out, s->n_out, d->logits, hp->n_vocab, 0));
+        act_args s_out = {d->x, NULL, E, out, d->out_norm, eps, E, 0, s->n_out};
+        CK(mm_group(d, &d->out, 1, d->act_out, &s_out, d->logits, hp->n_vocab, 0));
     }
     return cudaGetLastError();
 }
 
-static int pick_split(const qf_dev *d, const qf_step *s) {
+/* Query heads per attention block: the whole kv group (keys and values read
+ * once for it) when there are blocks enough, else one (more blocks). */
+static int pick_hpc(const qf_dev *d, const qf_step *s) {
     const qf_hparams *hp = &d->m->hp;
-    int G = hp->n_head / hp->n_head_kv, ngrp = (G + 7) / 8;
-    long ctas = (long)s->n_tok * hp->n_head_kv * ngrp;
-    if (ctas >= d->n_sm || s->max_attend <= 256) return 1;
-    long by_len = (s->max_attend + 127) / 128, by_sm = 4L * d->n_sm / ctas;
+    int G = hp->n_head / hp->n_head_kv, h = 8;
+    while (h > 1 && G % h) h /= 2;
+    if ((long)s->n_tok * hp->n_head_kv < d->n_sm) h = 1;
+    return h;
+}
+
+/* Splits of the attended positions: enough blocks to fill the device, each
+ * split at least two chunks of 32 positions. */
+static int pick_split(const qf_dev *d, const qf_step *s, int hpc) {
+    const qf_hparams *hp = &d->m->hp;
+    long ctas = (long)s->n_tok * (hp->n_head / hpc);
+    if (ctas >= d->n_sm || s->max_attend <= 64) return 1;
+    long by_len = (s->max_attend + 63) / 64, by_sm = 4L * d->n_sm / ctas;
     long ns = by_len < by_sm ? by_len : by_sm;
     int p2 = 1;
     while (p2 * 2 <= ns && p2 < 64) p2 *= 2;
@@ -646,10 +655,8 @@ static qf_status cuda_step(qf_dev *d, const qf_step *s, qf_err *err) {
         d->stage_dcap = cap;
     }
     CU(cudaMemcpyAsync(d->stage_d, s->buf, s->bytes, cudaMemcpyHostToDevice, d->st), "step upload");
-    int n_split = pick_split(d, s);
-    int G = hp->n_head / hp->n_head_kv;
-    int fused = d->use_fused && s->one_per_seq && n_split == 1 && G <= 8;
-    int key[4] = {s->n_tok, s->n_out, n_split, fused};
+    int hpc = pick_hpc(d, s), n_split = pick_split(d, s, hpc);
+    int key[4] = {s->n_tok, s->n_out, n_split, hpc};
     bool done = false;
     if (d->use_graphs) {
         graph_ent *hit = NULL, *victim = &d->graphs[0];
@@ -662,7 +669,7 @@ static qf_status cuda_step(qf_dev *d, const qf_step *s, qf_err *err) {
         if (!hit) {
             cudaGraph_t graph = NULL;
             CU(cudaStreamBeginCapture(d->st, cudaStreamCaptureModeThreadLocal), "graph capture");
-            cudaError_t e = enqueue(d, s, n_split, fused);
+            cudaError_t e = enqueue(d, s, n_split, hpc);
             cudaError_t e2 = cudaStreamEndCapture(d->st, &graph);
             if (e != cudaSuccess || e2 != cudaSuccess) {
                 if (graph) cudaGraphDestroy(graph);
@@ -683,7 +690,7 @@ static qf_status cuda_step(qf_dev *d, const qf_step *s, qf_err *err) {
         CU(cudaGraphLaunch(hit->exec, d->st), "graph launch");
         done = true;
     }
-    if (!done) CU(enqueue(d, s, n_split, fused), "step launch");
+    if (!done) CU(enqueue(d, s, n_split, hpc), "step launch");
     if (s->n_out > 0)
         CU(cudaMemcpyAsync(d->logits_h, d->logits, (size_t)s->n_out * hp->n_vocab * sizeof(float),
                            cudaMemcpyDeviceToHost, d->st),
@@ -746,7 +753,7 @@ out:
 }
 
 extern "C" qf_status qf_cuda_test_matmul(qf_type type, int32_t rows, int32_t cols, int32_t n, const void *w,
-                                         const float *x, float *y, qf_err *err) {
+                                         const float *x, float *y, bool check_staging, qf_err *err) {
     int fmt = native_fmt(type);
     if (fmt < 0) return QF_ERR_SET(err, QF_ERR_UNSUPPORTED, "cuda: no kernel for type %d", (int)type);
     if (rows <= 0 || cols <= 0 || n <= 0) return QF_ERR_SET(err, QF_ERR_INVALID, "cuda: bad matmul shape");
@@ -781,6 +788,25 @@ extern "C" qf_status qf_cuda_test_matmul(qf_type type, int32_t rows, int32_t col
         e = cu_act(&a, &d.act, 0, d.st);
     }
     if (e == cudaSuccess) e = cu_matmul(&m, &d.act, n, yd, rows, 0, 0, d.st);
+    if (e == cudaSuccess && check_staging && n <= 8) {
+        /* the same product without staging the activations in shared memory */
+        float *y2 = (float *)qf_malloc((size_t)n * rows * sizeof(float));
+        e = y2 ? cudaStreamSynchronize(d.st) : cudaErrorMemoryAllocation;
+        if (e == cudaSuccess) e = cudaMemcpy(y, yd, (size_t)n * rows * 4, cudaMemcpyDeviceToHost);
+        cu_mm_unstaged = 1;
+        if (e == cudaSuccess) e = cu_matmul(&m, &d.act, n, yd, rows, 0, 0, d.st);
+        cu_mm_unstaged = 0;
+        if (e == cudaSuccess) e = cudaMemcpy(y2, yd, (size_t)n * rows * 4, cudaMemcpyDeviceToHost);
+        for (size_t i = 0; e == cudaSuccess && i < (size_t)n * rows; i++)
+            if (y2[i] != y[i]) {
+                st = QF_ERR_SET(err, QF_ERR_INTERNAL, "cuda: staged activations differ at %zu: %g vs %g", i,
+                                (double)y[i], (double)y2[i]);
+                break;
+            }
+        qf_free(y2);
+        if (e != cudaSuccess) st = cu_fail(err, e, "test matmul");
+        goto out;
+    }
     if (e == cudaSuccess) e = cudaStreamSynchronize(d.st);
     if (e == cudaSuccess) e = cudaMemcpy(y, yd, (size_t)n * rows * 4, cudaMemcpyDeviceToHost);
     if (e != cudaSuccess) st = cu_fail(err, e, "test matmul");

@@ -92,9 +92,14 @@ cudaError_t cu_repack(const dmat *m, const void *raw, size_t row_bytes, int n_ro
  * limit of the matrix kernels (their k-step rings need more than 48 KB). */
 cudaError_t cu_mm_init(void);
 
-/* y[tok * ldy + r] (+)= W[r] . act[tok] (+ bias[r]) for tok < n, r < rows. */
-cudaError_t cu_matmul(const dmat *w, const act_bufs *a, int n, float *y, int ldy, int add, int pdl,
+/* y[tok * ldy + r] (+)= W[r] . act[tok] (+ bias[r]) for tok < n, r < rows,
+ * the activations encoded in ab by cu_act. Up to 8 tokens the kernel first
+ * copies their encoded rows into shared memory ("staged"). */
+cudaError_t cu_matmul(const dmat *w, const act_bufs *ab, int n, float *y, int ldy, int add, int pdl,
                       cudaStream_t st);
+
+/* tests: nonzero makes cu_matmul skip the staged variant */
+extern int cu_mm_unstaged;
 
 /* ---- launchers (cuda_ops.cu) ---- */
 
@@ -126,12 +131,14 @@ typedef struct attn_params {
     const float *q_norm, *k_norm;
     float eps;
     int n_tok;
-    int fused;          /* norm + rope q (and k, store k/v) inside attention */
+    int hpc;            /* query heads per block: 1, 2, 4 or 8, dividing n_head / n_head_kv */
     int n_split;
     float *out;         /* (n_tok, n_head * hdv) */
     float *part;        /* (n_tok, n_head, n_split, hdv + 2) when n_split > 1 */
 } attn_params;
-cudaError_t cu_rope_store(const attn_params *p, int pdl, cudaStream_t st);
+/* keys (normed, rotated) and values of the step's tokens into the cache */
+cudaError_t cu_k_store(const attn_params *p, int pdl, cudaStream_t st);
+/* attention of every token; its query heads normed and rotated here */
 cudaError_t cu_attention(const attn_params *p, int pdl, cudaStream_t st);
 cudaError_t cu_rope_table(const int *tok, int n_tok, const double *freq, int n_rot, float *cs, int pdl,
                           cudaStream_t st);

@@ -4,16 +4,18 @@
  * mmq: a block owns MT tiles of 16 rows and NT groups of 8 tokens; its W
  * warps split the k range (the same split whatever the number of tokens,
  * so a token's result does not depend on its batch), each warp walks its
- * k-steps with an S-deep asynchronous prefetch of the weight tiles (issued
- * before the PDL wait: weights do not depend on the previous kernel),
- * unpacks them into int8 mma fragments and multiplies them with the
- * int8 activations on the tensor cores (mma.sync m16n8k32 / m16n8k16).
+ * k-steps with a double-buffered register prefetch of the weight tiles
+ * (the first group issued before the PDL wait: weights do not depend on
+ * the previous kernel), unpacks them into int8 mma fragments and
+ * multiplies them with the int8 activations on the tensor cores
+ * (mma.sync m16n8k32 / m16n8k16). Up to 8 tokens, a block first copies
+ * their encoded activation rows into shared memory (one coalesced copy)
+ * so that the k loop reads them with shared-memory latency.
  * Every 32-value group (16 for Q6_K scales) is an exact integer dot; the
  * block scales of weights and activations are applied in float per group,
  * as the CPU's block dot products do. The W partial sums meet in shared
  * memory in a fixed order; the epilogue adds the bias and stores or adds
- * (residual) the result. The weight tiles stream through a per-warp ring of
- * k-steps in shared memory filled by cp.async (see "the k-step pipeline").
+ * (residual) the result.
  *
  * One kernel serves generation (n = 1: 7 of the 8 token columns idle, the
  * tensor cores have room) and batches (n up to 32 per block, more blocks
@@ -24,6 +26,7 @@
  * path encodes them).
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/cuda_int.h"
@@ -207,9 +210,10 @@ typedef struct mmq_args {
     int ks;           /* k-steps */
     int rows;
     size_t tiles;     /* rows_pad / 16 */
-    const uint4 *aq;  /* activations, a_row uint4 per token */
-    int a_row;
-    const float2 *ds; /* (group, tok_pad) {d, sum} */
+    /* encoded activations */
+    const uint8_t *aq; /* (tok_pad, kmax) int8 */
+    int a_row;         /* bytes per token (kmax) */
+    const float2 *ds;  /* (group, tok_pad) {d, sum} */
     int tok_pad;
     int n;
     float *y;
@@ -224,13 +228,20 @@ template <> struct fmt_c<FMT_Q8_0> { static constexpr int UN = 2, KG = 2; };
 template <> struct fmt_c<FMT_Q4_K> { static constexpr int UN = 1, KG = 2; };
 template <> struct fmt_c<FMT_Q6_K> { static constexpr int UN = 3, KG = 4; };
 
-/* ---- the k-step pipeline ----
- * Each lane streams exactly the bytes it multiplies (its 16-byte fragments
- * and the scales of its two rows) through an S-stage ring in shared memory
- * with cp.async: S k-steps of weights are in flight per warp, without
- * registers to hold them, and the first S are requested before the PDL
- * wait. A lane only ever reads its own slots, so a per-thread
- * cp.async.wait_group is the only synchronization the ring needs. */
+/* ---- weight loads ----
+ * A lane loads exactly the bytes it multiplies (its 16-byte fragments and
+ * the scales of its two rows) straight into registers, U k-steps at a time
+ * and double-buffered: while one group of U k-steps is multiplied the next
+ * is in flight. The first group is requested before the PDL wait. */
+
+/* weights are read once per step: keep them out of L1 */
+DEV uint4 ld_stream(const uint4 *p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
+}
 
 DEV void cp16(void *dst, const void *src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src));
@@ -238,18 +249,8 @@ DEV void cp16(void *dst, const void *src) {
 DEV void cp8(void *dst, const void *src) {
     asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src));
 }
-DEV void cp4(void *dst, const void *src) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src));
-}
 DEV void cp_commit(void) { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N> DEV void cp_wait(void) { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
-
-/* bytes per lane per tile per k-step in the ring, and ring depth */
-template <int FMT> struct ring_c;
-template <> struct ring_c<FMT_Q4_0> { static constexpr int LB = 32, S = 8; };
-template <> struct ring_c<FMT_Q8_0> { static constexpr int LB = 48, S = 6; };
-template <> struct ring_c<FMT_Q4_K> { static constexpr int LB = 48, S = 6; };
-template <> struct ring_c<FMT_Q6_K> { static constexpr int LB = 80, S = 4; };
+DEV void cp_wait_all(void) { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
 
 /* what a lane holds of one k-step of one tile */
 template <int FMT, int MT> struct wstep {
@@ -257,71 +258,61 @@ template <int FMT, int MT> struct wstep {
     uint4 sa[MT], sb[MT];
 };
 
-/* request k-step ks of tiles tile0.. into the lane's slot */
 template <int FMT, int MT>
-DEV void issue_step(uint8_t *slot, const mmq_args &a, int tile0, int ks, int lane) {
-    constexpr int UN = fmt_c<FMT>::UN, LB = ring_c<FMT>::LB;
+DEV void load_step(wstep<FMT, MT> &b, const mmq_args &a, int tile0, int ks, int lane) {
+    constexpr int UN = fmt_c<FMT>::UN;
     const int g = lane >> 2;
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
-        uint8_t *d = slot + mt * LB;
         size_t tile = (size_t)tile0 + mt;
 #pragma unroll
-        for (int u = 0; u < UN; u++) cp16(d + 16 * u, a.wq + ((tile * a.ks + ks) * UN + u) * 32 + lane);
+        for (int u = 0; u < UN; u++) b.w[mt][u] = ld_stream(a.wq + ((tile * a.ks + ks) * UN + u) * 32 + lane);
         if (FMT == FMT_Q4_0 || FMT == FMT_Q8_0) {
-            cp8(d + 16 * UN, (const uint2 *)a.ws + (tile * a.ks + ks) * 8 + g);
-        } else if (FMT == FMT_Q4_K) {
-            const uint4 *h = (const uint4 *)a.ws + (tile * (a.ks / 4) + ks / 4) * 16;
-            cp16(d + 16, h + g);
-            cp16(d + 32, h + g + 8);
-        } else {
-            const uint2 *sc = (const uint2 *)a.ws + (tile * a.ks + ks) * 16;
-            cp8(d + 48, sc + g);
-            cp8(d + 56, sc + g + 8);
-            const uint32_t *dd = (const uint32_t *)((const uint2 *)a.ws + a.tiles * (size_t)a.ks * 16);
-            cp4(d + 64, dd + (tile * (a.ks / 2) + ks / 2) * 8 + g);
-        }
-    }
-}
-
-template <int FMT, int MT> DEV void read_step(wstep<FMT, MT> &b, const uint8_t *slot) {
-    constexpr int UN = fmt_c<FMT>::UN, LB = ring_c<FMT>::LB;
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++) {
-        const uint8_t *d = slot + mt * LB;
-#pragma unroll
-        for (int u = 0; u < UN; u++) b.w[mt][u] = *(const uint4 *)(d + 16 * u);
-        if (FMT == FMT_Q4_0 || FMT == FMT_Q8_0) {
-            uint2 v = *(const uint2 *)(d + 16 * UN);
+            uint2 v = ((const uint2 *)a.ws)[(tile * a.ks + ks) * 8 + g];
             b.sa[mt] = make_uint4(v.x, v.y, 0, 0);
         } else if (FMT == FMT_Q4_K) {
-            b.sa[mt] = *(const uint4 *)(d + 16);
-            b.sb[mt] = *(const uint4 *)(d + 32);
+            const uint4 *h = (const uint4 *)a.ws + (tile * (a.ks / 4) + ks / 4) * 16;
+            b.sa[mt] = h[g];
+            b.sb[mt] = h[g + 8];
         } else {
-            b.sa[mt] = *(const uint4 *)(d + 48);
-            b.sb[mt] = make_uint4(*(const uint32_t *)(d + 64), 0, 0, 0);
+            const uint2 *sc = (const uint2 *)a.ws + (tile * a.ks + ks) * 16;
+            uint2 s0 = sc[g], s1 = sc[g + 8];
+            b.sa[mt] = make_uint4(s0.x, s0.y, s1.x, s1.y);
+            const uint32_t *dd = (const uint32_t *)((const uint2 *)a.ws + a.tiles * (size_t)a.ks * 16);
+            b.sb[mt] = make_uint4(dd[(tile * (a.ks / 2) + ks / 2) * 8 + g], 0, 0, 0);
         }
     }
 }
 
+/* Where a warp finds its activations: encoded rows in global memory (the
+ * batched path) or the rows the kernel encoded into shared memory. */
+typedef struct act_view {
+    const uint8_t *q;  /* token 0, k-step ks_base */
+    size_t tok_stride; /* bytes between tokens */
+    size_t ks_stride;  /* bytes between k-steps */
+    const float2 *ds;  /* group 0 (of k-step ks_base), token 0 */
+    size_t kg_stride;  /* float2 between groups */
+    int ntok;          /* tokens with data (others read as zero) */
+    int ks_base;
+    int ds_last;       /* last token slot of ds that may be read (even) */
+} act_view;
+
 template <int FMT, int MT, int NT>
-DEV void compute_step(const wstep<FMT, MT> &b, const mmq_args &a, int tok0, int ks, int lane,
-                      float (&acc)[MT][NT][4]) {
+DEV void compute_step(const wstep<FMT, MT> &b, const act_view &v, int ks, int lane, float (&acc)[MT][NT][4]) {
     constexpr int KG = fmt_c<FMT>::KG;
-    const int g = lane >> 2, t = lane & 3;
-    /* activations of this k-step for NT groups of 8 tokens */
+    const int g = lane >> 2, t = lane & 3, ksl = ks - v.ks_base;
     uint4 bq[NT][KG / 2];
     float4 dsv[NT][KG];
 #pragma unroll
     for (int nt = 0; nt < NT; nt++) {
-        int tok = tok0 + nt * 8 + g;
+        int tok = nt * 8 + g, dt = nt * 8 + 2 * t < v.ds_last ? nt * 8 + 2 * t : v.ds_last;
 #pragma unroll
-        for (int v = 0; v < KG / 2; v++)
-            bq[nt][v] = tok < a.n ? a.aq[(size_t)tok * a.a_row + ((size_t)ks * (KG / 2) + v) * 4 + t]
-                                  : make_uint4(0, 0, 0, 0);
+        for (int u = 0; u < KG / 2; u++)
+            bq[nt][u] = tok < v.ntok
+                            ? *(const uint4 *)(v.q + (size_t)tok * v.tok_stride + (size_t)ksl * v.ks_stride + u * 64 + t * 16)
+                            : make_uint4(0, 0, 0, 0);
 #pragma unroll
-        for (int j = 0; j < KG; j++)
-            dsv[nt][j] = *(const float4 *)(a.ds + ((size_t)ks * KG + j) * a.tok_pad + tok0 + nt * 8 + 2 * t);
+        for (int j = 0; j < KG; j++) dsv[nt][j] = *(const float4 *)(v.ds + ((size_t)ksl * KG + j) * v.kg_stride + dt);
     }
     const uint32_t M4 = 0x0F0F0F0Fu;
 #pragma unroll
@@ -417,19 +408,21 @@ DEV void compute_step(const wstep<FMT, MT> &b, const mmq_args &a, int tok0, int 
     }
 }
 
-template <int FMT, int MT> constexpr size_t ring_bytes_per_warp(void) {
-    return (size_t)ring_c<FMT>::S * 32 * ring_c<FMT>::LB * MT;
-}
 
-template <int FMT, int MT, int NT>
+/* k-steps are split between warps in units of `gran`: a 256-block for the
+ * K-quants, so that a warp can encode Q8_K blocks itself. The split is the
+ * same with and without that encoding: a token's sums run in the same
+ * order whatever its batch. */
+template <int FMT> DEV int ks_gran(void) { return FMT == FMT_Q4_K ? 4 : FMT == FMT_Q6_K ? 2 : 1; }
+
+template <int FMT, int MT, int NT, bool STAGED, int U>
 static __global__ void __launch_bounds__(256) mmq_kernel(const mmq_args a) {
-    constexpr int S = ring_c<FMT>::S;
-    constexpr size_t SLOT = (size_t)32 * ring_c<FMT>::LB * MT; /* one stage of one warp */
+    constexpr int KST = FMT == FMT_Q6_K ? 128 : 64, KG = fmt_c<FMT>::KG;
     extern __shared__ __align__(16) uint8_t smem[];
-    const int lane = threadIdx.x, w = threadIdx.y, W = blockDim.y;
+    const int lane = threadIdx.x, w = threadIdx.y, W = blockDim.y, tid = w * 32 + lane;
     const int tile0 = blockIdx.x * MT, tok0 = blockIdx.y * 8 * NT;
-    const int k0 = (int)((long)a.ks * w / W), k1 = (int)((long)a.ks * (w + 1) / W);
-    uint8_t *ring = smem + (size_t)w * S * SLOT + (size_t)lane * ring_c<FMT>::LB * MT;
+    const int gran = ks_gran<FMT>(), units = a.ks / gran;
+    const int k0 = (int)((long)units * w / W) * gran, k1 = (int)((long)units * (w + 1) / W) * gran;
     float acc[MT][NT][4];
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
@@ -439,29 +432,60 @@ static __global__ void __launch_bounds__(256) mmq_kernel(const mmq_args a) {
             for (int r = 0; r < 4; r++) acc[mt][nt][r] = 0.0f;
 
     /* weights do not depend on the previous kernel: request them first */
+    wstep<FMT, MT> A[U], B[U];
 #pragma unroll
-    for (int s = 0; s < S; s++) {
-        if (k0 + s < k1) issue_step<FMT, MT>(ring + s * SLOT, a, tile0, k0 + s, lane);
-        cp_commit();
-    }
+    for (int u = 0; u < U; u++)
+        if (k0 + u < k1) load_step<FMT, MT>(A[u], a, tile0, k0 + u, lane);
     pdl_trigger();
     pdl_wait();
-    int slot = 0;
-    for (int ks = k0; ks < k1; ks++) {
-        cp_wait<S - 1>();
-        wstep<FMT, MT> b;
-        read_step<FMT, MT>(b, ring + slot * SLOT);
-        compute_step<FMT, MT, NT>(b, a, tok0, ks, lane, acc);
-        if (ks + S < k1) issue_step<FMT, MT>(ring + slot * SLOT, a, tile0, ks + S, lane);
+
+    act_view v;
+    if (STAGED) {
+        /* up to 8 tokens: their encoded rows and scales into shared memory
+         * with one coalesced copy, so the k loop never waits on L2 */
+        const int ntok = a.n - tok0 < 8 ? a.n - tok0 : 8, slots = ntok < 2 ? 2 : (ntok + 1) & ~1;
+        const size_t kb = (size_t)a.ks * KST, nkg = (size_t)a.ks * KG;
+        uint8_t *qs = smem;
+        float2 *dss = (float2 *)(qs + (size_t)ntok * kb);
+        const int nth = W * 32;
+        for (size_t x = tid; x < (size_t)ntok * (kb / 16); x += nth) {
+            size_t j = x / (kb / 16), o = x % (kb / 16);
+            cp16(qs + j * kb + o * 16, a.aq + (size_t)(tok0 + j) * a.a_row + o * 16);
+        }
+        for (size_t x = tid; x < nkg * slots; x += nth) {
+            size_t g2 = x / slots, j = x % slots;
+            if ((int)j < ntok) cp8(dss + x, a.ds + g2 * a.tok_pad + tok0 + j);
+            else dss[x] = make_float2(0.0f, 0.0f);
+        }
         cp_commit();
-        slot = slot + 1 == S ? 0 : slot + 1;
+        cp_wait_all();
+        __syncthreads();
+        v = {qs, kb, (size_t)KST, dss, (size_t)slots, ntok, 0, slots - 2};
+    } else {
+        v = {a.aq + (size_t)tok0 * a.a_row, (size_t)a.a_row, (size_t)KST, a.ds + tok0, (size_t)a.tok_pad,
+             a.n - tok0, 0, 8 * NT - 2};
     }
-    cp_wait<0>();
+
+    for (int kc = k0; kc < k1; kc += 2 * U) {
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            if (kc + U + u < k1) load_step<FMT, MT>(B[u], a, tile0, kc + U + u, lane);
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            if (kc + u < k1) compute_step<FMT, MT, NT>(A[u], v, kc + u, lane, acc);
+        if (kc + U >= k1) break;
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            if (kc + 2 * U + u < k1) load_step<FMT, MT>(A[u], a, tile0, kc + 2 * U + u, lane);
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            if (kc + U + u < k1) compute_step<FMT, MT, NT>(B[u], v, kc + U + u, lane, acc);
+    }
 
     constexpr int NO = MT * NT * 4;
     float *red = (float *)smem;
     if (W > 1) {
-        __syncthreads(); /* every warp is done with its ring */
+        __syncthreads(); /* the staged activations are no longer read */
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -472,9 +496,9 @@ static __global__ void __launch_bounds__(256) mmq_kernel(const mmq_args a) {
     }
     for (int o = w * 32 + lane; o < NO * 32; o += W * 32) {
         int l = o & 31, r = (o >> 5) & 3, nt = (o >> 7) % NT, mt = (o >> 7) / NT;
-        float v = 0.0f;
+        float val = 0.0f;
         if (W > 1) {
-            for (int ww = 0; ww < W; ww++) v += red[ww * NO * 32 + o];
+            for (int ww = 0; ww < W; ww++) val += red[ww * NO * 32 + o];
         } else {
             /* W == 1: this thread owns exactly its own fragment values */
 #pragma unroll
@@ -483,14 +507,14 @@ static __global__ void __launch_bounds__(256) mmq_kernel(const mmq_args a) {
                 for (int n2 = 0; n2 < NT; n2++)
 #pragma unroll
                     for (int r2 = 0; r2 < 4; r2++)
-                        if (m2 == mt && n2 == nt && r2 == r) v = acc[m2][n2][r2];
+                        if (m2 == mt && n2 == nt && r2 == r) val = acc[m2][n2][r2];
         }
         int row = (tile0 + mt) * 16 + (l >> 2) + ((r >> 1) << 3);
         int tok = tok0 + nt * 8 + (l & 3) * 2 + (r & 1);
         if (row < a.rows && tok < a.n) {
-            if (a.bias) v += a.bias[row];
+            if (a.bias) val += a.bias[row];
             float *yp = a.y + (size_t)tok * a.ldy + row;
-            *yp = a.add ? *yp + v : v;
+            *yp = a.add ? *yp + val : val;
         }
     }
 }
@@ -567,31 +591,56 @@ static int env_int(const char *name, int def) {
     return s && *s ? atoi(s) : def;
 }
 
-template <int FMT, int MT, int NT> static size_t mmq_smem(int W) {
-    size_t ring = (size_t)W * ring_bytes_per_warp<FMT, MT>(), red = (size_t)W * MT * NT * 4 * 32 * sizeof(float);
-    return ring > red ? ring : red;
+template <int FMT, int MT, int NT, bool STAGED> static size_t mmq_smem(int W, int ks, int ntok) {
+    size_t red = W > 1 ? (size_t)W * MT * NT * 4 * 32 * sizeof(float) : 0, need = 0;
+    if (STAGED) {
+        int kst = FMT == FMT_Q6_K ? 128 : 64, slots = ntok < 2 ? 2 : (ntok + 1) & ~1;
+        need = (size_t)ntok * ks * kst + (size_t)ks * (kst / 32) * slots * sizeof(float2);
+    }
+    return need > red ? need : red;
 }
 
-template <int FMT, int MT, int NT>
+int cu_mm_unstaged = 0;
+
+/* the device's opt-in shared memory per block (cu_mm_init) */
+static int g_smem_max = 96 * 1024;
+
+template <int FMT, int MT, int NT, bool STAGED, int U>
 static cudaError_t run_mmq(const mmq_args &a, int rows_pad, int W, int pdl, cudaStream_t st) {
     dim3 grid((unsigned)(rows_pad / (16 * MT)), (unsigned)((a.n + 8 * NT - 1) / (8 * NT)));
-    return launch_k(mmq_kernel<FMT, MT, NT>, grid, dim3(32, (unsigned)W), mmq_smem<FMT, MT, NT>(W), st, pdl, a);
+    size_t smem = mmq_smem<FMT, MT, NT, STAGED>(W, a.ks, a.n);
+    if (smem > (size_t)g_smem_max) return cudaErrorInvalidConfiguration;
+    return launch_k(mmq_kernel<FMT, MT, NT, STAGED, U>, grid, dim3(32, (unsigned)W), smem, st, pdl, a);
 }
 
-template <int FMT, int MT, int NT> static cudaError_t allow_smem(void) {
-    return cudaFuncSetAttribute(mmq_kernel<FMT, MT, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                (int)mmq_smem<FMT, MT, NT>(8));
+template <int FMT, int MT, int NT, bool STAGED, int U> static cudaError_t allow_smem(void) {
+    return cudaFuncSetAttribute(mmq_kernel<FMT, MT, NT, STAGED, U>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                g_smem_max);
 }
+
+/* k-steps per register buffer; batch 1 wants more bytes in flight */
+template <int FMT> struct unroll_c {
+    static constexpr int U1 = FMT == FMT_Q6_K ? 2 : FMT == FMT_Q8_0 ? 2 : 4; /* up to 8 tokens */
+    static constexpr int U1B = 2 * U1;                                      /* QF_CUDA_UNROLL=2 */
+    static constexpr int UN = FMT == FMT_Q6_K ? 1 : 2;                      /* more tokens */
+};
 
 template <int FMT> static cudaError_t allow_fmt(void) {
-    cudaError_t e = allow_smem<FMT, 1, 1>();
-    if (e == cudaSuccess) e = allow_smem<FMT, 1, 2>();
-    if (e == cudaSuccess) e = allow_smem<FMT, 2, 4>();
+    cudaError_t e = allow_smem<FMT, 1, 1, true, unroll_c<FMT>::U1>();
+    if (e == cudaSuccess) e = allow_smem<FMT, 1, 1, true, unroll_c<FMT>::U1B>();
+    if (e == cudaSuccess) e = allow_smem<FMT, 1, 1, false, unroll_c<FMT>::U1>();
+    if (e == cudaSuccess) e = allow_smem<FMT, 1, 2, false, unroll_c<FMT>::UN>();
+    if (e == cudaSuccess) e = allow_smem<FMT, 2, 4, false, unroll_c<FMT>::UN>();
     return e;
 }
 
 cudaError_t cu_mm_init(void) {
-    cudaError_t e = allow_fmt<FMT_Q4_0>();
+    int dev = 0, v = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (e != cudaSuccess) return e;
+    g_smem_max = v;
+    e = allow_fmt<FMT_Q4_0>();
     if (e == cudaSuccess) e = allow_fmt<FMT_Q8_0>();
     if (e == cudaSuccess) e = allow_fmt<FMT_Q4_K>();
     if (e == cudaSuccess) e = allow_fmt<FMT_Q6_K>();
@@ -603,14 +652,20 @@ static cudaError_t run_fmt(const mmq_args &a, int rows_pad, int pdl, cudaStream_
     int nt = a.n <= 8 ? 1 : a.n <= 16 ? 2 : 4;
     /* warps split k: at least 4 k-steps each, at most 8 warps */
     int W = a.ks / 4;
-    static int w_env = -2;
-    if (w_env == -2) w_env = env_int("QF_CUDA_WARPS", 0);
+    static int w_env = -2, staged_env, unroll_env;
+    if (w_env == -2)
+        w_env = env_int("QF_CUDA_WARPS", 0), staged_env = env_int("QF_CUDA_STAGED", 1),
+        unroll_env = env_int("QF_CUDA_UNROLL", 1);
     if (w_env > 0) W = w_env;
     if (W > 8) W = 8;
     if (W < 1) W = 1;
-    if (nt == 1) return run_mmq<FMT, 1, 1>(a, rows_pad, W, pdl, st);
-    if (nt == 2) return run_mmq<FMT, 1, 2>(a, rows_pad, W, pdl, st);
-    return run_mmq<FMT, 2, 4>(a, rows_pad, W, pdl, st);
+    if (nt == 1 && staged_env && !cu_mm_unstaged && mmq_smem<FMT, 1, 1, true>(W, a.ks, a.n) <= (size_t)g_smem_max) {
+        if (unroll_env == 2) return run_mmq<FMT, 1, 1, true, unroll_c<FMT>::U1B>(a, rows_pad, W, pdl, st);
+        return run_mmq<FMT, 1, 1, true, unroll_c<FMT>::U1>(a, rows_pad, W, pdl, st);
+    }
+    if (nt == 1) return run_mmq<FMT, 1, 1, false, unroll_c<FMT>::U1>(a, rows_pad, W, pdl, st);
+    if (nt == 2) return run_mmq<FMT, 1, 2, false, unroll_c<FMT>::UN>(a, rows_pad, W, pdl, st);
+    return run_mmq<FMT, 2, 4, false, unroll_c<FMT>::UN>(a, rows_pad, W, pdl, st);
 }
 
 cudaError_t cu_matmul(const dmat *w, const act_bufs *ab, int n, float *y, int ldy, int add, int pdl,
@@ -626,8 +681,22 @@ cudaError_t cu_matmul(const dmat *w, const act_bufs *ab, int n, float *y, int ld
         }
     }
     const act_set *as = fmt_act(w->fmt) == ACT_Q8_0 ? &ab->a8_0 : &ab->a8_k;
-    mmq_args a = {(const uint4 *)w->q, w->s, w->ks, w->rows, (size_t)w->rows_pad / 16, (const uint4 *)as->q,
-                  ab->kmax / 16, as->ds, ab->tok_pad, n, y, ldy, w->bias, add};
+    mmq_args a;
+    memset(&a, 0, sizeof a);
+    a.wq = (const uint4 *)w->q;
+    a.ws = w->s;
+    a.ks = w->ks;
+    a.rows = w->rows;
+    a.tiles = (size_t)w->rows_pad / 16;
+    a.aq = as->q;
+    a.a_row = ab->kmax;
+    a.ds = as->ds;
+    a.tok_pad = ab->tok_pad;
+    a.n = n;
+    a.y = y;
+    a.ldy = ldy;
+    a.bias = w->bias;
+    a.add = add;
     switch (w->fmt) {
     case FMT_Q4_0: return run_fmt<FMT_Q4_0>(a, w->rows_pad, pdl, st);
     case FMT_Q8_0: return run_fmt<FMT_Q8_0>(a, w->rows_pad, pdl, st);

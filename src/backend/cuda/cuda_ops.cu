@@ -9,19 +9,15 @@
  *             the mma fragment order of cuda_int.h.
  * rope_table: cos/sin of every (token, frequency) of the step, in double
  *             then rounded (the CPU's rope_tables).
- * rope_store: per-head q/k RMSNorm (qwen3), RoPE of q and k, keys and values
- *             written into the paged device cache (f16 or f32).
- * attention:  one block per (token, kv head, group of <= 8 query heads,
- *             split of the attended positions). Each warp takes chunks of 32
- *             positions: a lane scores one position against every query
- *             head of the group (K row read once for the group), an online
- *             softmax per head, then the warp accumulates V with a lane per
- *             output dimension. Warps meet in shared memory; with several
- *             splits the partial (max, sum, numerator) go to a combine kernel
- *             (long contexts with few sequences). The attended positions are
- *             [0, sink_end) and [t0, pos], read through the block table.
- *             "fused" mode (every sequence once in the step, one split) does
- *             the rope_store work for its own token in the same block.
+ * k_store:    per-head k RMSNorm (qwen3) and RoPE, keys and values written
+ *             into the paged device cache (f16 or f32).
+ * attention:  one block per (token, group of HPC query heads sharing a kv
+ *             head, split of the attended positions [0, sink_end) and
+ *             [t0, pos], read through the block table). The block norms and
+ *             rotates its query heads itself, then walks its positions in
+ *             chunks of 32 (see attn_kernel); with several splits (long
+ *             contexts, few tokens) partial (max, sum, numerator) go to a
+ *             combine kernel.
  */
 #include <math.h>
 
@@ -29,21 +25,6 @@
 #include "backend/cuda/cuda_int.h"
 
 /* ---- activations ---- */
-
-DEV int frag_off(int e) {
-    int u = e >> 6, e64 = e & 63, kg = e64 >> 5, b = e64 & 31, w = b >> 2, i = b & 3;
-    return u * 64 + (w & 3) * 16 + (kg * 2 + (w >> 2)) * 4 + i;
-}
-
-DEV int round_away_127(float v) {
-    if (!(fabsf(v) <= 127.0f)) return v > 0 ? 127 : (v < 0 ? -127 : 0);
-    return (int)roundf(v);
-}
-
-DEV int round_even(float v) {
-    if (!(fabsf(v) <= 4194303.0f)) return v > 0 ? 4194303 : (v < 0 ? -4194303 : 0);
-    return (int)rintf(v);
-}
 
 typedef struct act_in {
     const float *x, *x2, *norm;
@@ -186,48 +167,34 @@ DEV void kv_put(const attn_params &p, size_t off, float v) {
     else ((__half *)p.kv)[off] = __float2half_rn(v);
 }
 
-/* Keys (from shared memory, already rotated) and values of token i, kv head h, into the cache. */
-DEV void store_kv(const attn_params &p, int i, int h, const float *kvec, int tid, int nthreads) {
+/* One warp per (token, kv head): the key head normed (qwen3) and rotated,
+ * then key and value written into the token's cache slot. */
+static __global__ void __launch_bounds__(32) k_store_kernel(const attn_params p) {
+    __shared__ float buf[256];
+    pdl_trigger();
+    pdl_wait();
+    const int i = blockIdx.x, h = blockIdx.y, lane = threadIdx.x;
+    const float *row = p.qkv + (size_t)i * p.qkv_stride;
+    const float *k = row + (size_t)p.n_head * p.hd + (size_t)h * p.hd;
+    const float *v = row + (size_t)p.n_head * p.hd + (size_t)p.n_head_kv * p.hd + (size_t)h * p.hdv;
+    for (int d = lane; d < p.hd; d += 32) buf[d] = k[d];
+    __syncwarp();
+    head_norm_rope(buf, p.hd, p.k_norm, p.eps, p.cs + (size_t)i * p.n_rot, p.n_rot, p.neox, lane);
     int pos = p.tok[4 * i], toff = p.tok[4 * i + 1];
     int blk = p.tables[toff + pos / p.bs], slot = pos % p.bs;
     size_t base = kv_block_base(p, blk);
-    const float *vrow = p.qkv + (size_t)i * p.qkv_stride + (size_t)p.n_head * p.hd + (size_t)p.n_head_kv * p.hd;
-    for (int d = tid; d < p.hd; d += nthreads) kv_put(p, base + (size_t)slot * p.kv_dim + (size_t)h * p.hd + d, kvec[d]);
-    for (int d = tid; d < p.hdv; d += nthreads)
-        kv_put(p, base + (size_t)p.bs * p.kv_dim + (size_t)slot * p.kv_dim_v + (size_t)h * p.hdv + d,
-               vrow[(size_t)h * p.hdv + d]);
+    for (int d = lane; d < p.hd; d += 32) kv_put(p, base + (size_t)slot * p.kv_dim + (size_t)h * p.hd + d, buf[d]);
+    for (int d = lane; d < p.hdv; d += 32)
+        kv_put(p, base + (size_t)p.bs * p.kv_dim + (size_t)slot * p.kv_dim_v + (size_t)h * p.hdv + d, v[d]);
 }
 
-static __global__ void __launch_bounds__(128) rope_store_kernel(const attn_params p) {
-    __shared__ float buf[4][256];
-    pdl_trigger();
-    pdl_wait();
-    const int i = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    float *row = (float *)p.qkv + (size_t)i * p.qkv_stride;
-    const float *cs = p.cs + (size_t)i * p.n_rot;
-    for (int h = warp; h < p.n_head + p.n_head_kv; h += 4) {
-        bool is_q = h < p.n_head;
-        float *src = is_q ? row + (size_t)h * p.hd : row + (size_t)p.n_head * p.hd + (size_t)(h - p.n_head) * p.hd;
-        for (int d = lane; d < p.hd; d += 32) buf[warp][d] = src[d];
-        __syncwarp();
-        head_norm_rope(buf[warp], p.hd, is_q ? p.q_norm : p.k_norm, p.eps, cs, p.n_rot, p.neox, lane);
-        if (is_q) {
-            for (int d = lane; d < p.hd; d += 32) src[d] = buf[warp][d];
-        } else {
-            store_kv(p, i, h - p.n_head, buf[warp], lane, 32);
-        }
-        __syncwarp();
-    }
-}
-
-cudaError_t cu_rope_store(const attn_params *p, int pdl, cudaStream_t st) {
-    return launch_k(rope_store_kernel, dim3((unsigned)p->n_tok), dim3(128), 0, st, pdl, *p);
+cudaError_t cu_k_store(const attn_params *p, int pdl, cudaStream_t st) {
+    return launch_k(k_store_kernel, dim3((unsigned)p->n_tok, (unsigned)p->n_head_kv), dim3(32), 0, st, pdl, *p);
 }
 
 /* ---- attention ---- */
 
 #define ATT_WARPS 4
-#define GMAX 8
 
 template <typename KT> __device__ __forceinline__ void load8(const KT *p, float *o);
 template <> __device__ __forceinline__ void load8<__half>(const __half *p, float *o) {
@@ -243,173 +210,138 @@ template <> __device__ __forceinline__ void load8<float>(const float *p, float *
     o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w, o[4] = b.x, o[5] = b.y, o[6] = b.z, o[7] = b.w;
 }
 
-template <int DPL, typename KT> DEV void loadv(const KT *p, float *o) {
-    if (sizeof(KT) == 2) {
-        const __half *h = (const __half *)p;
-        if (DPL == 1) {
-            o[0] = __half2float(h[0]);
-        } else {
-#pragma unroll
-            for (int k = 0; k < DPL / 2; k++) {
-                float2 f = __half22float2(((const __half2 *)h)[k]);
-                o[2 * k] = f.x, o[2 * k + 1] = f.y;
-            }
-        }
-    } else {
-        const float *f = (const float *)p;
-#pragma unroll
-        for (int k = 0; k < DPL; k++) o[k] = f[k];
-    }
-}
+DEV float ldkv(const __half *p) { return __half2float(*p); }
+DEV float ldkv(const float *p) { return *p; }
 
-/* HD8: head_dim / 8 when known at compile time (the K row loads of a lane
- * are then all issued at once), 0 for any multiple of 8 up to 256. */
-template <int DPL, typename KT, int HD8> static __global__ void __launch_bounds__(128) attn_kernel(const attn_params p) {
-    __shared__ float qs[GMAX + 1][256]; /* query heads of the group, then (fused) the key head */
-    __shared__ float wm[ATT_WARPS][GMAX], wl[ATT_WARPS][GMAX];
-    __shared__ float wacc[ATT_WARPS][GMAX][256];
+/* Block (token, HPC query heads of one kv group, split): the attended
+ * positions [plo, phi) in chunks of 32. Per chunk: (A) lane = position,
+ * warps split the head dims, partial q.k to shared memory; (B) a warp per
+ * head: scores, online softmax, probabilities to shared memory; (C) a thread
+ * per output dim accumulates the chunk's values. Short dependency chains
+ * and a thread per value keep one token's decode fast. */
+template <int HPC, typename KT> static __global__ void __launch_bounds__(128) attn_kernel(const attn_params p) {
+    __shared__ __align__(16) float qs[HPC][256];
+    __shared__ float part[ATT_WARPS][HPC][32];
+    __shared__ float ps[HPC][32];
+    __shared__ long long vo_s[32];
+    __shared__ float corr_s[HPC], m_s[HPC], l_s[HPC];
     pdl_trigger();
     pdl_wait();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int G = p.n_head / p.n_head_kv, ngrp = (G + GMAX - 1) / GMAX;
-    const int i = blockIdx.x, kvh = blockIdx.y / ngrp, hg = blockIdx.y % ngrp, sp = blockIdx.z;
-    const int h0 = kvh * G + hg * GMAX, Gb = G - hg * GMAX < GMAX ? G - hg * GMAX : GMAX;
+    const int G = p.n_head / p.n_head_kv;
+    const int i = blockIdx.x, h0 = blockIdx.y * HPC, kvh = h0 / G, sp = blockIdx.z;
     const int pos = p.tok[4 * i], toff = p.tok[4 * i + 1], sink = p.tok[4 * i + 2], t0 = p.tok[4 * i + 3];
     const int L = sink + pos - t0 + 1, chunk = (L + p.n_split - 1) / p.n_split;
     const int plo = sp * chunk, phi = plo + chunk < L ? plo + chunk : L;
     const float *row = p.qkv + (size_t)i * p.qkv_stride;
-
-    /* an f16 cache: q is rounded to f16 before q.K, as the CPU path encodes it */
-    const bool q16 = !p.kv_f32;
-    for (int x = tid; x < Gb * p.hd; x += 128) {
-        float q = row[(size_t)h0 * p.hd + x];
-        qs[x / p.hd][x % p.hd] = q16 && !p.fused ? __half2float(__float2half_rn(q)) : q;
-    }
-    if (p.fused)
-        for (int d = tid; d < p.hd; d += 128) qs[GMAX][d] = row[(size_t)p.n_head * p.hd + (size_t)kvh * p.hd + d];
-    __syncthreads();
-    if (p.fused) {
-        const float *cs = p.cs + (size_t)i * p.n_rot;
-        for (int g = warp; g <= Gb; g += ATT_WARPS) {
-            int slot = g == Gb ? GMAX : g;
-            head_norm_rope(qs[slot], p.hd, g == Gb ? p.k_norm : p.q_norm, p.eps, cs, p.n_rot, p.neox, lane);
-            if (q16 && g < Gb)
-                for (int d = lane; d < p.hd; d += 32) qs[slot][d] = __half2float(__float2half_rn(qs[slot][d]));
-            __syncwarp();
-        }
-        __syncthreads();
-        store_kv(p, i, kvh, qs[GMAX], tid, 128);
-        __syncthreads(); /* the new key/value is read back below by other threads */
-    }
-
-    float m[GMAX], l[GMAX], acc[GMAX][DPL];
-#pragma unroll
-    for (int g = 0; g < GMAX; g++) {
-        m[g] = -INFINITY, l[g] = 0.0f;
-#pragma unroll
-        for (int dd = 0; dd < DPL; dd++) acc[g][dd] = 0.0f;
-    }
     const KT *kv = (const KT *)p.kv;
-    for (int c0 = plo + warp * 32; c0 < phi; c0 += ATT_WARPS * 32) {
+    const int hd8 = p.hd / 8, nwd = hd8 % 4 == 0 ? 4 : hd8 % 2 == 0 ? 2 : 1, slice = p.hd / nwd;
+
+    for (int x = tid; x < HPC * p.hd; x += 128) qs[x / p.hd][x % p.hd] = row[(size_t)h0 * p.hd + x];
+    __syncthreads();
+    for (int hh = warp; hh < HPC; hh += ATT_WARPS) {
+        head_norm_rope(qs[hh], p.hd, p.q_norm, p.eps, p.cs + (size_t)i * p.n_rot, p.n_rot, p.neox, lane);
+        /* an f16 cache: q rounded to f16 before q.K, as the CPU path encodes it */
+        if (!p.kv_f32)
+            for (int d = lane; d < p.hd; d += 32) qs[hh][d] = __half2float(__float2half_rn(qs[hh][d]));
+    }
+    if (tid < HPC) m_s[tid] = -INFINITY, l_s[tid] = 0.0f;
+    __syncthreads();
+
+    float acc[HPC][2];
+#pragma unroll
+    for (int hh = 0; hh < HPC; hh++) acc[hh][0] = acc[hh][1] = 0.0f;
+    for (int c0 = plo; c0 < phi; c0 += 32) {
+        /* (A) partial scores */
         int x = c0 + lane;
         bool valid = x < phi;
         int pp = x < sink ? x : t0 + (x - sink);
         int blk = valid ? p.tables[toff + pp / p.bs] : -1;
         valid = valid && blk >= 0;
         size_t base = valid ? kv_block_base(p, blk) : 0;
-        size_t koff = base + (size_t)(pp % p.bs) * p.kv_dim + (size_t)kvh * p.hd;
-        size_t voff = base + (size_t)p.bs * p.kv_dim + (size_t)(pp % p.bs) * p.kv_dim_v + (size_t)kvh * p.hdv;
-        float s[GMAX];
+        if (warp < nwd) {
+            float s[HPC];
 #pragma unroll
-        for (int g = 0; g < GMAX; g++) s[g] = 0.0f;
-        if (valid) {
-            const int n8 = HD8 ? HD8 : p.hd / 8;
+            for (int hh = 0; hh < HPC; hh++) s[hh] = 0.0f;
+            if (valid) {
+                const KT *kr = kv + base + (size_t)(pp % p.bs) * p.kv_dim + (size_t)kvh * p.hd + warp * slice;
+                for (int c = 0; c < slice; c += 8) {
+                    float k8[8];
+                    load8<KT>(kr + c, k8);
 #pragma unroll
-            for (int c = 0; c < (HD8 ? HD8 : 32); c++) {
-                if (!HD8 && c >= n8) break;
-                float k8[8];
-                load8<KT>(kv + koff + 8 * c, k8);
-#pragma unroll
-                for (int g = 0; g < GMAX; g++) {
-                    if (g >= Gb) break;
-                    float4 qa = *(const float4 *)&qs[g][8 * c], qb = *(const float4 *)&qs[g][8 * c + 4];
-                    s[g] += qa.x * k8[0] + qa.y * k8[1] + qa.z * k8[2] + qa.w * k8[3] + qb.x * k8[4] + qb.y * k8[5] +
-                            qb.z * k8[6] + qb.w * k8[7];
+                    for (int hh = 0; hh < HPC; hh++) {
+                        float4 qa = *(const float4 *)&qs[hh][warp * slice + c];
+                        float4 qb = *(const float4 *)&qs[hh][warp * slice + c + 4];
+                        s[hh] += qa.x * k8[0] + qa.y * k8[1] + qa.z * k8[2] + qa.w * k8[3] + qb.x * k8[4] +
+                                 qb.y * k8[5] + qb.z * k8[6] + qb.w * k8[7];
+                    }
                 }
             }
-        }
-        float pv[GMAX];
 #pragma unroll
-        for (int g = 0; g < GMAX; g++) {
-            pv[g] = 0.0f;
-            if (g >= Gb) continue;
-            float sg = valid ? s[g] * p.scale : -INFINITY;
-            float mx = warp_max(sg);
-            if (mx == -INFINITY) continue;
-            float mn = fmaxf(m[g], mx), corr = expf(m[g] - mn);
-            pv[g] = valid ? expf(sg - mn) : 0.0f;
-            l[g] = l[g] * corr + warp_sum(pv[g]);
-#pragma unroll
-            for (int dd = 0; dd < DPL; dd++) acc[g][dd] *= corr;
-            m[g] = mn;
+            for (int hh = 0; hh < HPC; hh++) part[warp][hh][lane] = s[hh];
         }
-        /* values: 8 rows requested at a time, then accumulated */
+        if (warp == 0)
+            vo_s[lane] = valid ? (long long)(base + (size_t)p.bs * p.kv_dim + (size_t)(pp % p.bs) * p.kv_dim_v +
+                                             (size_t)kvh * p.hdv)
+                               : -1;
+        __syncthreads();
+        /* (B) softmax, a warp per head */
+        for (int hh = warp; hh < HPC; hh += ATT_WARPS) {
+            bool ok = vo_s[lane] >= 0;
+            float sc = 0.0f;
+            for (int ww = 0; ww < nwd; ww++) sc += part[ww][hh][lane];
+            sc = ok ? sc * p.scale : -INFINITY;
+            float mold = m_s[hh], mx = warp_max(sc), mnew = fmaxf(mold, mx);
+            float corr = mnew == -INFINITY ? 1.0f : expf(mold - mnew);
+            float pv = ok ? expf(sc - mnew) : 0.0f;
+            float lsum = warp_sum(pv);
+            ps[hh][lane] = pv;
+            if (lane == 0) corr_s[hh] = corr, m_s[hh] = mnew, l_s[hh] = l_s[hh] * corr + lsum;
+        }
+        __syncthreads();
+        /* (C) values */
         const int nv = phi - c0 < 32 ? phi - c0 : 32;
-        const bool have = lane * DPL < p.hdv;
+#pragma unroll
+        for (int hh = 0; hh < HPC; hh++) acc[hh][0] *= corr_s[hh], acc[hh][1] *= corr_s[hh];
         for (int j0 = 0; j0 < nv; j0 += 8) {
-            float vv[8][DPL];
-            bool ok[8];
+            float vv[8][2];
 #pragma unroll
             for (int u = 0; u < 8; u++) {
-                int jj = j0 + u;
-                ok[u] = __shfl_sync(0xffffffffu, (int)valid, jj) && jj < nv;
-                size_t vo = __shfl_sync(0xffffffffu, voff, jj);
-                if (ok[u] && have) loadv<DPL, KT>(kv + vo + (size_t)lane * DPL, vv[u]);
+                long long vo = j0 + u < nv ? vo_s[j0 + u] : -1;
+#pragma unroll
+                for (int dd = 0; dd < 2; dd++) {
+                    int d = tid + 128 * dd;
+                    vv[u][dd] = vo >= 0 && d < p.hdv ? ldkv(kv + vo + d) : 0.0f;
+                }
             }
 #pragma unroll
             for (int u = 0; u < 8; u++) {
+                if (j0 + u >= nv) break;
 #pragma unroll
-                for (int g = 0; g < GMAX; g++) {
-                    if (g >= Gb) break;
-                    float a = __shfl_sync(0xffffffffu, pv[g], j0 + u);
-                    if (ok[u] && have)
-#pragma unroll
-                        for (int dd = 0; dd < DPL; dd++) acc[g][dd] += a * vv[u][dd];
+                for (int hh = 0; hh < HPC; hh++) {
+                    float a = ps[hh][j0 + u];
+                    acc[hh][0] += a * vv[u][0];
+                    acc[hh][1] += a * vv[u][1];
                 }
             }
         }
+        __syncthreads(); /* the next chunk overwrites part, ps, vo_s */
     }
-    /* meet in shared memory */
 #pragma unroll
-    for (int g = 0; g < GMAX; g++) {
-        if (g >= Gb) break;
-        if (lane == 0) wm[warp][g] = m[g], wl[warp][g] = l[g];
-        if (lane * DPL < p.hdv)
+    for (int hh = 0; hh < HPC; hh++)
 #pragma unroll
-            for (int dd = 0; dd < DPL; dd++) wacc[warp][g][lane * DPL + dd] = acc[g][dd];
-    }
-    __syncthreads();
-    for (int x = tid; x < Gb * p.hdv; x += 128) {
-        int g = x / p.hdv, d = x % p.hdv;
-        float M = -INFINITY;
-        for (int w = 0; w < ATT_WARPS; w++) M = fmaxf(M, wm[w][g]);
-        float num = 0.0f, den = 0.0f;
-        if (M != -INFINITY)
-            for (int w = 0; w < ATT_WARPS; w++) {
-                if (wm[w][g] == -INFINITY) continue;
-                float e = expf(wm[w][g] - M);
-                num += wacc[w][g][d] * e;
-                den += wl[w][g] * e;
+        for (int dd = 0; dd < 2; dd++) {
+            int d = tid + 128 * dd;
+            if (d >= p.hdv) continue;
+            size_t hi = (size_t)i * p.n_head + h0 + hh;
+            if (p.n_split == 1) {
+                p.out[hi * p.hdv + d] = acc[hh][dd] / l_s[hh];
+            } else {
+                float *pt = p.part + (hi * p.n_split + sp) * (size_t)(p.hdv + 2);
+                pt[d] = acc[hh][dd];
+                if (d == 0) pt[p.hdv] = m_s[hh], pt[p.hdv + 1] = l_s[hh];
             }
-        size_t hh = (size_t)i * p.n_head + h0 + g;
-        if (p.n_split == 1) {
-            p.out[hh * p.hdv + d] = num / den;
-        } else {
-            float *pt = p.part + (hh * p.n_split + sp) * (size_t)(p.hdv + 2);
-            pt[d] = num;
-            if (d == 0) pt[p.hdv] = M, pt[p.hdv + 1] = den;
         }
-    }
 }
 
 static __global__ void __launch_bounds__(128) attn_combine_kernel(const attn_params p) {
@@ -433,27 +365,16 @@ static __global__ void __launch_bounds__(128) attn_combine_kernel(const attn_par
 }
 
 template <typename KT> static cudaError_t attn_launch(const attn_params *p, dim3 grid, int pdl, cudaStream_t st) {
-    if (p->hd == p->hdv) {
-        switch (p->hd) {
-        case 8: return launch_k(attn_kernel<1, KT, 1>, grid, dim3(128), 0, st, pdl, *p);
-        case 16: return launch_k(attn_kernel<1, KT, 2>, grid, dim3(128), 0, st, pdl, *p);
-        case 32: return launch_k(attn_kernel<1, KT, 4>, grid, dim3(128), 0, st, pdl, *p);
-        case 64: return launch_k(attn_kernel<2, KT, 8>, grid, dim3(128), 0, st, pdl, *p);
-        case 128: return launch_k(attn_kernel<4, KT, 16>, grid, dim3(128), 0, st, pdl, *p);
-        case 256: return launch_k(attn_kernel<8, KT, 32>, grid, dim3(128), 0, st, pdl, *p);
-        default: break;
-        }
+    switch (p->hpc) {
+    case 8: return launch_k(attn_kernel<8, KT>, grid, dim3(128), 0, st, pdl, *p);
+    case 4: return launch_k(attn_kernel<4, KT>, grid, dim3(128), 0, st, pdl, *p);
+    case 2: return launch_k(attn_kernel<2, KT>, grid, dim3(128), 0, st, pdl, *p);
+    default: return launch_k(attn_kernel<1, KT>, grid, dim3(128), 0, st, pdl, *p);
     }
-    int hmax = p->hdv;
-    if (hmax <= 32) return launch_k(attn_kernel<1, KT, 0>, grid, dim3(128), 0, st, pdl, *p);
-    if (hmax <= 64) return launch_k(attn_kernel<2, KT, 0>, grid, dim3(128), 0, st, pdl, *p);
-    if (hmax <= 128) return launch_k(attn_kernel<4, KT, 0>, grid, dim3(128), 0, st, pdl, *p);
-    return launch_k(attn_kernel<8, KT, 0>, grid, dim3(128), 0, st, pdl, *p);
 }
 
 cudaError_t cu_attention(const attn_params *p, int pdl, cudaStream_t st) {
-    int G = p->n_head / p->n_head_kv, ngrp = (G + GMAX - 1) / GMAX;
-    dim3 grid((unsigned)p->n_tok, (unsigned)(p->n_head_kv * ngrp), (unsigned)p->n_split);
+    dim3 grid((unsigned)p->n_tok, (unsigned)(p->n_head / p->hpc), (unsigned)p->n_split);
     cudaError_t e = p->kv_f32 ? attn_launch<float>(p, grid, pdl, st) : attn_launch<__half>(p, grid, pdl, st);
     if (e != cudaSuccess || p->n_split == 1) return e;
     return launch_k(attn_combine_kernel, dim3((unsigned)(p->n_tok * p->n_head)), dim3(128), 0, st, pdl, *p);

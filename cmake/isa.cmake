@@ -19,13 +19,13 @@ get_filename_component(QF_QUANT_DIR ${QF_QUANT_DIR} ABSOLUTE)
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
   set_source_files_properties(${QF_QUANT_DIR}/avx2.c PROPERTIES
     COMPILE_OPTIONS "-mavx2;-mfma;-mf16c;-O3")
-  # AVX-512 F/BW/VL/DQ + VNNI; AMX tiles for prompt processing where the
-  # compiler knows them (avx512.c checks __AMX_INT8__, and the CPU and OS at
-  # run time).
+  # AVX-512 F/BW/VL/DQ + VNNI; AMX tiles (int8, bf16) for prompt processing
+  # where the compiler knows them (avx512.c checks __AMX_INT8__/__AMX_BF16__,
+  # and the CPU and OS at run time).
   set(QF_AVX512_FLAGS "-mavx2;-mfma;-mf16c;-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni;-O3")
-  check_c_compiler_flag("-mamx-tile -mamx-int8" QF_CC_HAS_AMX)
+  check_c_compiler_flag("-mamx-tile -mamx-int8 -mamx-bf16" QF_CC_HAS_AMX)
   if(QF_CC_HAS_AMX)
-    list(APPEND QF_AVX512_FLAGS "-mamx-tile" "-mamx-int8")
+    list(APPEND QF_AVX512_FLAGS "-mamx-tile" "-mamx-int8" "-mamx-bf16")
   endif()
   set_source_files_properties(${QF_QUANT_DIR}/avx512.c PROPERTIES
     COMPILE_OPTIONS "${QF_AVX512_FLAGS}")

@@ -10,6 +10,7 @@ PKGS=(
   libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev libzstd-dev libyaml-dev
   libxml2-dev libpoppler-glib-dev libarchive-dev
   curl nodejs npm
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 )
 
 missing=()

@@ -63,9 +63,11 @@ const char *qf_gpu_backend_name(void);
  * n_gpu_layers: -1 (or >= n_layer) = every layer and the output head. A
  *   split between device and CPU is not implemented: 0 < n < n_layer gives
  *   QF_ERR_UNSUPPORTED.
- * Errors: QF_ERR_UNSUPPORTED (no device, model shape the kernels do not
- * handle: head_dim > 256 or not a multiple of 8, more than 8 query heads per
- * kv head with ...), QF_ERR_INVALID (kv geometry does not fit the model, bad
+ * Errors: QF_ERR_UNSUPPORTED (no device, a device below compute capability
+ * 8.0, model shapes the kernels do not handle: head dims not multiples of 8
+ * or above 256, n_rot odd, n_embd / n_ff not multiples of 4, float weights
+ * with a row length not a multiple of 4), QF_ERR_INVALID (kv geometry does
+ * not fit the model, bad
  * sizes), QF_ERR_NOMEM (device or pinned host memory; the message gives the
  * bytes asked for), QF_ERR_INTERNAL (a device call failed; message has the
  * driver's text). */

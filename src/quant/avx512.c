@@ -13,7 +13,10 @@
  *    vector of 16 per-block sums (a fixed lane permutation, PERM16), which
  *    is scaled once with 16 block scales fetched by one gather; this costs
  *    far fewer instructions per block than scaling every lane, which keeps
- *    generation bound by memory rather than by decoding.
+ *    generation bound by memory rather than by decoding. Rows are finished
+ *    16 at a time (sum16: one transpose-add tree instead of 16 horizontal
+ *    sums), as in the K-quant and float gemv paths; every cache line is
+ *    prefetched 2 KB ahead.
  *  - n > 1: per-token data (permuted levels, scale and offset vectors) is
  *    prepared once per call into a per-thread scratch "token panel", then
  *    tiles of 4 rows x 4 tokens scale the lanes of each pair directly.
@@ -21,8 +24,11 @@
  * accumulate with their integer sub-block scales through vpdpwssd, so the
  * float scale is applied once per 256 values. Float types use FMA on 16
  * lanes with masked tails.
+ * Float batches (n >= 6) convert a chunk of activations and each 4-row
+ * weight panel to float once and run a 4 x 6 FMA tile.
  * Batches of n >= AMX_MIN_N tokens go to AMX tiles where available (the
- * AMX section below); everything else in this file needs AVX-512 only.
+ * AMX sections below: int8 for the quantized types, bf16 for F16);
+ * everything else in this file needs AVX-512 only.
  *
  * Results equal ref_dot.c up to float summation order, like avx2.c.
  */
@@ -651,11 +657,12 @@ INLINE void gemm_kq(const int kind, const void *W, size_t wrb, int64_t cols, int
         for (int64_t r = r0; r < r1; r += 16) {
             const int nr = r1 - r < 16 ? (int)(r1 - r) : 16;
             __m512 acc[16];
+            float unused[KQ_R]; /* y of the tile, not written when raw is given */
             int i = 0;
             for (; i + KQ_R <= nr; i += KQ_R)
-                kq_tile(kind, KQ_R, 1, w + (size_t)(r + i) * wrb, wrb, nsb, x, xs, NULL, 0, acc + i);
+                kq_tile(kind, KQ_R, 1, w + (size_t)(r + i) * wrb, wrb, nsb, x, xs, unused, 0, acc + i);
             for (; i < nr; i++)
-                kq_tile(kind, 1, 1, w + (size_t)(r + i) * wrb, wrb, nsb, x, xs, NULL, 0, acc + i);
+                kq_tile(kind, 1, 1, w + (size_t)(r + i) * wrb, wrb, nsb, x, xs, unused, 0, acc + i);
             for (; i < 16; i++)
                 acc[i] = _mm512_setzero_ps();
             _mm512_mask_storeu_ps(y + r, (__mmask16)((1u << nr) - 1), sum16(acc));
@@ -761,11 +768,12 @@ INLINE void gemm_f(const int kind, const void *W, size_t wrb, int64_t cols, int6
         for (int64_t r = r0; r < r1; r += 16) {
             const int nr = r1 - r < 16 ? (int)(r1 - r) : 16;
             __m512 acc[16];
+            float unused[F_R]; /* y of the tile, not written when raw is given */
             int i = 0;
             for (; i + F_R <= nr; i += F_R)
-                f_tile(kind, F_R, 1, w + (size_t)(r + i) * wrb, wrb, cols, x, xs, NULL, 0, acc + i);
+                f_tile(kind, F_R, 1, w + (size_t)(r + i) * wrb, wrb, cols, x, xs, unused, 0, acc + i);
             for (; i < nr; i++)
-                f_tile(kind, 1, 1, w + (size_t)(r + i) * wrb, wrb, cols, x, xs, NULL, 0, acc + i);
+                f_tile(kind, 1, 1, w + (size_t)(r + i) * wrb, wrb, cols, x, xs, unused, 0, acc + i);
             for (; i < 16; i++)
                 acc[i] = _mm512_setzero_ps();
             _mm512_mask_storeu_ps(y + r, (__mmask16)((1u << nr) - 1), sum16(acc));
@@ -1361,26 +1369,28 @@ static bool gemm_amx(int kind, const void *W, size_t wrb, int64_t cols, int64_t 
 }
 
 /* ---- AMX-BF16: F16 weights x F16 activations (n >= AMX_MIN_N) ----
- * An fp16 value splits exactly into two bf16: hi = bf16(v) (nearest) and
- * lo = v - hi (at most 4 significant bits, exact in bf16), and a product of
- * two bf16 is exact in fp32. TDPBF16PS multiplies bf16 pairs and
- * accumulates in fp32, so with B holding (w_hi, w_lo) pairs and A holding
- * (x_hi, x_hi), then (x_lo, x_lo): C += x_hi * w + x_lo * w = x * w, every
- * product exact and only the fp32 summation order differs from the
- * reference. No per-block scale: C accumulates the whole row in the tiles
- * and is stored once. Tiles: 32 tokens x 32 rows, 16 values of k per step;
- * A panel [token tile][k / 16][hi, lo][16 tokens][16 pairs], B panel built
- * per 32 rows with the same 4-byte transposition as the int8 kernels. */
+ * An fp16 value splits exactly into two bf16: hi = its top 16 bits as a
+ * float (truncation) and lo = v - hi (at most 3 significant bits, exact in
+ * bf16); a product of two bf16 is exact in fp32. TDPBF16PS multiplies bf16
+ * pairs and accumulates in fp32, so with B holding the activations as
+ * (x_hi, x_lo) pairs and A the weights as (w_hi, w_hi) pairs, then (w_lo,
+ * w_lo): C += x * w_hi + x * w_lo = x * w, every product exact; only the
+ * fp32 summation order differs from the reference. No per-block scale: C
+ * accumulates a whole row in the tiles and is stored once. (Duplicating
+ * the weights rather than the activations keeps the activation panel at 4
+ * bytes per value, so twice as many tokens share each rebuild of the
+ * weight panel, which re-reads the fp16 weights.)
+ * Weights are A (16 rows x 16 pairs per tile, row-major: no transposition
+ * in the per-row-tile work); the activations of a chunk of tokens are
+ * transposed once into B tiles; C tiles (rows x tokens) are transposed on
+ * the way out. Tiles per step: 32 rows x 32 tokens, 16 values of k. */
 
 #if defined(__AMX_BF16__)
 
-/* 16 floats -> bf16 hi (nearest even) and lo = v - hi (exact), as 16-bit
- * lanes of the low half of a dword (the high half zero). */
+/* 16 floats (fp16 values) -> hi (top 16 bits) and lo = v - hi, as bf16 in
+ * the low 16 bits of each dword. */
 INLINE void bf16_split(__m512 v, __m512i *hi, __m512i *lo) {
-    const __m512i b = _mm512_castps_si512(v);
-    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
-    const __m512i h = _mm512_and_si512(_mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd)),
-                                       _mm512_set1_epi32((int)0xFFFF0000u));
+    const __m512i h = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0xFFFF0000u));
     const __m512 l = _mm512_sub_ps(v, _mm512_castsi512_ps(h));
     *hi = _mm512_srli_epi32(h, 16);
     *lo = _mm512_srli_epi32(_mm512_castps_si512(l), 16);
@@ -1389,15 +1399,17 @@ INLINE void bf16_split(__m512 v, __m512i *hi, __m512i *lo) {
 static bool gemm_amx_f16(const uint8_t *w, size_t wrb, int64_t cols, int64_t r0, int64_t r1, const uint8_t *x,
                          size_t xs, int64_t n, float *y, int64_t ldy) {
     const int64_t cp = (cols + 15) / 16 * 16, nk = cp / 16;
-    int64_t tch = (int64_t)((1u << 21) / (size_t)(8 * cp));
+    int64_t tch = (int64_t)((1u << 20) / (size_t)(4 * cp));
     tch = tch < AMX_TOK ? AMX_TOK : tch - tch % AMX_TOK;
     const int64_t npad = (n + AMX_TOK - 1) / AMX_TOK * AMX_TOK;
     if (tch > npad) tch = npad;
-    const size_t sz_a = al64((size_t)(tch * cp) * 8), sz_b = al64((size_t)(32 * cp) * 4);
-    uint8_t *m = scratch_get(sz_a + sz_b + sizeof(float) * 4 * 256);
+    /* B: [token tile][k / 16][16 pairs][16 tokens]; A: [k / 16][hi, lo][row
+     * tile][16 rows][16 pairs] */
+    const size_t sz_b = al64((size_t)(tch * cp) * 4), sz_a = al64((size_t)(32 * cp) * 8);
+    uint8_t *m = scratch_get(sz_b + sz_a + sizeof(float) * 4 * 256);
     if (!m) return false;
-    int8_t *ap = (int8_t *)m, *bp = (int8_t *)(m + sz_a);
-    float *c = (float *)(m + sz_a + sz_b);
+    int8_t *bp = (int8_t *)m, *ap = (int8_t *)(m + sz_b);
+    float *c = (float *)(m + sz_b + sz_a);
     amx_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
@@ -1406,65 +1418,54 @@ static bool gemm_amx_f16(const uint8_t *w, size_t wrb, int64_t cols, int64_t r0,
         cfg.colsb[i] = 64;
     }
     _tile_loadconfig(&cfg);
-    int8_t rows[16 * 64] __attribute__((aligned(64)));
+    int8_t buf[16 * 64] __attribute__((aligned(64)));
     for (int64_t c0 = 0; c0 < n; c0 += tch) {
-        const int64_t nt = n - c0 < tch ? n - c0 : tch, ntp = (nt + AMX_TOK - 1) / AMX_TOK * AMX_TOK;
-        /* A panel: (x_hi, x_hi) and (x_lo, x_lo) pairs, zero past nt */
-        for (int64_t t = 0; t < ntp; t++) {
+        const int64_t nt = n - c0 < tch ? n - c0 : tch, ntt = (nt + AMX_TOK - 1) / AMX_TOK * 2;
+        for (int64_t jt = 0; jt < ntt; jt++) {
             for (int64_t kc = 0; kc < nk; kc++) {
-                int8_t *dst = ap + ((size_t)((t / 16) * nk + kc) * 2 * 16 + (size_t)(t % 16)) * 64;
-                if (t >= nt) {
-                    _mm512_storeu_si512(dst, _mm512_setzero_si512());
-                    _mm512_storeu_si512(dst + 1024, _mm512_setzero_si512());
-                    continue;
-                }
                 const __mmask16 mk = cols - 16 * kc >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - 16 * kc)) - 1);
-                __m512i hi, lo;
-                bf16_split(fx16(F_F16, x + (size_t)(c0 + t) * xs, 16 * kc, mk), &hi, &lo);
-                _mm512_storeu_si512(dst, _mm512_or_si512(hi, _mm512_slli_epi32(hi, 16)));
-                _mm512_storeu_si512(dst + 1024, _mm512_or_si512(lo, _mm512_slli_epi32(lo, 16)));
+                for (int i = 0; i < 16; i++) { /* token row i: 16 k -> pairs */
+                    const int64_t t = 16 * jt + i;
+                    __m512i hi = _mm512_setzero_si512(), lo = _mm512_setzero_si512();
+                    if (t < nt) bf16_split(fx16(F_F16, x + (size_t)(c0 + t) * xs, 16 * kc, mk), &hi, &lo);
+                    _mm512_store_si512(buf + 64 * i, _mm512_or_si512(hi, _mm512_slli_epi32(lo, 16)));
+                }
+                ax_vnni16(buf, 64, bp + (size_t)(jt * nk + kc) * 1024);
             }
         }
         for (int64_t rb = r0; rb < r1; rb += 32) {
             const int nr = r1 - rb < 32 ? (int)(r1 - rb) : 32;
-            /* B panel: (w_hi, w_lo) pairs, tile [k / 16][row tile][16][64] */
+            /* A: (w_hi, w_hi) and (w_lo, w_lo) pairs, row-major; written in
+             * panel order (k outer) so that the stores are sequential */
             for (int64_t kc = 0; kc < nk; kc++) {
                 const __mmask16 mk = cols - 16 * kc >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - 16 * kc)) - 1);
-                for (int rt = 0; rt < 2; rt++) {
-                    for (int i = 0; i < 16; i++) {
-                        const int r = 16 * rt + i;
-                        __m512i pair = _mm512_setzero_si512();
-                        if (r < nr) {
-                            __m512i hi, lo;
-                            bf16_split(fw16(F_F16, w + (size_t)(rb + r) * wrb, 16 * kc, mk), &hi, &lo);
-                            pair = _mm512_or_si512(hi, _mm512_slli_epi32(lo, 16));
-                        }
-                        _mm512_store_si512(rows + 64 * i, pair);
-                    }
-                    ax_vnni16(rows, 64, bp + (size_t)(kc * 2 + rt) * 1024);
+                int8_t *dst = ap + (size_t)kc * 4096;
+                for (int r = 0; r < 32; r++) {
+                    __m512i hi = _mm512_setzero_si512(), lo = _mm512_setzero_si512();
+                    if (r < nr) bf16_split(fw16(F_F16, w + (size_t)(rb + r) * wrb, 16 * kc, mk), &hi, &lo);
+                    _mm512_store_si512(dst + 64 * r, _mm512_or_si512(hi, _mm512_slli_epi32(hi, 16)));
+                    _mm512_store_si512(dst + 2048 + 64 * r, _mm512_or_si512(lo, _mm512_slli_epi32(lo, 16)));
                 }
             }
-            const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
-            const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
             for (int64_t t = 0; t < nt; t += AMX_TOK) {
-                const int8_t *a = ap + (size_t)(t / 16) * (size_t)nk * 2048;
+                const int8_t *b = bp + (size_t)(t / 16) * (size_t)nk * 1024;
                 _tile_zero(0);
                 _tile_zero(1);
                 _tile_zero(2);
                 _tile_zero(3);
                 for (int64_t kc = 0; kc < nk; kc++) {
-                    const int8_t *a0 = a + (size_t)kc * 2048, *a1 = a0 + (size_t)nk * 2048;
-                    const int8_t *b = bp + (size_t)kc * 2048;
-                    _tile_loadd(6, b, 64);
-                    _tile_loadd(7, b + 1024, 64);
-                    _tile_loadd(4, a0, 64);
-                    _tile_loadd(5, a1, 64);
-                    _tile_dpbf16ps(0, 4, 6);
-                    _tile_dpbf16ps(1, 4, 7);
+                    const int8_t *a = ap + (size_t)kc * 4096;
+                    const int8_t *b0 = b + (size_t)kc * 1024, *b1 = b0 + (size_t)nk * 1024;
+                    _tile_loadd(6, b0, 64);
+                    _tile_loadd(7, b1, 64);
+                    _tile_loadd(4, a, 64); /* w_hi pairs, rows 0-15 */
+                    _tile_loadd(5, a + 1024, 64);
+                    _tile_dpbf16ps(0, 4, 6); /* rows 0-15, tokens 0-15 */
+                    _tile_dpbf16ps(1, 4, 7); /* rows 0-15, tokens 16-31 */
                     _tile_dpbf16ps(2, 5, 6);
                     _tile_dpbf16ps(3, 5, 7);
-                    _tile_loadd(4, a0 + 1024, 64);
-                    _tile_loadd(5, a1 + 1024, 64);
+                    _tile_loadd(4, a + 2048, 64); /* w_lo pairs */
+                    _tile_loadd(5, a + 3072, 64);
                     _tile_dpbf16ps(0, 4, 6);
                     _tile_dpbf16ps(1, 4, 7);
                     _tile_dpbf16ps(2, 5, 6);
@@ -1474,12 +1475,18 @@ static bool gemm_amx_f16(const uint8_t *w, size_t wrb, int64_t cols, int64_t r0,
                 _tile_stored(1, c + 256, 64);
                 _tile_stored(2, c + 512, 64);
                 _tile_stored(3, c + 768, 64);
+                /* C tiles are [rows][tokens]: transpose to [tokens][rows] */
+                float ct[4][256] __attribute__((aligned(64)));
+                for (int q = 0; q < 4; q++)
+                    ax_vnni16((const int8_t *)(c + 256 * q), 64, (int8_t *)ct[q]);
                 const int64_t tt = nt - t < AMX_TOK ? nt - t : AMX_TOK;
+                const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
+                const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
                 for (int64_t i = 0; i < tt; i++) {
-                    const float *ci = c + (i < 16 ? 16 * i : 512 + 16 * (i - 16));
+                    const int hi = i >= 16, ti = (int)(i % 16);
                     float *yt = y + (c0 + t + i) * ldy + rb;
-                    _mm512_mask_storeu_ps(yt, m0, _mm512_load_ps(ci));
-                    _mm512_mask_storeu_ps(yt + 16, m1, _mm512_load_ps(ci + 256));
+                    _mm512_mask_storeu_ps(yt, m0, _mm512_load_ps(ct[hi] + 16 * ti));
+                    _mm512_mask_storeu_ps(yt + 16, m1, _mm512_load_ps(ct[2 + hi] + 16 * ti));
                 }
             }
         }

@@ -8,15 +8,16 @@
  * layers are contiguous, so a copy-on-write copy is one memcpy).
  *
  * step: one host-to-device copy of the packed step, then per layer:
- *   act(RMSNorm, encode) -> QKV -> [rope_store] -> attention -> act(encode)
- *   -> Wo (+= residual) -> act(RMSNorm, encode) -> gate|up -> act(SwiGLU,
- *   encode) -> down (+= residual)
+ *   act(RMSNorm, encode) -> QKV -> k_store (k norm + RoPE, K/V into the
+ *   cache) -> attention (q norm + RoPE; for Q8_0-style Wo it also encodes
+ *   its output) -> [act(encode)] -> Wo (+= residual) -> act(RMSNorm, encode)
+ *   -> gate|up -> act(SwiGLU, encode) -> down (+= residual)
  * and the output head over the rows that want logits, then one copy of the
  * logits back. Kernels are chained with programmatic dependent launch; the
  * whole sequence is captured once per step shape (tokens, logits rows,
- * attention split, heads per block) into a CUDA graph and replayed, so a decode
- * step costs one graph launch. QF_CUDA_GRAPHS=0 and QF_CUDA_PDL=0 turn
- * either off (debugging, measurements).
+ * attention split, heads per block) into a CUDA graph and replayed, so a
+ * decode step costs one graph launch. QF_CUDA_GRAPHS=0, QF_CUDA_PDL=0 and
+ * QF_CUDA_ATT_ENC=0 turn these off (debugging, measurements).
  *
  * Invariant: every device buffer a captured graph names is allocated before
  * the capture and lives as long as the graph; the only buffer that can move
@@ -74,7 +75,7 @@ struct qf_dev {
     float *logits_h;
     graph_ent graphs[N_GRAPHS];
     unsigned long tick;
-    int use_graphs, use_pdl;
+    int use_graphs, use_pdl, use_att_enc;
     size_t w_bytes, step_bytes, scratch_bytes;
 };
 
@@ -311,6 +312,7 @@ static qf_dev *cuda_open(const qf_model *m, const qf_dev_config *cfg, qf_err *er
     d->cfg = *cfg;
     d->use_graphs = env_on("QF_CUDA_GRAPHS", 1);
     d->use_pdl = env_on("QF_CUDA_PDL", 1);
+    d->use_att_enc = env_on("QF_CUDA_ATT_ENC", 1);
     qf_status st = QF_OK;
     void *raw_d = NULL;
     int nb = cfg->n_batch_max, E = hp->n_embd, nl = hp->n_layer;
@@ -592,6 +594,8 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc) {
     ap.n_split = n_split;
     ap.out = d->att;
     ap.part = d->part;
+    ap.a_kmax = d->act.kmax;
+    ap.a_tok_pad = d->act.tok_pad;
     for (int l = 0; l < hp->n_layer; l++) {
         const dlayer *D = &d->L[l];
         act_args s_in = {d->x, NULL, E, NULL, D->attn_norm, eps, E, 0, n};
@@ -600,9 +604,17 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc) {
         ap.q_norm = D->q_norm;
         ap.k_norm = D->k_norm;
         CK(cu_k_store(&ap, pdl, d->st));
+        /* Q8_0-style Wo input: attention encodes its own output */
+        bool att_enc = d->use_att_enc && D->act_wo == ACT_Q8_0 && hp->head_dim_v % 32 == 0;
+        ap.aq8 = att_enc ? d->act.a8_0.q : NULL;
+        ap.ads8 = att_enc ? d->act.a8_0.ds : NULL;
         CK(cu_attention(&ap, pdl, d->st));
-        act_args s_att = {d->att, NULL, d->att_stride, NULL, NULL, eps, d->att_stride, 0, n};
-        CK(mm_group(d, &D->wo, 1, D->act_wo, &s_att, d->x, E, 1));
+        if (att_enc) {
+            CK(cu_matmul(&D->wo, &d->act, n, d->x, E, 1, pdl, d->st));
+        } else {
+            act_args s_att = {d->att, NULL, d->att_stride, NULL, NULL, eps, d->att_stride, 0, n};
+            CK(mm_group(d, &D->wo, 1, D->act_wo, &s_att, d->x, E, 1));
+        }
         act_args s_ffn = {d->x, NULL, E, NULL, D->ffn_norm, eps, E, 0, n};
         CK(mm_group(d, D->gu, D->n_gu, D->act_gu, &s_ffn, d->gu, d->gu_stride, 0));
         act_args s_h = {d->gu, d->gu + hp->n_ff, d->gu_stride, NULL, NULL, eps, hp->n_ff, 0, n};

@@ -135,6 +135,11 @@ typedef struct attn_params {
     int n_split;
     float *out;         /* (n_tok, n_head * hdv) */
     float *part;        /* (n_tok, n_head, n_split, hdv + 2) when n_split > 1 */
+    /* when set (hdv a multiple of 32): out also encoded Q8_0-style for Wo,
+     * as cu_act would encode it */
+    uint8_t *aq8;       /* (tok_pad, a_kmax) */
+    float2 *ads8;       /* (a_kmax / 32, a_tok_pad) */
+    int a_kmax, a_tok_pad;
 } attn_params;
 /* keys (normed, rotated) and values of the step's tokens into the cache */
 cudaError_t cu_k_store(const attn_params *p, int pdl, cudaStream_t st);

@@ -415,27 +415,26 @@ DEV void compute_step(const wstep<FMT, MT> &b, const act_view &v, int ks, int la
  * order whatever its batch. */
 template <int FMT> DEV int ks_gran(void) { return FMT == FMT_Q4_K ? 4 : FMT == FMT_Q6_K ? 2 : 1; }
 
+/* Persistent blocks: block b takes tile groups b, b + gridDim.x, ... (MT
+ * tiles each), stages the activations once, and requests the first k-steps
+ * of its next tile group before the epilogue of the current one. */
 template <int FMT, int MT, int NT, bool STAGED, int U>
 static __global__ void __launch_bounds__(256) mmq_kernel(const mmq_args a) {
-    constexpr int KST = FMT == FMT_Q6_K ? 128 : 64, KG = fmt_c<FMT>::KG;
+    constexpr int KST = FMT == FMT_Q6_K ? 128 : 64, KG = fmt_c<FMT>::KG, NO = MT * NT * 4;
     extern __shared__ __align__(16) uint8_t smem[];
     const int lane = threadIdx.x, w = threadIdx.y, W = blockDim.y, tid = w * 32 + lane;
-    const int tile0 = blockIdx.x * MT, tok0 = blockIdx.y * 8 * NT;
+    const int ngroups = (int)(a.tiles / MT), tok0 = blockIdx.y * 8 * NT;
     const int gran = ks_gran<FMT>(), units = a.ks / gran;
     const int k0 = (int)((long)units * w / W) * gran, k1 = (int)((long)units * (w + 1) / W) * gran;
-    float acc[MT][NT][4];
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-            for (int r = 0; r < 4; r++) acc[mt][nt][r] = 0.0f;
+    float *red = (float *)smem; /* (W, NO, 32) partial sums, then the staged activations */
+    const size_t red_bytes = W > 1 ? (size_t)W * NO * 32 * sizeof(float) : 0;
 
     /* weights do not depend on the previous kernel: request them first */
     wstep<FMT, MT> A[U], B[U];
+    int grp = blockIdx.x;
 #pragma unroll
     for (int u = 0; u < U; u++)
-        if (k0 + u < k1) load_step<FMT, MT>(A[u], a, tile0, k0 + u, lane);
+        if (grp < ngroups && k0 + u < k1) load_step<FMT, MT>(A[u], a, grp * MT, k0 + u, lane);
     pdl_trigger();
     pdl_wait();
 
@@ -445,7 +444,7 @@ static __global__ void __launch_bounds__(256) mmq_kernel(const mmq_args a) {
          * with one coalesced copy, so the k loop never waits on L2 */
         const int ntok = a.n - tok0 < 8 ? a.n - tok0 : 8, slots = ntok < 2 ? 2 : (ntok + 1) & ~1;
         const size_t kb = (size_t)a.ks * KST, nkg = (size_t)a.ks * KG;
-        uint8_t *qs = smem;
+        uint8_t *qs = smem + red_bytes;
         float2 *dss = (float2 *)(qs + (size_t)ntok * kb);
         const int nth = W * 32;
         for (size_t x = tid; x < (size_t)ntok * (kb / 16); x += nth) {
@@ -466,55 +465,69 @@ static __global__ void __launch_bounds__(256) mmq_kernel(const mmq_args a) {
              a.n - tok0, 0, 8 * NT - 2};
     }
 
-    for (int kc = k0; kc < k1; kc += 2 * U) {
-#pragma unroll
-        for (int u = 0; u < U; u++)
-            if (kc + U + u < k1) load_step<FMT, MT>(B[u], a, tile0, kc + U + u, lane);
-#pragma unroll
-        for (int u = 0; u < U; u++)
-            if (kc + u < k1) compute_step<FMT, MT, NT>(A[u], v, kc + u, lane, acc);
-        if (kc + U >= k1) break;
-#pragma unroll
-        for (int u = 0; u < U; u++)
-            if (kc + 2 * U + u < k1) load_step<FMT, MT>(A[u], a, tile0, kc + 2 * U + u, lane);
-#pragma unroll
-        for (int u = 0; u < U; u++)
-            if (kc + U + u < k1) compute_step<FMT, MT, NT>(B[u], v, kc + U + u, lane, acc);
-    }
-
-    constexpr int NO = MT * NT * 4;
-    float *red = (float *)smem;
-    if (W > 1) {
-        __syncthreads(); /* the staged activations are no longer read */
+    for (; grp < ngroups; grp += gridDim.x) {
+        const int tile0 = grp * MT;
+        float acc[MT][NT][4];
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
 #pragma unroll
             for (int nt = 0; nt < NT; nt++)
 #pragma unroll
-                for (int r = 0; r < 4; r++) red[((w * NO) + (mt * NT + nt) * 4 + r) * 32 + lane] = acc[mt][nt][r];
-        __syncthreads();
-    }
-    for (int o = w * 32 + lane; o < NO * 32; o += W * 32) {
-        int l = o & 31, r = (o >> 5) & 3, nt = (o >> 7) % NT, mt = (o >> 7) / NT;
-        float val = 0.0f;
-        if (W > 1) {
-            for (int ww = 0; ww < W; ww++) val += red[ww * NO * 32 + o];
-        } else {
-            /* W == 1: this thread owns exactly its own fragment values */
+                for (int r = 0; r < 4; r++) acc[mt][nt][r] = 0.0f;
+        for (int kc = k0; kc < k1; kc += 2 * U) {
 #pragma unroll
-            for (int m2 = 0; m2 < MT; m2++)
+            for (int u = 0; u < U; u++)
+                if (kc + U + u < k1) load_step<FMT, MT>(B[u], a, tile0, kc + U + u, lane);
 #pragma unroll
-                for (int n2 = 0; n2 < NT; n2++)
+            for (int u = 0; u < U; u++)
+                if (kc + u < k1) compute_step<FMT, MT, NT>(A[u], v, kc + u, lane, acc);
+            if (kc + U >= k1) break;
 #pragma unroll
-                    for (int r2 = 0; r2 < 4; r2++)
-                        if (m2 == mt && n2 == nt && r2 == r) val = acc[m2][n2][r2];
+            for (int u = 0; u < U; u++)
+                if (kc + 2 * U + u < k1) load_step<FMT, MT>(A[u], a, tile0, kc + 2 * U + u, lane);
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                if (kc + U + u < k1) compute_step<FMT, MT, NT>(B[u], v, kc + U + u, lane, acc);
         }
-        int row = (tile0 + mt) * 16 + (l >> 2) + ((r >> 1) << 3);
-        int tok = tok0 + nt * 8 + (l & 3) * 2 + (r & 1);
-        if (row < a.rows && tok < a.n) {
-            if (a.bias) val += a.bias[row];
-            float *yp = a.y + (size_t)tok * a.ldy + row;
-            *yp = a.add ? *yp + val : val;
+        /* the next group's first k-steps fly during the epilogue */
+        const int next = grp + gridDim.x;
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            if (next < ngroups && k0 + u < k1) load_step<FMT, MT>(A[u], a, next * MT, k0 + u, lane);
+
+        if (W > 1) {
+            __syncthreads(); /* the previous epilogue is done reading red */
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                    for (int r = 0; r < 4; r++)
+                        red[((w * NO) + (mt * NT + nt) * 4 + r) * 32 + lane] = acc[mt][nt][r];
+            __syncthreads();
+        }
+        for (int o = w * 32 + lane; o < NO * 32; o += W * 32) {
+            int l = o & 31, r = (o >> 5) & 3, nt = (o >> 7) % NT, mt = (o >> 7) / NT;
+            float val = 0.0f;
+            if (W > 1) {
+                for (int ww = 0; ww < W; ww++) val += red[ww * NO * 32 + o];
+            } else {
+                /* W == 1: this thread owns exactly its own fragment values */
+#pragma unroll
+                for (int m2 = 0; m2 < MT; m2++)
+#pragma unroll
+                    for (int n2 = 0; n2 < NT; n2++)
+#pragma unroll
+                        for (int r2 = 0; r2 < 4; r2++)
+                            if (m2 == mt && n2 == nt && r2 == r) val = acc[m2][n2][r2];
+            }
+            int row = (tile0 + mt) * 16 + (l >> 2) + ((r >> 1) << 3);
+            int tok = tok0 + nt * 8 + (l & 3) * 2 + (r & 1);
+            if (row < a.rows && tok < a.n) {
+                if (a.bias) val += a.bias[row];
+                float *yp = a.y + (size_t)tok * a.ldy + row;
+                *yp = a.add ? *yp + val : val;
+            }
         }
     }
 }
@@ -592,12 +605,12 @@ static int env_int(const char *name, int def) {
 }
 
 template <int FMT, int MT, int NT, bool STAGED> static size_t mmq_smem(int W, int ks, int ntok) {
-    size_t red = W > 1 ? (size_t)W * MT * NT * 4 * 32 * sizeof(float) : 0, need = 0;
+    size_t need = W > 1 ? (size_t)W * MT * NT * 4 * 32 * sizeof(float) : 0;
     if (STAGED) {
         int kst = FMT == FMT_Q6_K ? 128 : 64, slots = ntok < 2 ? 2 : (ntok + 1) & ~1;
-        need = (size_t)ntok * ks * kst + (size_t)ks * (kst / 32) * slots * sizeof(float2);
+        need += (size_t)ntok * ks * kst + (size_t)ks * (kst / 32) * slots * sizeof(float2);
     }
-    return need > red ? need : red;
+    return need;
 }
 
 int cu_mm_unstaged = 0;
@@ -605,11 +618,31 @@ int cu_mm_unstaged = 0;
 /* the device's opt-in shared memory per block (cu_mm_init) */
 static int g_smem_max = 96 * 1024;
 
+static int g_n_sm = 132;
+
+/* As many blocks as fit on the device at once (persistent), at most one
+ * per tile group. */
 template <int FMT, int MT, int NT, bool STAGED, int U>
 static cudaError_t run_mmq(const mmq_args &a, int rows_pad, int W, int pdl, cudaStream_t st) {
-    dim3 grid((unsigned)(rows_pad / (16 * MT)), (unsigned)((a.n + 8 * NT - 1) / (8 * NT)));
     size_t smem = mmq_smem<FMT, MT, NT, STAGED>(W, a.ks, a.n);
     if (smem > (size_t)g_smem_max) return cudaErrorInvalidConfiguration;
+    int groups = rows_pad / (16 * MT);
+    /* occupancy of this instance for the last (W, smem) asked */
+    static int c_w = -1, c_per_sm = 1;
+    static size_t c_smem;
+    if (c_w != W || c_smem != smem) {
+        int per_sm = 0;
+        cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mmq_kernel<FMT, MT, NT, STAGED, U>,
+                                                                      W * 32, smem);
+        if (e != cudaSuccess) return e;
+        c_w = W, c_smem = smem, c_per_sm = per_sm;
+    }
+    int per_sm = c_per_sm;
+    long nb = (long)(per_sm > 0 ? per_sm : 1) * g_n_sm;
+    static int persist = -2;
+    if (persist == -2) persist = env_int("QF_CUDA_PERSIST", 1);
+    if (!persist || nb > groups) nb = groups;
+    dim3 grid((unsigned)nb, (unsigned)((a.n + 8 * NT - 1) / (8 * NT)));
     return launch_k(mmq_kernel<FMT, MT, NT, STAGED, U>, grid, dim3(32, (unsigned)W), smem, st, pdl, a);
 }
 
@@ -638,6 +671,7 @@ cudaError_t cu_mm_init(void) {
     int dev = 0, v = 0;
     cudaError_t e = cudaGetDevice(&dev);
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&g_n_sm, cudaDevAttrMultiProcessorCount, dev);
     if (e != cudaSuccess) return e;
     g_smem_max = v;
     e = allow_fmt<FMT_Q4_0>();

@@ -196,6 +196,21 @@ cudaError_t cu_k_store(const attn_params *p, int pdl, cudaStream_t st) {
 
 #define ATT_WARPS 4
 
+/* Value d of head h of token i, held by one lane of a warp whose 32 lanes
+ * hold one 32-group: its Q8_0-style encoding for the Wo matmul (the
+ * arithmetic of act_kernel). */
+DEV void encode_out(const attn_params &p, int i, int h, int d, float val) {
+    const int lane = threadIdx.x & 31;
+    float amax = warp_max(fabsf(val));
+    float dsc = amax / 127.0f, id = dsc != 0.0f ? 1.0f / dsc : 0.0f;
+    int q = round_away_127(val * id);
+    int sum = __reduce_add_sync(0xffffffffu, q);
+    int e = h * p.hdv + d;
+    p.aq8[(size_t)i * p.a_kmax + frag_off(e)] = (uint8_t)(int8_t)q;
+    if (lane == 0)
+        p.ads8[(size_t)(e / 32) * p.a_tok_pad + i] = make_float2(__half2float(__float2half_rn(dsc)), __int_as_float(sum));
+}
+
 template <typename KT> __device__ __forceinline__ void load8(const KT *p, float *o);
 template <> __device__ __forceinline__ void load8<__half>(const __half *p, float *o) {
     uint4 v = *(const uint4 *)p;
@@ -335,7 +350,9 @@ template <int HPC, typename KT> static __global__ void __launch_bounds__(128) at
             if (d >= p.hdv) continue;
             size_t hi = (size_t)i * p.n_head + h0 + hh;
             if (p.n_split == 1) {
-                p.out[hi * p.hdv + d] = acc[hh][dd] / l_s[hh];
+                float val = acc[hh][dd] / l_s[hh];
+                p.out[hi * p.hdv + d] = val;
+                if (p.aq8) encode_out(p, i, h0 + hh, d, val); /* d < hdv is warp-uniform (hdv % 32 == 0) */
             } else {
                 float *pt = p.part + (hi * p.n_split + sp) * (size_t)(p.hdv + 2);
                 pt[d] = acc[hh][dd];
@@ -361,6 +378,7 @@ static __global__ void __launch_bounds__(128) attn_combine_kernel(const attn_par
             den += q[p.hdv + 1] * e;
         }
         p.out[hh * p.hdv + d] = num / den;
+        if (p.aq8) encode_out(p, (int)(hh / p.n_head), (int)(hh % p.n_head), d, num / den);
     }
 }
 

@@ -1,0 +1,28 @@
+#!/bin/sh
+# bench_cuda.sh - token generation on the CUDA backend against the memory
+# roofline measured in the same run (docs/backend.md, "Results").
+#
+#   bench/bench_cuda.sh [BUILD_DIR]
+#
+# Builds BUILD_DIR (default build-cuda) with -DQF_CUDA=ON when it has no
+# bench_gpu yet (BENCH_GPU=path uses a prebuilt one instead), then for an
+# 8B-class llama shape (n_embd 4096, 32 layers, 32 heads, 8 kv heads, n_ff
+# 14336; random weights written once to /tmp by qf_model_synth, 3.9 GB for
+# q4_0 and 7.4 GB for q8_0) runs tg128 at batch 1 and 32 sequences, three
+# repetitions each, and prints tok/s, % of roofline and the batch-32 speedup.
+# JSON results go to $OUT (default .) as bench_cuda_<type>.json.
+# Environment knobs of the backend (for measurements): QF_CUDA_GRAPHS=0,
+# QF_CUDA_PDL=0, QF_CUDA_PERSIST=0, QF_CUDA_STAGED=0, QF_CUDA_ATT_ENC=0,
+# QF_CUDA_WARPS=n, QF_CUDA_UNROLL=2.
+set -eu
+BUILD=${1:-build-cuda}
+BIN=${BENCH_GPU:-$BUILD/bench_gpu}
+if [ ! -x "$BIN" ]; then
+    cmake -S . -B "$BUILD" -G Ninja -DQF_CUDA=ON -DCMAKE_BUILD_TYPE=Release
+    cmake --build "$BUILD" --target bench_gpu
+fi
+SHAPE=${SHAPE:-4096:32:32:8:14336}
+for T in ${TYPES:-q4_0 q8_0}; do
+    echo "== llama $SHAPE $T"
+    "$BIN" --synth "llama:$SHAPE:$T" --batch 1,32 --tg 128 --prompt 16 --reps 3 --json "${OUT:-.}/bench_cuda_$T.json"
+done

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# qforge gen vs a naive baseline: the same work (same model, same corpus,
+# same requests, same number of pairs), done
+#   gen:    chunks in flight together (continuous batching), all passes of a
+#           chunk as one shared-prefix group, prefix cache on
+#   naive:  `qforge gen --naive`: one request at a time, no prefix sharing,
+#           the way a script drives LM Studio or Ollama
+# Both run the embedded engine with greedy sampling (temperature 0), so both
+# generate exactly the same tokens; each run starts with an empty cache.
+#
+# usage: bench/gen-vs-naive.sh [QFORGE] [MODEL.gguf]
+# env:   PRESET=speed|quality (default speed)   CONCURRENCY=N (gen's
+#        max_concurrent_requests, default 16)   COPIES=N (corpus = the
+#        example documents N times, default 2)   THREADS=N   PAIRS/PASSES
+#        override the preset   OUT=dir (default a temp dir)
+# Without MODEL (and $QFORGE_MODEL), a random-weight model of realistic
+# shape is synthesized (llama, 1024 wide, 8 layers, q8_0, with the 32k
+# llama SentencePiece vocabulary from ../shared/testdata when present):
+# its text is meaningless but its cost per token is that of a ~130M model.
+# Prints documents/s of both and the ratio; writes $OUT/result.json.
+set -euo pipefail
+QF=${1:-build/qforge}
+MODEL=${2:-${QFORGE_MODEL:-}}
+PRESET=${PRESET:-speed}
+CONCURRENCY=${CONCURRENCY:-16}
+COPIES=${COPIES:-2}
+OUT=${OUT:-$(mktemp -d /tmp/qforge-bench.XXXXXX)}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$OUT"
+
+if [ -z "$MODEL" ]; then
+  MODEL=$OUT/bench-llama-1024x8-q8_0.gguf
+  VOCAB=$HERE/../shared/testdata/vocab/ggml-vocab-llama-spm.gguf
+  extra=()
+  [ -f "$VOCAB" ] && extra=(--vocab-from "$VOCAB")
+  # SYNTH overrides the shape, e.g. SYNTH="--n-embd 512 --n-layer 4 --n-head 8 --n-head-kv 4 --n-ff 1408"
+  read -r -a shape <<< "${SYNTH:---n-embd 1024 --n-layer 8 --n-head 16 --n-head-kv 8 --n-ff 2816}"
+  "$QF" model synth --arch llama "${shape[@]}" --type q8_0 --seed 3 "${extra[@]}" -o "$MODEL" >/dev/null
+  echo "bench: synthesized $MODEL (random weights${extra:+, llama-spm vocabulary})"
+fi
+
+corpus=$OUT/corpus
+rm -rf "$corpus"
+mkdir -p "$corpus"
+for i in $(seq 1 "$COPIES"); do
+  mkdir -p "$corpus/copy$i"
+  cp "$HERE"/examples/docs/* "$corpus/copy$i/"
+  # make each copy's text distinct so that no reply is shared between copies
+  for f in "$corpus/copy$i"/*.txt "$corpus/copy$i"/*.md; do printf '\n\nCopy %d of this document.\n' "$i" >> "$f"; done
+done
+
+common=(-m "$MODEL" --preset "$PRESET" --temperature 0 --progress off)
+[ -n "${THREADS:-}" ] && common+=(-t "$THREADS")
+[ -n "${PAIRS:-}" ] && common+=(--pairs "$PAIRS")
+[ -n "${PASSES:-}" ] && common+=(--passes "$PASSES")
+[ -n "${MAX_TOKENS:-}" ] && common+=(--max-tokens "$MAX_TOKENS")
+
+run() { # name, extra args...
+  local name=$1; shift
+  rm -f "$OUT/$name.jsonl"*
+  local t0 t1
+  t0=$(date +%s.%N)
+  "$QF" gen "$corpus" -o "$OUT/$name.jsonl" "${common[@]}" --report "$OUT/$name.json" "$@" 2> "$OUT/$name.log"
+  t1=$(date +%s.%N)
+  echo "bench: $name done in $(awk "BEGIN{printf \"%.1f\", $t1 - $t0}") s"
+}
+
+run gen --max-concurrent "$CONCURRENCY"
+run naive --naive
+
+python3 - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+g = json.load(open(f"{out}/gen.json")); n = json.load(open(f"{out}/naive.json"))
+def work(r): return (r["requests"], r["pairs"]["accepted"] + r["pairs"]["duplicate"], r["failures_total"], r["tokens"]["out"])
+print(f"{'':8} {'docs/s':>9} {'wall s':>8} {'requests':>9} {'pairs':>6} {'tok out':>8} {'tok in':>8} {'prefix-cached':>13}")
+for name, r in (("gen", g), ("naive", n)):
+    print(f"{name:8} {r['docs_per_s']:9.4f} {r['wall_s']:8.1f} {r['requests']:9d} {r['pairs']['accepted']:6d} "
+          f"{r['tokens']['out']:8d} {r['tokens']['in']:8d} {r['tokens']['prefix_cached']:13d}")
+same = work(g) == work(n)
+ratio = g["docs_per_s"] / n["docs_per_s"] if n["docs_per_s"] else float("inf")
+print(f"same work (requests, pairs, failures, generated tokens): {'yes' if same else 'NO: ' + str(work(g)) + ' vs ' + str(work(n))}")
+print(f"speedup: {ratio:.2f}x documents/s (goal >= 5x: {'met' if ratio >= 5 else 'not met'})")
+json.dump({"gen": g, "naive": n, "ratio": ratio, "same_work": same}, open(f"{out}/result.json", "w"), indent=1)
+PY
+echo "bench: details in $OUT"

@@ -12,7 +12,7 @@
 # env:   PRESET=speed|quality (default speed)   CONCURRENCY=N (gen's
 #        max_concurrent_requests, default 16)   COPIES=N (corpus = the
 #        example documents N times, default 2)   THREADS=N   PAIRS/PASSES
-#        override the preset   OUT=dir (default a temp dir)
+#        override the preset   CURATE=T adds curation   OUT=dir (default a temp dir)
 # Without MODEL (and $QFORGE_MODEL), a random-weight model of realistic
 # shape is synthesized (llama, 1024 wide, 8 layers, q8_0, with the 32k
 # llama SentencePiece vocabulary from ../shared/testdata when present):
@@ -30,7 +30,7 @@ mkdir -p "$OUT"
 
 if [ -z "$MODEL" ]; then
   MODEL=$OUT/bench-llama-1024x8-q8_0.gguf
-  VOCAB=$HERE/../shared/testdata/vocab/ggml-vocab-llama-spm.gguf
+  VOCAB=${VOCAB:-$HERE/../shared/testdata/vocab/ggml-vocab-llama-spm.gguf}
   extra=()
   [ -f "$VOCAB" ] && extra=(--vocab-from "$VOCAB")
   # SYNTH overrides the shape, e.g. SYNTH="--n-embd 512 --n-layer 4 --n-head 8 --n-head-kv 4 --n-ff 1408"
@@ -42,18 +42,37 @@ fi
 corpus=$OUT/corpus
 rm -rf "$corpus"
 mkdir -p "$corpus"
-for i in $(seq 1 "$COPIES"); do
-  mkdir -p "$corpus/copy$i"
-  cp "$HERE"/examples/docs/* "$corpus/copy$i/"
-  # make each copy's text distinct so that no reply is shared between copies
-  for f in "$corpus/copy$i"/*.txt "$corpus/copy$i"/*.md; do printf '\n\nCopy %d of this document.\n' "$i" >> "$f"; done
-done
+# COPIES variants of the example documents, each text different from its
+# first words on (a distinct prompt prefix: no reply or cached prefix is
+# shared between copies); the PDF and DOCX only in the first copy
+python3 - "$HERE/examples/docs" "$corpus" "$COPIES" <<'PY'
+import json, os, shutil, sys
+src, dst, copies = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for c in range(1, copies + 1):
+    d = os.path.join(dst, f"copy{c}")
+    os.makedirs(d)
+    tag = f"Edition {c} of the beekeeping notes."
+    for name in sorted(os.listdir(src)):
+        s, t = os.path.join(src, name), os.path.join(d, name)
+        if name.endswith((".pdf", ".docx")):
+            if c == 1: shutil.copy(s, t)
+        elif name.endswith(".jsonl"):
+            with open(s) as f, open(t, "w") as g:
+                for line in f:
+                    r = json.loads(line); r["text"] = f"{tag} {r['text']}"; g.write(json.dumps(r) + "\n")
+        elif name.endswith(".html"):
+            h = open(s).read().replace("<article>", f"<article>\n<p>{tag}</p>", 1)
+            open(t, "w").write(h)
+        else:
+            open(t, "w").write(f"{tag}\n\n" + open(s).read())
+PY
 
 common=(-m "$MODEL" --preset "$PRESET" --temperature 0 --progress off)
 [ -n "${THREADS:-}" ] && common+=(-t "$THREADS")
 [ -n "${PAIRS:-}" ] && common+=(--pairs "$PAIRS")
 [ -n "${PASSES:-}" ] && common+=(--passes "$PASSES")
 [ -n "${MAX_TOKENS:-}" ] && common+=(--max-tokens "$MAX_TOKENS")
+[ -n "${CURATE:-}" ] && common+=(--curate "$CURATE")
 
 run() { # name, extra args...
   local name=$1; shift
@@ -72,14 +91,17 @@ python3 - "$OUT" <<'PY'
 import json, sys
 out = sys.argv[1]
 g = json.load(open(f"{out}/gen.json")); n = json.load(open(f"{out}/naive.json"))
-def work(r): return (r["requests"], r["pairs"]["accepted"] + r["pairs"]["duplicate"], r["failures_total"], r["tokens"]["out"])
+def work(r): return (r["requests"], r["pairs"]["accepted"] + r["pairs"]["duplicate"] + r["pairs"]["rejected"], r["failures_total"])
 print(f"{'':8} {'docs/s':>9} {'wall s':>8} {'requests':>9} {'pairs':>6} {'tok out':>8} {'tok in':>8} {'prefix-cached':>13}")
 for name, r in (("gen", g), ("naive", n)):
     print(f"{name:8} {r['docs_per_s']:9.4f} {r['wall_s']:8.1f} {r['requests']:9d} {r['pairs']['accepted']:6d} "
           f"{r['tokens']['out']:8d} {r['tokens']['in']:8d} {r['tokens']['prefix_cached']:13d}")
-same = work(g) == work(n)
+# greedy decoding: both runs produce the same replies up to float summation
+# order in batched kernels, so generated-token counts may differ slightly
+tok_g, tok_n = g["tokens"]["out"], n["tokens"]["out"]
+same = work(g) == work(n) and abs(tok_g - tok_n) <= 0.05 * max(tok_g, tok_n)
 ratio = g["docs_per_s"] / n["docs_per_s"] if n["docs_per_s"] else float("inf")
-print(f"same work (requests, pairs, failures, generated tokens): {'yes' if same else 'NO: ' + str(work(g)) + ' vs ' + str(work(n))}")
+print(f"same work (requests, pairs, failures; generated tokens within 5%): {'yes' if same else 'NO: ' + str(work(g)) + ' vs ' + str(work(n))}")
 print(f"speedup: {ratio:.2f}x documents/s (goal >= 5x: {'met' if ratio >= 5 else 'not met'})")
 json.dump({"gen": g, "naive": n, "ratio": ratio, "same_work": same}, open(f"{out}/result.json", "w"), indent=1)
 PY

@@ -1,21 +1,47 @@
 #!/usr/bin/env bash
-# The main job until `qforge gen` lands: run a model on a prompt.
-# Uses $QFORGE_MODEL when set; otherwise synthesizes a small random-weight
-# model (works offline) and says plainly that its text is meaningless.
+# The main job (README's `make run`): qforge gen on the bundled example
+# documents (examples/docs: txt, md, html, pdf, docx, jsonl) -> out/dataset.jsonl.
+#
+# The model: $QFORGE_MODEL when set; else the default small instruct model,
+# downloaded once into ~/.cache/qforge/models; when that cannot be had (no
+# network), a small random-weight model is synthesized so that the whole
+# pipeline still runs offline -- and the pairs it writes are meaningless.
 set -euo pipefail
 QF=${1:-build/qforge}
+OUT=${OUT:-out}
+mkdir -p "$OUT"
+
 model=${QFORGE_MODEL:-}
+synth=0
 if [ -z "$model" ]; then
-  cache=${XDG_CACHE_HOME:-$HOME/.cache}/qforge
-  mkdir -p "$cache"
-  model=$cache/synth-llama-tiny-q8_0.gguf
-  if [ ! -f "$model" ]; then
-    "$QF" model synth --arch llama --n-embd 256 --n-layer 4 --n-head 8 --n-head-kv 4 --n-ff 768 \
-      --type q8_0 --seed 1 -o "$model"
+  if model=$("$QF" gen --fetch-model); then
+    :
+  else
+    cache=${XDG_CACHE_HOME:-$HOME/.cache}/qforge
+    mkdir -p "$cache"
+    model=$cache/synth-llama-tiny-q8_0.gguf
+    if [ ! -f "$model" ]; then
+      "$QF" model synth --arch llama --n-embd 128 --n-layer 2 --n-head 4 --n-head-kv 2 --n-ff 384 \
+        --type q8_0 --seed 1 -o "$model" >/dev/null
+    fi
+    synth=1
+    echo
+    echo "qforge: no model could be had (no QFORGE_MODEL, and the default model could not be downloaded)."
+    echo "qforge: running the whole pipeline on a SYNTHESIZED random-weight model: $model"
+    echo "qforge: the pairs it writes are MEANINGLESS. For real pairs: QFORGE_MODEL=/path/to/model.gguf make run"
+    echo "qforge: (or point qforge gen at a running server: --endpoint http://localhost:1234/v1, --ollama http://localhost:11434)"
+    echo
   fi
-  echo "qforge: no QFORGE_MODEL set: using a synthesized random-weight model ($model)."
-  echo "qforge: its output text is MEANINGLESS. For real text: QFORGE_MODEL=/path/to/model.gguf make run"
 fi
-"$QF" model info "$model" --ctx 2048
+
+args=(examples/docs -o "$OUT/dataset.jsonl" -m "$model" --report "$OUT/report.json")
+# a random model with a byte-level vocabulary writes one token per character:
+# one pair per chunk and a reply budget that always holds it
+[ "$synth" = 1 ] && args+=(--pairs 1 --max-tokens 720 --min-answer 20 --chunk-tokens 1500)
+echo "\$ qforge gen ${args[*]}"
+"$QF" gen "${args[@]}"
 echo
-"$QF" run -m "$model" -p "Once upon a time" -n 48 --temp 0.7 --seed 7
+echo "first records of $OUT/dataset.jsonl:"
+head -n 2 "$OUT/dataset.jsonl"
+[ "$synth" = 1 ] && echo "(meaningless text: synthesized model -- see above)"
+exit 0

@@ -8,6 +8,7 @@ static const char *k_usage =
     "usage: qforge <command> [options]\n"
     "\n"
     "commands:\n"
+    "  gen        turn documents into a question-answer dataset (JSONL)\n"
     "  run        generate text from a prompt with a GGUF model\n"
     "  tokenize   print the token ids of a text\n"
     "  model      model tools: info, synth\n"
@@ -31,6 +32,7 @@ int main(int argc, char **argv) {
         puts("qforge 0.1.0");
         return QF_EXIT_OK;
     }
+    if (!strcmp(cmd, "gen")) return cmd_gen(argc - 1, argv + 1);
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "model")) return cmd_model(argc - 1, argv + 1);

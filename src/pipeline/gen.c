@@ -1043,6 +1043,10 @@ static qf_status make_provider(gen *g, qf_err *err) {
         ep.n_threads = o->n_threads;
         ep.chat_template = o->chat_template;
         ep.no_prefix_cache = o->naive;
+        /* room for every running sequence at its longest (chunk + prompt +
+         * reply), rather than n_ctx each: far less memory for big batches */
+        int32_t per_seq = g->chunk_tokens + 1024 + g->max_tokens;
+        ep.kv_tokens = (int64_t)ep.n_parallel * per_seq;
         ep.timeout_s = o->timeout_s;
         g->prov = qf_provider_engine_new(&ep, err);
     } else if (o->dry_run) {
@@ -1282,7 +1286,8 @@ qf_status qf_gen_run(const qf_gen_opts *o, qf_gen_report *rep, qf_err *err) {
     snprintf(rep->backend, sizeof rep->backend, "%s",
              o->provider ? "custom" : o->n_endpoints ? (o->ollama ? "ollama" : "openai") : "engine");
 
-    /* keep prompt + chunk + reply (and a repair turn) within the context */
+    /* keep prompt + chunk + reply within the context (a repair turn that does
+     * not fit is refused by the engine and recorded as a failure) */
     int32_t n_ctx = g->prov ? qf_provider_n_ctx(g->prov) : 0;
     if (n_ctx > 0) {
         int32_t over = prompt_overhead(g);

@@ -89,6 +89,7 @@ typedef struct qf_provider_engine_params {
     const char *model_path;
     int32_t n_ctx;             /* 0: min(trained, 4096) */
     int32_t n_parallel;        /* sequences decoded together; 0 = 8 */
+    int64_t kv_tokens;         /* kv cache size in tokens; 0 = n_ctx * n_parallel */
     int n_threads;             /* 0: performance cores */
     const char *chat_template; /* family name override, NULL = the model's */
     bool no_prefix_cache;      /* for the naive baseline of the benchmark */

@@ -111,6 +111,7 @@ static qf_status ensure_engine(eng_provider *e, qf_err *err) {
     if (e->engine) return QF_OK;
     qf_engine_params ep = qf_engine_params_default();
     ep.n_ctx = e->base.n_ctx;
+    ep.kv_tokens = e->p.kv_tokens;
     ep.n_parallel = e->n_parallel;
     ep.max_queue = e->n_parallel * 4 + 16;
     ep.n_threads = e->p.n_threads;

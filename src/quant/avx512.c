@@ -1396,10 +1396,17 @@ INLINE void bf16_split(__m512 v, __m512i *hi, __m512i *lo) {
     *lo = _mm512_srli_epi32(_mm512_castps_si512(l), 16);
 }
 
-static bool gemm_amx_f16(const uint8_t *w, size_t wrb, int64_t cols, int64_t r0, int64_t r1, const uint8_t *x,
-                         size_t xs, int64_t n, float *y, int64_t ldy) {
+/* Columns per slice: longer rows are done in slices whose results are
+ * added into y, so that a chunk of tokens (whose activation panel stays in
+ * L2) is long enough to amortize the weight panel: each chunk re-reads the
+ * fp16 weights of the slice. */
+#define F16_KS 2048
+
+/* One slice of columns (cols <= F16_KS); accumulate: add to y. */
+static bool amx_f16_slice(const uint8_t *w, size_t wrb, int64_t cols, int64_t r0, int64_t r1, const uint8_t *x,
+                          size_t xs, int64_t n, float *y, int64_t ldy, bool accumulate) {
     const int64_t cp = (cols + 15) / 16 * 16, nk = cp / 16;
-    int64_t tch = (int64_t)((1u << 20) / (size_t)(4 * cp));
+    int64_t tch = (int64_t)((1u << 20) / (size_t)(4 * cp)); /* 128 tokens at F16_KS */
     tch = tch < AMX_TOK ? AMX_TOK : tch - tch % AMX_TOK;
     const int64_t npad = (n + AMX_TOK - 1) / AMX_TOK * AMX_TOK;
     if (tch > npad) tch = npad;
@@ -1485,13 +1492,28 @@ static bool gemm_amx_f16(const uint8_t *w, size_t wrb, int64_t cols, int64_t r0,
                 for (int64_t i = 0; i < tt; i++) {
                     const int hi = i >= 16, ti = (int)(i % 16);
                     float *yt = y + (c0 + t + i) * ldy + rb;
-                    _mm512_mask_storeu_ps(yt, m0, _mm512_load_ps(ct[hi] + 16 * ti));
-                    _mm512_mask_storeu_ps(yt + 16, m1, _mm512_load_ps(ct[2 + hi] + 16 * ti));
+                    __m512 v0 = _mm512_load_ps(ct[hi] + 16 * ti), v1 = _mm512_load_ps(ct[2 + hi] + 16 * ti);
+                    if (accumulate) {
+                        v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, yt));
+                        v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, yt + 16));
+                    }
+                    _mm512_mask_storeu_ps(yt, m0, v0);
+                    _mm512_mask_storeu_ps(yt + 16, m1, v1);
                 }
             }
         }
     }
     _tile_release();
+    return true;
+}
+
+static bool gemm_amx_f16(const uint8_t *w, size_t wrb, int64_t cols, int64_t r0, int64_t r1, const uint8_t *x,
+                         size_t xs, int64_t n, float *y, int64_t ldy) {
+    for (int64_t k0 = 0; k0 < cols; k0 += F16_KS) {
+        const int64_t kc = cols - k0 < F16_KS ? cols - k0 : F16_KS;
+        /* a slice failing (no memory) can only be the first: nothing written */
+        if (!amx_f16_slice(w + 2 * k0, wrb, kc, r0, r1, x + 2 * k0, xs, n, y, ldy, k0 > 0)) return false;
+    }
     return true;
 }
 

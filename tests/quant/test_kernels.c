@@ -419,7 +419,7 @@ static void test_gemm_all_isas(void) {
         /* batches (n >= 32 takes the tile/AMX path where there is one),
          * partial 32-row and 32-token tiles, a full 32-row tile */
         {512, 37, 3, 37, 40}, {256, 20, 1, 19, 33}, {1024, 32, 0, 32, 64}, {768, 70, 5, 69, 35},
-        {256, 17, 0, 17, 16}, {512, 33, 1, 33, 21},
+        {256, 17, 0, 17, 16}, {512, 33, 1, 33, 21}, {4352, 18, 1, 18, 17},
     };
     static const int64_t small_cols[] = {32, 96, 160, 33, 100};
     int tested = 0;

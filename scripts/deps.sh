@@ -13,8 +13,14 @@ PKGS=(
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 )
 
+# Tools that may come from elsewhere (e.g. a NodeSource node with its own
+# npm): present on PATH counts as installed, whatever package provided it.
+declare -A CMD=([nodejs]=node [npm]=npm [curl]=curl [qemu-user]=qemu-aarch64
+                [gcc-aarch64-linux-gnu]=aarch64-linux-gnu-gcc)
+
 missing=()
 for p in "${PKGS[@]}"; do
+  if [ -n "${CMD[$p]:-}" ] && command -v "${CMD[$p]}" >/dev/null 2>&1; then continue; fi
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -27,7 +27,7 @@ test: build
 asan-test: deps
 	@[ -f $(ASAN_BUILD)/CMakeCache.txt ] || cmake -S . -B $(ASAN_BUILD) $(if $(GEN),-G Ninja) -DCMAKE_BUILD_TYPE=Debug -DQF_SANITIZE=ON -DQF_WERROR=ON
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
-	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS) -LE slow
+	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS) -LE "slow|arm|gpu"
 
 fuzz: deps
 	@[ -f build-fuzz/CMakeCache.txt ] || CC=clang cmake -S . -B build-fuzz $(if $(GEN),-G Ninja) -DQF_FUZZ=ON

@@ -206,7 +206,7 @@ static int64_t tab_find(const qf_dedup *d, uint64_t key, const qf_qfp *fp) {
     while (d->tab[h].key) {
         if (d->tab[h].key == key) {
             const entry *e = &d->ent[d->tab[h].e];
-            if (!fp || jaccard(fp->words, fp->n_content, d->pool + e->words, e->n_words) >= NEAR_JACCARD)
+            if (!fp || (e->n_words && jaccard(fp->words, fp->n_content, d->pool + e->words, e->n_words) >= NEAR_JACCARD))
                 return d->tab[h].e;
         }
         h = (h + 1) & (d->cap_tab - 1);
@@ -250,7 +250,7 @@ bool qf_dedup_check_add(qf_dedup *d, const qf_qfp *fp, const char *id, char dup_
     snprintf(e->id, sizeof e->id, "%s", id);
     e->words = d->n_pool;
     e->n_words = fp->n_content;
-    memcpy(d->pool + d->n_pool, fp->words, (size_t)fp->n_content * sizeof *fp->words);
+    if (fp->n_content) memcpy(d->pool + d->n_pool, fp->words, (size_t)fp->n_content * sizeof *fp->words);
     d->n_pool += fp->n_content;
     tab_put(d, mix(fp->exact, 1), ei);
     if (d->near && fp->bag) tab_put(d, mix(fp->bag, 2), ei);

@@ -234,9 +234,11 @@ static int eng_wait(qf_provider *pv, qf_presult *out, int cap, double timeout_s)
     int n = e->n_done < cap ? e->n_done : cap;
     edone got[64];
     if (n > 64) n = 64;
-    memcpy(got, e->done, (size_t)n * sizeof *got);
-    memmove(e->done, e->done + n, (size_t)(e->n_done - n) * sizeof *e->done);
-    e->n_done -= n;
+    if (n > 0) {
+        memcpy(got, e->done, (size_t)n * sizeof *got);
+        memmove(e->done, e->done + n, (size_t)(e->n_done - n) * sizeof *e->done);
+        e->n_done -= n;
+    }
     pthread_mutex_unlock(&e->mu);
     for (int i = 0; i < n; i++) {
         ereq *q = got[i].q;

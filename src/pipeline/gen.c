@@ -514,6 +514,27 @@ static rq *rq_new(cjob *c, rq_kind kind, int32_t pass0, int32_t n) {
     return r;
 }
 
+/* Naive mode queues requests to go out one at a time (the main loop sends
+ * the next when the provider is idle), holding the chunk meanwhile;
+ * otherwise they are dispatched now. */
+static void send_rq(gen *g, rq *r) {
+    if (!g->o->naive) {
+        dispatch(g, r);
+        return;
+    }
+    r->next = NULL;
+    if (g->serial_tail) g->serial_tail->next = r;
+    else g->serial_head = r;
+    g->serial_tail = r;
+    r->c->pending++;
+}
+
+static void oom_fatal(gen *g) {
+    qf_err e;
+    QF_ERR_SET(&e, QF_ERR_NOMEM, "out of memory");
+    set_fatal(g, &e);
+}
+
 static void start_gen(gen *g, cjob *c) {
     char nbuf[16], mbuf[16];
     snprintf(nbuf, sizeof nbuf, "%d", g->ps.qa_pairs_per_chunk);
@@ -541,21 +562,16 @@ static void start_gen(gen *g, cjob *c) {
         r->temperature = g->ps.temperature;
         r->max_tokens = g->max_tokens;
         r->schema = g->gen_schema;
-        if (g->o->naive) {
-            r->next = NULL;
-            if (g->serial_tail) g->serial_tail->next = r;
-            else g->serial_head = r;
-            g->serial_tail = r;
-            c->pending++; /* held until dispatched */
-        } else {
-            dispatch(g, r);
-        }
+        send_rq(g, r);
     }
 }
 
 static void start_repair(gen *g, cjob *c, int32_t pass, const char *bad, const char *why) {
     rq *r = rq_new(c, RQ_REPAIR, pass, 1);
-    if (!r) return;
+    if (!r) {
+        oom_fatal(g);
+        return;
+    }
     char nbuf[16], mbuf[16];
     snprintf(nbuf, sizeof nbuf, "%d", g->ps.qa_pairs_per_chunk);
     snprintf(mbuf, sizeof mbuf, "%d", g->ps.min_answer_length);
@@ -567,6 +583,7 @@ static void start_repair(gen *g, cjob *c, int32_t pass, const char *bad, const c
     if (bl > 4000) bl = qf_utf8_floor(bad, 4000);
     r->owned[1] = qf_strndup(bad, bl);
     if (!r->owned[0] || !r->owned[1]) {
+        if (!err.code) QF_ERR_SET(&err, QF_ERR_NOMEM, "out of memory");
         set_fatal(g, &err);
         rq_free(r);
         return;
@@ -579,14 +596,7 @@ static void start_repair(gen *g, cjob *c, int32_t pass, const char *bad, const c
     r->temperature = g->ps.temperature;
     r->max_tokens = g->max_tokens;
     r->schema = g->gen_schema;
-    if (g->o->naive) {
-        if (g->serial_tail) g->serial_tail->next = r;
-        else g->serial_head = r;
-        g->serial_tail = r;
-        c->pending++;
-    } else {
-        dispatch(g, r);
-    }
+    send_rq(g, r);
 }
 
 static const char *k_curate_schema =
@@ -595,7 +605,10 @@ static const char *k_curate_schema =
 
 static void start_curate(gen *g, cjob *c, int qa) {
     rq *r = rq_new(c, RQ_CURATE, c->qa[qa].pass, 1);
-    if (!r) return;
+    if (!r) {
+        oom_fatal(g);
+        return;
+    }
     r->qa = qa;
     qf_prompt_var vars[] = {{"chunk", c->text},
                             {"question", c->qa[qa].q},
@@ -615,14 +628,7 @@ static void start_curate(gen *g, cjob *c, int qa) {
     r->max_tokens = 16;
     r->schema = k_curate_schema;
     /* the rq's pass only selects the cache key; the pair index is in the prompt */
-    if (g->o->naive) {
-        if (g->serial_tail) g->serial_tail->next = r;
-        else g->serial_head = r;
-        g->serial_tail = r;
-        c->pending++;
-    } else {
-        dispatch(g, r);
-    }
+    send_rq(g, r);
 }
 
 /* ---- replies ---- */
@@ -965,7 +971,7 @@ static qf_writer *open_out(gen *g, const char *path, const char *key, qf_pair_st
         if (!w) *err = e;
         return w;
     }
-    qf_warn("%s: %s; writing it again from the job store", path, e.msg);
+    qf_warn("%s; writing it again from the job store", e.msg);
     w = qf_writer_open(path, -1, err);
     if (!w) return NULL;
     rewrite_ctx rc = {w, status == QF_PAIR_REJECTED ? QF_FORMAT_QA : g->o->format, QF_OK, err};

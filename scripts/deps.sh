@@ -8,8 +8,8 @@ PKGS=(
   build-essential cmake ninja-build pkg-config
   libpcre2-dev libhwloc-dev libcjson-dev libxxhash-dev
   libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev libzstd-dev libyaml-dev
-  libxml2-dev libpoppler-glib-dev libarchive-dev
-  curl nodejs npm
+  libxml2-dev libpoppler-glib-dev libarchive-dev libncurses-dev
+  curl nodejs npm tmux
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 )
 

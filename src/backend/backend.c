@@ -19,9 +19,12 @@
  */
 #include "backend/backend.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/backend_int.h"
+#include "base/log.h"
 #include "base/mem.h"
 
 static const qf_dev_ops *const k_devs[] = {
@@ -303,3 +306,61 @@ void qf_gpu_fwd_mem(const qf_gpu_fwd *f, qf_gpu_mem *out) {
 }
 
 size_t qf_gpu_fwd_step_weight_bytes(const qf_gpu_fwd *f) { return f->ops->step_weight_bytes(f->dev); }
+
+/* ---- choosing between the CPU and the GPU ---- */
+
+int32_t qf_gpu_layers_env(void) {
+    const char *s = getenv("QFORGE_GPU_LAYERS");
+    if (!s || !*s) return 0;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < -1 || v > INT32_MAX) {
+        static int warned;
+        if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+            qf_warn("QFORGE_GPU_LAYERS='%s' is not a layer count (-1 = all, 0 = none); using 0 (CPU)", s);
+        return 0;
+    }
+    return (int32_t)v;
+}
+
+qf_gpu_fwd *qf_gpu_fwd_try_new(const qf_model *m, const qf_kv_params *kp, int32_t n_batch_max, int32_t n_ctx_max,
+                               int32_t n_gpu_layers) {
+    if (n_gpu_layers == 0) return NULL;
+    int32_t nl = m->hp.n_layer;
+    if (n_gpu_layers < -1) {
+        qf_warn("--gpu-layers %d: not a layer count (-1 = all); running on the CPU", n_gpu_layers);
+        return NULL;
+    }
+    if (!k_devs[0]) {
+        qf_warn("--gpu-layers %d: this build has no GPU backend (configure with -DQF_CUDA=ON); running on the CPU",
+                n_gpu_layers);
+        return NULL;
+    }
+    char name[256];
+    if (!qf_gpu_available(name, sizeof name)) {
+        qf_warn("--gpu-layers %d: no usable GPU found (%s backend, compute capability 8.0 or newer needed); "
+                "running on the CPU",
+                n_gpu_layers, qf_gpu_backend_name());
+        return NULL;
+    }
+    if (n_gpu_layers > 0 && n_gpu_layers < nl) {
+        qf_warn("--gpu-layers %d: offloading part of the model (%d of %d layers) is not implemented yet; running "
+                "on the CPU (--gpu-layers -1 offloads every layer)",
+                n_gpu_layers, n_gpu_layers, nl);
+        return NULL;
+    }
+    qf_err e = {0};
+    qf_gpu_fwd *f = qf_gpu_fwd_new(m, kp, n_batch_max, n_ctx_max, -1, &e);
+    if (!f) {
+        qf_warn("--gpu-layers %d: %s cannot take %s: %s; running on the CPU", n_gpu_layers, name, m->name, e.msg);
+        return NULL;
+    }
+    qf_gpu_mem mem;
+    qf_gpu_fwd_mem(f, &mem);
+    qf_info("gpu: %s (%s): %d of %d layers and the output head offloaded; device memory: weights %.1f MiB, kv "
+            "cache %.1f MiB, scratch %.1f MiB",
+            name, qf_gpu_backend_name(), nl, nl, mem.weights / 1048576.0, mem.kv / 1048576.0,
+            mem.scratch / 1048576.0);
+    return f;
+}

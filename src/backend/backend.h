@@ -100,6 +100,26 @@ int32_t qf_gpu_fwd_n_logits(const qf_gpu_fwd *f);
  * pool. */
 qf_status qf_gpu_fwd_copy_block(qf_gpu_fwd *f, int32_t src, int32_t dst, qf_err *err);
 
+/* ---- choosing between the CPU and the GPU (engine, session, CLI) ---- */
+
+/* QFORGE_GPU_LAYERS from the environment, the default of --gpu-layers: an
+ * integer >= -1 (-1 = all layers); 0 when unset. A malformed value is
+ * read as 0 (warned about once per process). Thread-safe. */
+int32_t qf_gpu_layers_env(void);
+
+/* The GPU forward pass a caller asked for, or NULL for the CPU path; never
+ * a hard failure. n_gpu_layers: 0 = none (returns NULL silently), -1 or
+ * >= n_layer = every layer and the output head. Otherwise NULL with one
+ * warning that says why and that the CPU runs instead (as llama.cpp does
+ * when it cannot offload): the build has no GPU backend (not configured
+ * with -DQF_CUDA=ON), no usable device is present, a partial offload
+ * (0 < n < n_layer, not implemented yet) was asked for, or the device
+ * cannot take the model (memory, shapes; the device's message is quoted).
+ * On success one info line names the device and the memory used.
+ * Arguments as qf_gpu_fwd_new. */
+qf_gpu_fwd *qf_gpu_fwd_try_new(const qf_model *m, const qf_kv_params *kp, int32_t n_batch_max, int32_t n_ctx_max,
+                               int32_t n_gpu_layers);
+
 /* Device memory in bytes: weights as laid out on the device, kv pool,
  * scratch (activations, logits, step buffers). */
 typedef struct qf_gpu_mem {

@@ -1,9 +1,17 @@
-/* cpu.c - topology via hwloc (cores, core kinds). Computed once. */
+/* cpu.c - topology via hwloc (cores, core kinds), computed once, and
+ * thread placement. Placement is best effort everywhere: a refused affinity
+ * call (container cpusets, macOS) leaves the thread where the OS put it,
+ * which is always correct, only perhaps slower.
+ */
 #include "base/cpu.h"
 
 #include <hwloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
+#ifdef __APPLE__
+#include <pthread/qos.h>
+#endif
 
 #include "base/mem.h"
 
@@ -78,4 +86,45 @@ const qf_cpu_topo *qf_cpu_topo_get(void) {
 int qf_cpu_default_threads(void) {
     int n = qf_cpu_topo_get()->n_perf;
     return n > 0 ? n : 1;
+}
+
+/* ---- placement ---- */
+
+#ifdef __linux__
+static bool set_affinity(const int *cpus, int n) {
+    if (!cpus || n <= 0) return false;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int i = 0; i < n; i++)
+        if (cpus[i] >= 0 && cpus[i] < CPU_SETSIZE) CPU_SET(cpus[i], &set);
+    if (CPU_COUNT(&set) == 0) return false;
+    return pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0;
+}
+#endif
+
+bool qf_cpu_pin_self(int cpu) {
+#ifdef __linux__
+    return cpu >= 0 && set_affinity(&cpu, 1);
+#else
+    (void)cpu;
+    return false;
+#endif
+}
+
+bool qf_cpu_place_self(qf_thread_role role) {
+#if defined(__APPLE__)
+    qos_class_t q = role == QF_THREAD_COMPUTE ? QOS_CLASS_USER_INTERACTIVE
+                    : role == QF_THREAD_IO    ? QOS_CLASS_UTILITY
+                                              : QOS_CLASS_BACKGROUND;
+    return pthread_set_qos_class_self_np(q, 0) == 0;
+#elif defined(__linux__)
+    const qf_cpu_topo *t = qf_cpu_topo_get();
+    /* one core kind: the kernel's balancing is the best placement there is */
+    if (t->n_eff == 0 || !t->perf_cpus || !t->eff_cpus) return false;
+    if (role == QF_THREAD_COMPUTE) return set_affinity(t->perf_cpus, t->n_perf);
+    return set_affinity(t->eff_cpus, t->n_eff);
+#else
+    (void)role;
+    return false;
+#endif
 }

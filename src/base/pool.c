@@ -6,6 +6,11 @@
  * done == nth-1 (spinning, then sleeping on `cv_done`). Sequentially
  * consistent atomics keep the ordering obvious; regions are microseconds
  * long so the cost is in the spin, not the fences.
+ *
+ * Placement: worker i binds itself to cpus[i] when it starts. Thread 0 is
+ * whichever thread calls qf_pool_run (an engine's scheduler thread, not the
+ * thread that created the pool), so it is bound to cpus[0] at its first
+ * region, and again if another thread takes over the pool.
  */
 #include "base/pool.h"
 
@@ -15,6 +20,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "base/cpu.h"
 #include "base/mem.h"
 
 #define QF_SPIN 20000
@@ -30,6 +36,9 @@ struct qf_pool {
     atomic_bool quit;
     qf_pool_fn fn;
     void *ctx;
+    int cpu0;               /* cpu of thread 0, -1 = not pinned */
+    bool has_caller;        /* caller: the thread last bound to cpu0 */
+    pthread_t caller;
 };
 
 typedef struct worker_arg {
@@ -38,12 +47,11 @@ typedef struct worker_arg {
     int cpu;
 } worker_arg;
 
+/* Bind the calling thread for compute: a fixed cpu where the OS has
+ * affinity (best effort), else the compute QoS class (macOS). */
 static void pin_self(int cpu) {
     if (cpu < 0) return;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    pthread_setaffinity_np(pthread_self(), sizeof set, &set); /* best effort */
+    if (!qf_cpu_pin_self(cpu)) qf_cpu_place_self(QF_THREAD_COMPUTE);
 }
 
 static void *worker_main(void *p) {
@@ -86,7 +94,7 @@ qf_pool *qf_pool_new(int n_threads, const int *cpus, qf_err *err) {
     pthread_cond_init(&pool->cv_done, NULL);
     pool->threads = qf_calloc((size_t)n_threads, sizeof(pthread_t));
     if (!pool->threads) goto fail;
-    if (cpus) pin_self(cpus[0]);
+    pool->cpu0 = cpus ? cpus[0] : -1; /* bound in qf_pool_run, on the thread that runs regions */
     for (int i = 1; i < n_threads; i++) {
         worker_arg *a = qf_malloc(sizeof *a);
         if (!a) goto fail;
@@ -124,6 +132,11 @@ void qf_pool_free(qf_pool *pool) {
 int qf_pool_size(const qf_pool *pool) { return pool->n; }
 
 void qf_pool_run(qf_pool *pool, qf_pool_fn fn, void *ctx) {
+    if (pool->cpu0 >= 0 && (!pool->has_caller || !pthread_equal(pool->caller, pthread_self()))) {
+        pin_self(pool->cpu0);
+        pool->caller = pthread_self();
+        pool->has_caller = true;
+    }
     if (pool->n == 1) {
         fn(ctx, 0, 1);
         return;

@@ -19,7 +19,10 @@ typedef struct qf_pool qf_pool;
 typedef void (*qf_pool_fn)(void *ctx, int ith, int nth);
 
 /* n_threads >= 1 (including the caller). pin: bind threads to the given
- * logical CPUs (cpus[i] for thread i) when cpus != NULL. */
+ * logical CPUs (cpus[i] for thread i) when cpus != NULL, best effort
+ * (qf_cpu_pin_self; on macOS the compute QoS class instead). Thread 0 is the
+ * thread that calls qf_pool_run: it is bound to cpus[0] at its first region
+ * (the creating thread is left alone). cpus is read during this call only. */
 qf_pool *qf_pool_new(int n_threads, const int *cpus, qf_err *err);
 void qf_pool_free(qf_pool *pool); /* NULL is a no-op */
 int qf_pool_size(const qf_pool *pool);

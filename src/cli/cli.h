@@ -24,6 +24,7 @@ int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_gen(int argc, char **argv);
+int cmd_top(int argc, char **argv);
 
 /* Print "qforge: <cmd>: <msg>" and the usage text; return QF_EXIT_USAGE. */
 int cli_usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "base/clock.h"
 #include "base/cpu.h"
 #include "base/mem.h"
@@ -18,11 +19,13 @@
 
 static const char *k_usage =
     "usage: qforge bench -m MODEL [-p N] [-n N] [-t THREADS] [-r REPS] [--kv-type f16|f32|q8_0] [--json]\n"
+    "                    [--gpu-layers N]\n"
     "\n"
     "  -p N   prompt tokens for the pp test (default 512; 0 skips it)\n"
     "  -n N   generated tokens for the tg test (default 128; 0 skips it)\n"
     "  -r N   repetitions (default 5)\n"
     "  --json one JSON object per test per line: test, tokens_per_s, stddev, ...\n"
+    "  -ngl, --gpu-layers N  layers on the GPU: -1 = all, 0 = none (default: $QFORGE_GPU_LAYERS or 0)\n"
     "\n"
     "engine (continuous batching) benchmarks:\n"
     "  --parallel 1,4,8,16   aggregate generation tokens/s of N concurrent sequences (-n tokens each)\n"
@@ -105,7 +108,7 @@ static int run_engine_load(qf_engine *e, int32_t n_vocab, int nseq, int prefix, 
 
 typedef struct engine_bench_opts {
     const char *parallel;
-    long long shared_prefix, seqs, suffix, n_gen, threads;
+    long long shared_prefix, seqs, suffix, n_gen, threads, gpu_layers;
     bool no_prefix_cache, json;
     qf_type kv_type;
 } engine_bench_opts;
@@ -128,6 +131,7 @@ static int bench_engine(const char *model, const engine_bench_opts *o) {
         p.max_queue = (int32_t)o->seqs + 1;
         p.n_threads = (int)o->threads;
         p.kv_type = o->kv_type;
+        p.n_gpu_layers = (int32_t)o->gpu_layers;
         p.no_prefix_cache = o->no_prefix_cache;
         qf_engine *e = qf_engine_new(m, &p, &err);
         if (!e) goto fail;
@@ -161,6 +165,7 @@ static int bench_engine(const char *model, const engine_bench_opts *o) {
         p.n_ctx = (int32_t)(16 + o->n_gen + 16);
         p.n_threads = (int)o->threads;
         p.kv_type = o->kv_type;
+        p.n_gpu_layers = (int32_t)o->gpu_layers;
         p.no_prefix_cache = true; /* distinct prompts anyway; measure decode only */
         qf_engine *e = qf_engine_new(m, &p, &err);
         if (!e) goto fail;
@@ -190,7 +195,7 @@ out:
 
 int cmd_bench(int argc, char **argv) {
     const char *model = NULL;
-    long long n_p = 512, n_g = 128, threads = 0, reps = 5;
+    long long n_p = 512, n_g = 128, threads = 0, reps = 5, gpu_layers = qf_gpu_layers_env();
     bool json = false;
     qf_type kv_type = QF_TYPE_F16;
     engine_bench_opts eo = {0};
@@ -224,6 +229,8 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-n")) dst = &n_g;
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) dst = &threads, lo = 1, hi = 1024;
         else if (!strcmp(a, "-r")) dst = &reps, lo = 1, hi = 1000;
+        else if (!strcmp(a, "-ngl") || !strcmp(a, "--gpu-layers") || !strcmp(a, "--n-gpu-layers"))
+            dst = &gpu_layers, lo = -1;
         else if (!strcmp(a, "--shared-prefix")) dst = &eo.shared_prefix, lo = 1;
         else if (!strcmp(a, "--seqs")) dst = &eo.seqs, lo = 1, hi = 256;
         else if (!strcmp(a, "--suffix")) dst = &eo.suffix, lo = 1;
@@ -237,6 +244,7 @@ int cmd_bench(int argc, char **argv) {
         eo.threads = threads;
         eo.json = json;
         eo.kv_type = kv_type;
+        eo.gpu_layers = gpu_layers;
         return bench_engine(model, &eo);
     }
     if (!n_p && !n_g) return cli_usage_error(k_usage, "bench: nothing to do (-p 0 -n 0)");
@@ -252,6 +260,7 @@ int cmd_bench(int argc, char **argv) {
     sp.n_batch = n_p > 0 ? (int32_t)n_p : 1;
     sp.n_threads = (int)threads;
     sp.kv_type = kv_type;
+    sp.n_gpu_layers = (int32_t)gpu_layers;
     s = qf_session_new(m, &sp, &err);
     long long nmax = n_p > n_g ? n_p : n_g;
     toks = qf_malloc((size_t)nmax * sizeof *toks);

@@ -36,6 +36,7 @@ static const char *k_usage =
     "  -c, --ctx N             embedded: context length (default: min(model's, 4096))\n"
     "  -t, --threads N         embedded: compute threads (default: performance cores)\n"
     "      --chat-template NAME  embedded: chat template family instead of the model's\n"
+    "  -ngl, --gpu-layers N    embedded: layers on the GPU, -1 = all (default: $QFORGE_GPU_LAYERS or 0)\n"
     "      --fetch-model       download the default model if needed, print its path, exit\n"
     "\n"
     "job\n"
@@ -135,6 +136,12 @@ int cmd_gen(int argc, char **argv) {
         } else if (!strcmp(a, "--chat-template")) {
             NEED();
             o.chat_template = v;
+        } else if (!strcmp(a, "-ngl") || !strcmp(a, "--gpu-layers") || !strcmp(a, "--n-gpu-layers")) {
+            NEED();
+            if (!cli_parse_int(v, -1, 1 << 20, &n)) BAD();
+            /* the embedded engine starts from qf_engine_params_default(),
+             * which reads this variable */
+            setenv("QFORGE_GPU_LAYERS", v, 1);
         } else if (!strcmp(a, "--fetch-model")) {
             fetch_only = true;
         } else if (!strcmp(a, "--preset")) {

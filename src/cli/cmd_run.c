@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "base/clock.h"
 #include "base/mem.h"
 #include "cli/cli.h"
@@ -25,13 +26,14 @@ static const char *k_usage =
     "      --repeat-penalty R (default 1.0) --seed S\n"
     "  -t, --threads N       compute threads (default: performance cores)\n"
     "      --kv-type TYPE    f16 (default), q8_0 or f32\n"
+    "  -ngl, --gpu-layers N  layers on the GPU: -1 = all, 0 = none (default: $QFORGE_GPU_LAYERS or 0)\n"
     "      --ignore-eos      keep generating after an end-of-generation token\n"
     "      --ids             print generated token ids on one line instead of text\n"
     "      --logits-out FILE write the last prompt position's logits (float32 LE)\n";
 
 typedef struct run_opts {
     const char *model, *prompt, *tokens, *logits_out, *chat_template;
-    long long n_gen, n_ctx, threads;
+    long long n_gen, n_ctx, threads, gpu_layers;
     bool ids, chat, ignore_eos;
     qf_type kv_type;
     qf_sample_params sp;
@@ -41,6 +43,7 @@ static int parse(int argc, char **argv, run_opts *o) {
     memset(o, 0, sizeof *o);
     o->n_gen = 128;
     o->kv_type = QF_TYPE_F16;
+    o->gpu_layers = qf_gpu_layers_env();
     o->sp = qf_sample_params_default();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -78,6 +81,8 @@ static int parse(int argc, char **argv, run_opts *o) {
             if (!VAL() || !cli_parse_int(v, 1, 1 << 24, &o->n_ctx)) goto bad;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             if (!VAL() || !cli_parse_int(v, 1, 1024, &o->threads)) goto bad;
+        } else if (!strcmp(a, "-ngl") || !strcmp(a, "--gpu-layers") || !strcmp(a, "--n-gpu-layers")) {
+            if (!VAL() || !cli_parse_int(v, -1, 1 << 20, &o->gpu_layers)) goto bad;
         } else if (!strcmp(a, "--temp")) {
             if (!VAL() || !cli_parse_float(v, 0, 100, &d)) goto bad;
             o->sp.temperature = (float)d;
@@ -185,6 +190,7 @@ int cmd_run(int argc, char **argv) {
     sp.n_ctx = (int32_t)o.n_ctx;
     sp.n_threads = (int)o.threads;
     sp.kv_type = o.kv_type;
+    sp.n_gpu_layers = (int32_t)o.gpu_layers;
     s = qf_session_new(m, &sp, &err);
     if (!s) goto fail;
     int32_t n_ctx = qf_session_n_ctx(s);

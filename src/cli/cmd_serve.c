@@ -49,6 +49,7 @@ static const char *k_usage =
     "  -t, --threads N         compute threads per model (default: performance cores)\n"
     "      --batch N           tokens per engine step (default 512)\n"
     "      --kv-type TYPE      f16 (default), q8_0 or f32\n"
+    "  -ngl, --gpu-layers N    layers on the GPU: -1 = all, 0 = none (default 0) [QFORGE_GPU_LAYERS]\n"
     "      --chat-template NAME   template family instead of the models' own\n"
     "      --max-body SIZE     request body limit (default 8M; beyond: 413)\n"
     "      --http-timeout S    close connections idle this long (slow clients; default 60)\n"
@@ -266,6 +267,12 @@ int cmd_serve(int argc, char **argv) {
                 o.kv_type = QF_TYPE_F32;
             else
                 BAD();
+        } else if (!strcmp(a, "-ngl") || !strcmp(a, "--gpu-layers") || !strcmp(a, "--n-gpu-layers")) {
+            NEED();
+            if (!cli_parse_int(v, -1, 1 << 20, &n)) BAD();
+            /* every engine the model manager opens starts from
+             * qf_engine_params_default(), which reads this variable */
+            setenv("QFORGE_GPU_LAYERS", v, 1);
         } else if (!strcmp(a, "--chat-template")) {
             NEED();
             o.chat_template = v;

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend/backend.h"
 #include "base/clock.h"
 #include "base/cpu.h"
 #include "base/log.h"
@@ -76,7 +77,8 @@ struct qf_engine {
     qf_engine_params p;
     qf_pool *pool;
     qf_kv *kv;
-    qf_fwd *fwd;
+    qf_fwd *fwd;          /* the CPU forward pass, or NULL when gpu runs the model */
+    qf_gpu_fwd *gpu;      /* the GPU forward pass (n_gpu_layers), or NULL */
     qf_gvocab *gvocab;    /* token trie for constrained decoding, built on first use */
     int32_t n_vocab, bs;
     int64_t reserved_blocks;
@@ -108,6 +110,7 @@ qf_engine_params qf_engine_params_default(void) {
     qf_engine_params p;
     memset(&p, 0, sizeof p);
     p.kv_type = QF_TYPE_F16;
+    p.n_gpu_layers = qf_gpu_layers_env();
     return p;
 }
 
@@ -456,7 +459,11 @@ static req *admit(qf_engine *e, double now) {
     int64_t total = qf_kv_get_params(e->kv)->n_blocks;
     while (e->queue) {
         req *q = e->queue;
-        if (free_slots(e) < q->r.n || e->reserved_blocks + q->reserved > total) break;
+        if (free_slots(e) < q->r.n) break;
+        if (e->reserved_blocks + q->reserved > total) {
+            e->st.kv_wait_steps++; /* slots are free: only kv blocks hold it back */
+            break;
+        }
         e->queue = q->next;
         e->n_queued--;
         e->reserved_blocks += q->reserved;
@@ -472,8 +479,10 @@ static req *admit(qf_engine *e, double now) {
         if (q->window) qf_kv_seq_set_window(e->kv, slot0, q->window, N_SINK);
         /* reuse cached blocks of the prompt, but always compute its last
          * token: its logits start the generation */
-        if (!e->p.no_prefix_cache && !q->window)
+        if (!e->p.no_prefix_cache && !q->window) {
             q->n_cached = qf_kv_seq_attach_prefix(e->kv, slot0, q->prompt, q->n_prompt, q->n_prompt - 1);
+            e->st.prefix_lookups++;
+        }
         q->n_done_prompt = q->n_cached;
         e->st.prefix_hit_tokens += (uint64_t)q->n_cached;
         q->next = e->running;
@@ -557,6 +566,11 @@ static void start_decode(qf_engine *e, req *q, const float *logits) {
         if (!q->comps[i].done) sample_comp(e, q, i, logits);
 }
 
+/* Logits row `row` of the last forward pass, from whichever path ran it. */
+static const float *step_logits(const qf_engine *e, int32_t row) {
+    return e->gpu ? qf_gpu_fwd_logits(e->gpu, row) : qf_fwd_logits(e->fwd, row);
+}
+
 static void step(qf_engine *e) {
     int32_t n = 0, budget = e->p.n_batch;
     /* generation first: one token per live completion */
@@ -611,7 +625,7 @@ static void step(qf_engine *e) {
     qf_batch b = {n, e->b_tok, e->b_pos, e->b_seq, e->b_want};
     qf_err err = {0};
     double t0 = qf_now_s();
-    qf_status st = qf_fwd_decode(e->fwd, &b, &err);
+    qf_status st = e->gpu ? qf_gpu_fwd_decode(e->gpu, e->kv, &b, &err) : qf_fwd_decode(e->fwd, &b, &err);
     double dt = qf_now_s() - t0;
     pthread_mutex_lock(&e->mu);
     e->st.steps++;
@@ -630,9 +644,9 @@ static void step(qf_engine *e) {
         if (e->b_comp[i] < 0) {
             q->n_done_prompt++;
             computed++;
-            if (e->b_want[i]) start_decode(e, q, qf_fwd_logits(e->fwd, row));
+            if (e->b_want[i]) start_decode(e, q, step_logits(e, row));
         } else if (!q->comps[e->b_comp[i]].done) {
-            sample_comp(e, q, e->b_comp[i], qf_fwd_logits(e->fwd, row));
+            sample_comp(e, q, e->b_comp[i], step_logits(e, row));
         }
         if (e->b_want[i]) row++;
     }
@@ -765,8 +779,13 @@ qf_engine *qf_engine_new(const qf_model *m, const qf_engine_params *in, qf_err *
     qf_kv_params kp = qf_model_kv_params(m, p.kv_tokens, p.n_parallel, p.kv_type, p.kv_block);
     e->kv = qf_kv_new(&kp, err);
     if (!e->kv) goto fail;
-    e->fwd = qf_fwd_new(m, e->kv, e->pool, p.n_batch, p.n_ctx, err);
-    if (!e->fwd) goto fail;
+    /* the GPU when asked for and able (it warns otherwise), else the CPU; the
+     * kv bookkeeping stays in e->kv either way (the GPU mirrors its copies) */
+    e->gpu = qf_gpu_fwd_try_new(m, &kp, p.n_batch, p.n_ctx, p.n_gpu_layers);
+    if (!e->gpu) {
+        e->fwd = qf_fwd_new(m, e->kv, e->pool, p.n_batch, p.n_ctx, err);
+        if (!e->fwd) goto fail;
+    }
     size_t nb = (size_t)p.n_batch;
     e->slots = qf_calloc((size_t)p.n_parallel, sizeof *e->slots);
     e->b_tok = qf_calloc(nb, sizeof(int32_t));
@@ -788,6 +807,7 @@ qf_engine *qf_engine_new(const qf_model *m, const qf_engine_params *in, qf_err *
     return e;
 fail:
     qf_fwd_free(e->fwd);
+    qf_gpu_fwd_free(e->gpu);
     qf_kv_free(e->kv);
     qf_pool_free(e->pool);
     qf_free(e->slots);
@@ -812,6 +832,7 @@ void qf_engine_free(qf_engine *e) {
     pthread_mutex_unlock(&e->mu);
     pthread_join(e->thread, NULL);
     qf_fwd_free(e->fwd);
+    qf_gpu_fwd_free(e->gpu);
     qf_kv_free(e->kv);
     qf_pool_free(e->pool);
     qf_gvocab_free(e->gvocab);

@@ -55,6 +55,11 @@ typedef struct qf_engine_params {
     bool no_prefix_cache; /* disable reuse of cached prompt blocks */
     double timeout_s;     /* default per-request deadline; 0 = 1800 */
     size_t mem_budget;    /* bytes weights + kv + scratch must fit; 0 = available memory */
+    /* Layers run on the GPU (backend/backend.h): 0 = CPU only, -1 = all.
+     * Default: QFORGE_GPU_LAYERS from the environment, else 0. When the GPU
+     * cannot run them (no GPU backend in the build, no device, partial
+     * offload, device memory) the engine warns and runs on the CPU. */
+    int32_t n_gpu_layers;
 } qf_engine_params;
 
 qf_engine_params qf_engine_params_default(void);
@@ -152,6 +157,9 @@ typedef struct qf_engine_stats {
     uint64_t generated_tokens_total;
     uint64_t steps;
     double busy_s;                       /* time spent in forward passes */
+    uint64_t kv_wait_steps;              /* scheduler rounds (one per step while running) where the
+                                            queue head had its slots but waited for kv blocks */
+    uint64_t prefix_lookups;             /* admitted requests whose prompt was looked up in the prefix cache */
 } qf_engine_stats;
 
 void qf_engine_get_stats(qf_engine *e, qf_engine_stats *out /* out */);

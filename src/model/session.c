@@ -1,21 +1,26 @@
-/* session.c - a single sequence (id 0) over qf_fwd. */
+/* session.c - a single sequence (id 0) over qf_fwd, or over the GPU
+ * backend's qf_gpu_fwd when n_gpu_layers asks for it and a device can take
+ * the model. The kv bookkeeping is the same qf_kv either way. */
 #include "model/session.h"
 
+#include "backend/backend.h"
 #include "base/cpu.h"
+#include "base/log.h"
 #include "base/mem.h"
 
 struct qf_session {
     const qf_model *m;
     qf_pool *pool;
     qf_kv *kv;
-    qf_fwd *fwd;
+    qf_fwd *fwd;     /* CPU path, or NULL when gpu runs the model */
+    qf_gpu_fwd *gpu; /* GPU path or NULL */
     int32_t n_ctx, n_batch, n_past;
     int32_t *pos, *seq;
     int8_t *want;
 };
 
 qf_session_params qf_session_params_default(void) {
-    qf_session_params p = {0, 0, 0, QF_TYPE_F16, false};
+    qf_session_params p = {0, 0, 0, QF_TYPE_F16, false, qf_gpu_layers_env()};
     return p;
 }
 
@@ -39,9 +44,13 @@ qf_session *qf_session_new(const qf_model *m, const qf_session_params *p, qf_err
     qf_kv_params kp = qf_model_kv_params(m, s->n_ctx, 1, p->kv_type, 16);
     s->kv = qf_kv_new(&kp, err);
     if (!s->kv) goto fail;
-    s->fwd = qf_fwd_new(m, s->kv, s->pool, s->n_batch, s->n_ctx, err);
-    if (!s->fwd) goto fail;
-    if (p->exact) qf_fwd_set_exact(s->fwd, true);
+    if (p->n_gpu_layers && p->exact) qf_info("session: exact (reference) math runs on the CPU; GPU layers ignored");
+    else s->gpu = qf_gpu_fwd_try_new(m, &kp, s->n_batch, s->n_ctx, p->n_gpu_layers);
+    if (!s->gpu) {
+        s->fwd = qf_fwd_new(m, s->kv, s->pool, s->n_batch, s->n_ctx, err);
+        if (!s->fwd) goto fail;
+        if (p->exact) qf_fwd_set_exact(s->fwd, true);
+    }
     s->pos = qf_calloc((size_t)s->n_batch, sizeof(int32_t));
     s->seq = qf_calloc((size_t)s->n_batch, sizeof(int32_t));
     s->want = qf_calloc((size_t)s->n_batch, 1);
@@ -58,6 +67,7 @@ fail:
 void qf_session_free(qf_session *s) {
     if (!s) return;
     qf_fwd_free(s->fwd);
+    qf_gpu_fwd_free(s->gpu);
     qf_kv_free(s->kv);
     qf_pool_free(s->pool);
     qf_free(s->pos);
@@ -79,7 +89,7 @@ qf_status qf_session_eval(qf_session *s, const int32_t *tokens, int32_t n, qf_er
             s->want[i] = done + i == n - 1;
         }
         qf_batch b = {k, tokens + done, s->pos, s->seq, s->want};
-        qf_status st = qf_fwd_decode(s->fwd, &b, err);
+        qf_status st = s->gpu ? qf_gpu_fwd_decode(s->gpu, s->kv, &b, err) : qf_fwd_decode(s->fwd, &b, err);
         if (st != QF_OK) return st;
         s->n_past += k;
         done += k;
@@ -87,7 +97,9 @@ qf_status qf_session_eval(qf_session *s, const int32_t *tokens, int32_t n, qf_er
     return QF_OK;
 }
 
-const float *qf_session_logits(const qf_session *s) { return qf_fwd_logits(s->fwd, 0); }
+const float *qf_session_logits(const qf_session *s) {
+    return s->gpu ? qf_gpu_fwd_logits(s->gpu, 0) : qf_fwd_logits(s->fwd, 0);
+}
 int32_t qf_session_n_past(const qf_session *s) { return s->n_past; }
 int32_t qf_session_n_ctx(const qf_session *s) { return s->n_ctx; }
 

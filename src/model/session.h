@@ -1,7 +1,8 @@
 /* session.h - one sequence over a model: the simplest way to run it.
  *
  * A session owns a thread pool, a kv cache for one sequence of n_ctx
- * positions and a forward pass. qf_session_eval appends tokens (in chunks of
+ * positions and a forward pass (on the CPU, or on the GPU with
+ * n_gpu_layers). qf_session_eval appends tokens (in chunks of
  * n_batch) and leaves the logits of the last one. Used by `qforge run`,
  * `qforge bench` and the reference tests; the multi-sequence scheduler is
  * the engine layer's job.
@@ -20,6 +21,11 @@ typedef struct qf_session_params {
     int n_threads;    /* 0 = performance cores */
     qf_type kv_type;  /* QF_TYPE_F16 (default), QF_TYPE_Q8_0 or QF_TYPE_F32 */
     bool exact;       /* float-activation reference matmuls (see qf_fwd_set_exact) */
+    /* Layers on the GPU (backend/backend.h): 0 = CPU only, -1 = all; the
+     * default is QFORGE_GPU_LAYERS from the environment, else 0. When the GPU
+     * cannot run them (no GPU backend, no device, partial offload, device
+     * memory) the session warns and runs on the CPU. Ignored with exact. */
+    int32_t n_gpu_layers;
 } qf_session_params;
 
 typedef struct qf_session qf_session;

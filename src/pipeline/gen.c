@@ -21,6 +21,11 @@
  * the transaction leaves lines past the recorded size: the next run cuts
  * them and redoes those chunks from the cache. Nothing is lost, nothing is
  * written twice.
+ *
+ * Metrics: the report's counters are mirrored into a qf_metrics registry
+ * (names in report.h) and a JSON snapshot of it goes into the job store
+ * about once a second (and once more, with the final state, at the end),
+ * so `qforge top --db` can follow the job from another process.
  */
 #include "pipeline/gen.h"
 
@@ -31,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -45,6 +51,7 @@
 
 #define FLUSH_INTERVAL_S 0.5
 #define FLUSH_MAX_CHUNKS 64
+#define SNAPSHOT_INTERVAL_S 1.0
 
 /* ---- job structures ---- */
 
@@ -165,6 +172,11 @@ typedef struct gen {
     qf_progress prog;
     qf_status fatal;
     qf_err fatal_err;
+    /* metrics (NULL when the registry could not be made: the job runs on) */
+    qf_metrics *metrics;
+    double snap_t;            /* last snapshot written (qf_now_s) */
+    double rate_t, tok_rate;  /* generated tokens/s over the last ~second */
+    int64_t rate_tok;
 } gen;
 
 /* ---- small helpers ---- */
@@ -887,6 +899,40 @@ undo: {
     return st;
 }
 
+/* ---- metrics ---- */
+
+static void update_metrics(gen *g, bool final) {
+    if (!g->metrics) return;
+    double now = qf_now_s();
+    if (now - g->rate_t >= 0.5) {
+        g->tok_rate = (double)(g->rep->tokens_out - g->rate_tok) / (now - g->rate_t);
+        g->rate_tok = g->rep->tokens_out;
+        g->rate_t = now;
+    }
+    qf_gen_live live;
+    live.chunks_in_flight = final ? 0 : g->chunks_in_flight;
+    /* a finished run reports its average, not its last second */
+    live.tokens_per_s = final ? (g->rep->wall_s > 0 ? (double)g->rep->tokens_out / g->rep->wall_s : 0) : g->tok_rate;
+    live.eta_s = qf_report_eta_s(g->rep, g->rep->wall_s);
+    qf_report_metrics_update(g->metrics, g->rep, &live);
+}
+
+/* Write the registry into the job store for `qforge top --db`. A failed
+ * write is not fatal (the job's own commits report real trouble); top
+ * shows how old the newest snapshot is. */
+static void write_snapshot(gen *g, const char *state) {
+    if (!g->metrics || !g->store) return;
+    char *js = qf_metrics_render_json(g->metrics, NULL);
+    if (!js) return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    qf_err e = {0};
+    if (qf_store_snapshot_put(g->store, (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9, state, js, &e) != QF_OK)
+        qf_debug("metrics snapshot not written: %s", e.msg);
+    qf_free(js);
+    g->snap_t = qf_now_s();
+}
+
 /* ---- setup ---- */
 
 static char *make_signature(gen *g) {
@@ -1260,6 +1306,12 @@ qf_status qf_gen_run(const qf_gen_opts *o, qf_gen_report *rep, qf_err *err) {
     pthread_cond_init(&g->cv_pop, NULL);
     qf_status st = QF_OK;
     FILE *log = o->log ? o->log : stderr;
+    g->metrics = qf_metrics_new(NULL);
+    if (g->metrics && qf_report_metrics_declare(g->metrics, NULL) != QF_OK) {
+        qf_metrics_free(g->metrics);
+        g->metrics = NULL;
+    }
+    g->rate_t = t_start;
 
     if (!o->n_inputs) {
         st = QF_ERR_SET(err, QF_ERR_INVALID, "no INPUT given (files or folders of documents)");
@@ -1488,6 +1540,10 @@ qf_status qf_gen_run(const qf_gen_opts *o, qf_gen_report *rep, qf_err *err) {
         }
         rep->wall_s = qf_now_s() - t_start;
         qf_progress_update(&g->prog, rep, false);
+        if (qf_now_s() - g->snap_t >= SNAPSHOT_INTERVAL_S) {
+            update_metrics(g, false);
+            write_snapshot(g, "running");
+        }
     }
     /* save what is finished, also when stopping early */
     if (g->commit_head) {
@@ -1513,6 +1569,11 @@ done:
         rep->failures = NULL;
         rep->n_failures = 0;
         qf_store_failures_by_reason(g->store, report_failure_cb, rep);
+        rep->wall_s = qf_now_s() - t_start;
+        update_metrics(g, true);
+        /* only a run that got going (wrote "running") may say how it ended:
+         * a run refused at setup must not overwrite another job's state */
+        if (g->snap_t > 0) write_snapshot(g, st == QF_OK ? "done" : rep->interrupted ? "interrupted" : "failed");
     }
     {
         pthread_mutex_lock(&g->mu);
@@ -1526,6 +1587,12 @@ done:
         qf_progress_update(&g->prog, rep, true);
         qf_progress_clear(&g->prog);
         if (!g->prog.tty) fflush(log);
+    }
+    if (g->metrics) {
+        update_metrics(g, true);
+        rep->metrics_json = qf_metrics_render_json(g->metrics, NULL);
+        qf_metrics_free(g->metrics);
+        g->metrics = NULL;
     }
     if (o->report_path) {
         qf_err e = {0};

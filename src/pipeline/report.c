@@ -5,11 +5,16 @@
  * rate); while the total is not known yet (documents still being chunked)
  * it is shown as "?". tokens/s is the generated-token rate over the last
  * few seconds.
+ *
+ * Metrics mirror the report's counters into a qf_metrics registry (see
+ * report.h for the names); gen.c renders it into the job database about
+ * once a second and into the final report.
  */
 #include "pipeline/report.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -21,6 +26,7 @@ void qf_report_init(qf_gen_report *r) { memset(r, 0, sizeof *r); }
 void qf_report_deinit(qf_gen_report *r) {
     if (!r) return;
     qf_free(r->failures);
+    qf_free(r->metrics_json);
     for (int i = 0; i < r->n_skipped; i++) {
         qf_free(r->skipped_path[i]);
         qf_free(r->skipped_reason[i]);
@@ -167,6 +173,14 @@ char *qf_report_json(const qf_gen_report *r) {
         cJSON_AddNumberToObject(e, "prompt_tokens", (double)r->est_prompt_tokens);
         cJSON_AddNumberToObject(e, "output_tokens", (double)r->est_output_tokens);
     }
+    if (r->metrics_json) {
+        cJSON *m = cJSON_Parse(r->metrics_json);
+        if (!m) {
+            cJSON_Delete(o);
+            return NULL;
+        }
+        cJSON_AddItemToObject(o, "metrics", m);
+    }
     char *js = cJSON_Print(o);
     cJSON_Delete(o);
     if (!js) return NULL;
@@ -188,6 +202,86 @@ qf_status qf_report_write_json(const qf_gen_report *r, const char *path, qf_err 
     qf_free(js);
     if (!ok) return QF_ERR_SET(err, QF_ERR_IO, "%s: write failed", path);
     return QF_OK;
+}
+
+/* ---- metrics ---- */
+
+qf_status qf_report_metrics_declare(qf_metrics *m, qf_err *err) {
+    static const struct {
+        const char *name;
+        qf_metric_kind kind;
+        const char *help;
+    } d[] = {
+        {"qforge_gen_documents_total", QF_METRIC_GAUGE, "Documents in the job's inputs"},
+        {"qforge_gen_documents_done", QF_METRIC_GAUGE, "Documents finished (resumed and skipped included)"},
+        {"qforge_gen_documents_skipped", QF_METRIC_GAUGE, "Documents that could not be read"},
+        {"qforge_gen_chunks_total", QF_METRIC_GAUGE, "Chunks of the documents chunked so far"},
+        {"qforge_gen_chunks_total_final", QF_METRIC_GAUGE,
+         "1 once every document is chunked (qforge_gen_chunks_total is final)"},
+        {"qforge_gen_chunks_done", QF_METRIC_GAUGE, "Chunks finished and committed (resumed included)"},
+        {"qforge_gen_chunks_in_flight", QF_METRIC_GAUGE, "Chunks being generated now"},
+        {"qforge_gen_pairs_total", QF_METRIC_COUNTER, "Question-answer pairs by outcome"},
+        {"qforge_prompt_tokens_total", QF_METRIC_COUNTER, "Prompt tokens the model processed"},
+        {"qforge_generated_tokens_total", QF_METRIC_COUNTER, "Generated tokens"},
+        {"qforge_gen_prefix_cached_tokens_total", QF_METRIC_COUNTER,
+         "Prompt tokens served from the engine's prefix cache"},
+        {"qforge_gen_requests_total", QF_METRIC_COUNTER, "Completions computed by the model (cache hits excluded)"},
+        {"qforge_gen_cache_hits_total", QF_METRIC_COUNTER, "Responses found in the job's response cache"},
+        {"qforge_gen_cache_misses_total", QF_METRIC_COUNTER, "Responses not in the response cache"},
+        {"qforge_gen_failures_total", QF_METRIC_COUNTER, "Requests that gave no pairs, by reason"},
+        {"qforge_gen_cache_hit_ratio", QF_METRIC_GAUGE, "Response cache hits / lookups"},
+        {"qforge_tokens_per_second", QF_METRIC_GAUGE,
+         "Generated tokens per second (last second while running; the run's average when it ended)"},
+        {"qforge_gen_documents_per_second", QF_METRIC_GAUGE, "Documents processed per second of this run"},
+        {"qforge_gen_elapsed_seconds", QF_METRIC_GAUGE, "Seconds since this run started"},
+        {"qforge_gen_eta_seconds", QF_METRIC_GAUGE, "Estimated seconds left (absent while unknown)"},
+    };
+    for (size_t i = 0; i < sizeof d / sizeof *d; i++) {
+        qf_status st = qf_metrics_declare(m, d[i].name, d[i].kind, d[i].help, NULL, 0);
+        if (st != QF_OK) return QF_ERR_SET(err, st, "gen metrics: cannot declare %s", d[i].name);
+    }
+    return QF_OK;
+}
+
+double qf_report_eta_s(const qf_gen_report *r, double elapsed_s) {
+    int64_t done_new = r->chunks_done - r->chunks_resumed;
+    int64_t left = r->chunks_total - r->chunks_done;
+    if (!r->chunks_total_known || done_new <= 0 || elapsed_s <= 0) return -1;
+    if (left < 0) left = 0;
+    return elapsed_s / (double)done_new * (double)left;
+}
+
+void qf_report_metrics_update(qf_metrics *m, const qf_gen_report *r, const qf_gen_live *live) {
+    if (!m || !r) return;
+    char lb[96];
+    qf_metrics_set(m, "qforge_gen_documents_total", NULL, (double)r->docs_total);
+    qf_metrics_set(m, "qforge_gen_documents_done", NULL, (double)r->docs_done);
+    qf_metrics_set(m, "qforge_gen_documents_skipped", NULL, (double)r->docs_skipped);
+    qf_metrics_set(m, "qforge_gen_chunks_total", NULL, (double)r->chunks_total);
+    qf_metrics_set(m, "qforge_gen_chunks_total_final", NULL, r->chunks_total_known ? 1 : 0);
+    qf_metrics_set(m, "qforge_gen_chunks_done", NULL, (double)r->chunks_done);
+    qf_metrics_set(m, "qforge_gen_chunks_in_flight", NULL, live ? (double)live->chunks_in_flight : 0);
+    const char *st[3] = {"accepted", "rejected", "duplicate"};
+    int64_t pv[3] = {r->pairs_accepted, r->pairs_rejected, r->pairs_duplicate};
+    for (int i = 0; i < 3; i++)
+        qf_metrics_set(m, "qforge_gen_pairs_total", qf_metrics_labels(lb, sizeof lb, "status", st[i], (const char *)NULL),
+                       (double)pv[i]);
+    qf_metrics_set(m, "qforge_prompt_tokens_total", NULL, (double)r->tokens_in);
+    qf_metrics_set(m, "qforge_generated_tokens_total", NULL, (double)r->tokens_out);
+    qf_metrics_set(m, "qforge_gen_prefix_cached_tokens_total", NULL, (double)r->tokens_prefix_cached);
+    qf_metrics_set(m, "qforge_gen_requests_total", NULL, (double)r->requests);
+    qf_metrics_set(m, "qforge_gen_cache_hits_total", NULL, (double)r->cache_hits);
+    qf_metrics_set(m, "qforge_gen_cache_misses_total", NULL, (double)(r->cache_lookups - r->cache_hits));
+    for (int i = 0; i < r->n_failures; i++)
+        qf_metrics_set(m, "qforge_gen_failures_total",
+                       qf_metrics_labels(lb, sizeof lb, "reason", r->failures[i].reason, (const char *)NULL),
+                       (double)r->failures[i].n);
+    qf_metrics_set(m, "qforge_gen_cache_hit_ratio", NULL, hit_rate(r));
+    double tps = live ? live->tokens_per_s : 0;
+    qf_metrics_set(m, "qforge_tokens_per_second", NULL, isfinite(tps) && tps > 0 ? tps : 0);
+    qf_metrics_set(m, "qforge_gen_documents_per_second", NULL, docs_per_s(r));
+    qf_metrics_set(m, "qforge_gen_elapsed_seconds", NULL, r->wall_s);
+    if (live && live->eta_s >= 0 && isfinite(live->eta_s)) qf_metrics_set(m, "qforge_gen_eta_seconds", NULL, live->eta_s);
 }
 
 /* ---- progress ---- */
@@ -220,12 +314,10 @@ void qf_progress_update(qf_progress *p, const qf_gen_report *r, bool force) {
             p->last_tok_t = now;
         }
     }
-    int64_t done_new = r->chunks_done - r->chunks_resumed;
-    int64_t left = r->chunks_total - r->chunks_done;
-    double el = now - p->t0;
+    double eta_s = qf_report_eta_s(r, now - p->t0);
     char eta[32];
-    if (!r->chunks_total_known || done_new <= 0) snprintf(eta, sizeof eta, "?");
-    else fmt_eta(el / (double)done_new * (double)left, eta, sizeof eta);
+    if (eta_s < 0) snprintf(eta, sizeof eta, "?");
+    else fmt_eta(eta_s, eta, sizeof eta);
     char line[320];
     int pct = r->chunks_total ? (int)(100 * r->chunks_done / r->chunks_total) : 0;
     char bar[22];

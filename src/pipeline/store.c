@@ -36,6 +36,8 @@ enum {
     ST_CHUNK_COUNT,
     ST_PAIR_ADD,
     ST_FAIL_ADD,
+    ST_SNAP_PUT,
+    ST_SNAP_TRIM,
     ST_COUNT
 };
 
@@ -56,6 +58,8 @@ static const char *k_sql[ST_COUNT] = {
     [ST_PAIR_ADD] = "INSERT OR REPLACE INTO pairs(id,doc_id,path,chunk,start,end,pass,question,answer,score,model,"
                     "status,qhash,simhash,dup_of) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
     [ST_FAIL_ADD] = "INSERT INTO failures(doc_id,path,chunk,pass,reason,detail) VALUES(?1,?2,?3,?4,?5,?6)",
+    [ST_SNAP_PUT] = "INSERT INTO metrics_snapshot(ts,state,json) VALUES(?1,?2,?3)",
+    [ST_SNAP_TRIM] = "DELETE FROM metrics_snapshot WHERE seq <= ?1",
 };
 
 static const char *k_schema =
@@ -71,7 +75,9 @@ static const char *k_schema =
     " model TEXT, status INTEGER, qhash INTEGER, simhash INTEGER, dup_of TEXT);"
     "CREATE INDEX IF NOT EXISTS pairs_status ON pairs(status, seq);"
     "CREATE TABLE IF NOT EXISTS failures(seq INTEGER PRIMARY KEY, doc_id INTEGER, path TEXT, chunk INTEGER,"
-    " pass INTEGER, reason TEXT, detail TEXT);";
+    " pass INTEGER, reason TEXT, detail TEXT);"
+    /* added without a schema version bump: older databases just gain it */
+    "CREATE TABLE IF NOT EXISTS metrics_snapshot(seq INTEGER PRIMARY KEY, ts REAL, state TEXT, json TEXT);";
 
 struct qf_store {
     sqlite3 *db;
@@ -318,6 +324,7 @@ int64_t qf_store_cache_count(qf_store *s) { return count_sql(s, "SELECT count(*)
 qf_status qf_store_job_reset(qf_store *s, qf_err *err) {
     return exec(s,
                 "BEGIN IMMEDIATE; DELETE FROM docs; DELETE FROM chunks; DELETE FROM pairs; DELETE FROM failures;"
+                " DELETE FROM metrics_snapshot;"
                 " DELETE FROM meta WHERE key LIKE 'size:%' OR key='signature'; COMMIT;",
                 err);
 }
@@ -485,6 +492,33 @@ void qf_store_get_counts(qf_store *s, qf_store_counts *out) {
     out->pairs[2] = count_sql(s, "SELECT count(*) FROM pairs WHERE status=2");
     out->failures = count_sql(s, "SELECT count(*) FROM failures");
 }
+
+/* ---- metrics snapshots ---- */
+
+qf_status qf_store_snapshot_put(qf_store *s, double ts, const char *state, const char *json, qf_err *err) {
+    bool own = sqlite3_get_autocommit(s->db) != 0;
+    qf_status r = own ? qf_store_begin(s, err) : QF_OK;
+    if (r != QF_OK) return r;
+    sqlite3_stmt *st = stmt(s, ST_SNAP_PUT);
+    sqlite3_bind_double(st, 1, ts);
+    sqlite3_bind_text(st, 2, state ? state : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, json ? json : "", -1, SQLITE_STATIC);
+    r = sqlite3_step(st) == SQLITE_DONE ? QF_OK : db_fail(s, err, "write metrics snapshot");
+    sqlite3_reset(st);
+    if (r == QF_OK) {
+        sqlite3_int64 last = sqlite3_last_insert_rowid(s->db);
+        st = stmt(s, ST_SNAP_TRIM);
+        sqlite3_bind_int64(st, 1, last - QF_STORE_SNAPSHOTS_KEEP);
+        r = sqlite3_step(st) == SQLITE_DONE ? QF_OK : db_fail(s, err, "trim metrics snapshots");
+        sqlite3_reset(st);
+    }
+    if (!own) return r;
+    if (r == QF_OK) return qf_store_commit(s, err);
+    qf_store_rollback(s);
+    return r;
+}
+
+int64_t qf_store_snapshot_count(qf_store *s) { return count_sql(s, "SELECT count(*) FROM metrics_snapshot"); }
 
 void qf_store_failures_by_reason(qf_store *s, void (*fn)(void *ud, const char *reason, int64_t n), void *ud) {
     sqlite3_stmt *st = NULL;

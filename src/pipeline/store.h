@@ -11,6 +11,10 @@
  *   pairs     every pair a finished chunk produced: accepted, rejected by
  *             curation (with its score) or a duplicate (of which id)
  *   failures  every request that did not yield pairs, with its reason
+ *   metrics_snapshot  the running job's metrics about once a second, for
+ *             `qforge top --db`: (seq, ts unix seconds, state, json of
+ *             qf_metrics_render_json); only the newest
+ *             QF_STORE_SNAPSHOTS_KEEP rows are kept
  *
  * Durability: WAL with synchronous=NORMAL: a committed transaction survives
  * a killed process (kill -9); after a power loss the last commits may be
@@ -152,6 +156,19 @@ typedef struct qf_store_counts {
     int64_t failures;
 } qf_store_counts;
 void qf_store_get_counts(qf_store *s, qf_store_counts *out /* out */);
+
+/* ---- metrics snapshots ---- */
+
+#define QF_STORE_SNAPSHOTS_KEEP 60
+
+/* Append a snapshot (ts: unix seconds; state: "running", "done",
+ * "interrupted" or "failed"; json: the registry as qf_metrics_render_json
+ * wrote it) in one transaction (or inside the caller's), and drop all but
+ * the newest QF_STORE_SNAPSHOTS_KEEP rows. Readers open the database
+ * read-only and read the row with the highest seq. */
+qf_status qf_store_snapshot_put(qf_store *s, double ts, const char *state, const char *json, qf_err *err);
+/* Rows in metrics_snapshot (for tests). */
+int64_t qf_store_snapshot_count(qf_store *s);
 
 /* Failure counts grouped by reason: calls fn(reason, count) per reason. */
 void qf_store_failures_by_reason(qf_store *s, void (*fn)(void *ud, const char *reason, int64_t n), void *ud);

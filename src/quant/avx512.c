@@ -62,7 +62,12 @@ static bool gemm_amx_f16(const uint8_t *w, size_t wrb, int64_t cols, int64_t r0,
 static bool gemm_amx(int kind, const void *W, size_t wrb, int64_t cols, int64_t r0, int64_t r1,
                      const void *xq, size_t xs, int64_t n, float *y, int64_t ldy);
 enum { AX_Q4_0, AX_Q4_1, AX_Q5_0, AX_Q5_1, AX_Q8_0, AX_Q4_K, AX_Q5_K, AX_Q6_K };
-#define AMX_MIN_N 16 /* below this the VNNI kernels win (measured crossover ~12 tokens) */
+/* Below these batch sizes the VNNI kernels win: the tile path repacks each
+ * weight panel per call, a fixed cost per step whatever n (measured on a
+ * 2-core Sapphire Rapids VM, 1B model matrices: Q4_0 break-even at n = 8,
+ * AMX 1.3x at 12 with 16-token steps; Q4_K break-even at 16). */
+#define AMX_MIN_N 10
+#define AMX_MIN_N_K 16
 
 /* ---- per-thread scratch ----
  * One growing buffer per thread, 64-byte aligned, freed by the key's
@@ -647,7 +652,7 @@ INLINE void kq_tile(const int kind, const int R, const int T, const uint8_t *w, 
 
 INLINE void gemm_kq(const int kind, const void *W, size_t wrb, int64_t cols, int64_t r0, int64_t r1,
                     const void *xq, size_t xs, int64_t n, float *y, int64_t ldy) {
-    if (amx_ok && n >= AMX_MIN_N) {
+    if (amx_ok && n >= AMX_MIN_N_K) {
         const int ax = kind == KQ_Q4 ? AX_Q4_K : kind == KQ_Q5 ? AX_Q5_K : AX_Q6_K;
         if (gemm_amx(ax, W, wrb, cols, r0, r1, xq, xs, n, y, ldy)) return;
     }
@@ -780,7 +785,7 @@ INLINE void gemm_f(const int kind, const void *W, size_t wrb, int64_t cols, int6
         }
         return;
     }
-    if (kind == F_F16 && amx_bf16_ok && n >= AMX_MIN_N && gemm_amx_f16(w, wrb, cols, r0, r1, x, xs, n, y, ldy))
+    if (kind == F_F16 && amx_bf16_ok && n >= AMX_MIN_N_K && gemm_amx_f16(w, wrb, cols, r0, r1, x, xs, n, y, ldy))
         return;
     if (n >= FB_T && gemm_f_batch(kind, w, wrb, cols, r0, r1, x, xs, n, y, ldy)) return;
     int64_t chunk = (int64_t)((256 * 1024) / (xs ? xs : 1));
@@ -1215,18 +1220,22 @@ INLINE void ax_epilogue(float *acc, int RT, const int32_t *c, const int32_t *c_h
     }
 }
 
-/* The float part of one block for 32 tokens x 32 rows: C tiles in c. */
-INLINE void ax_finish_b32(const ax_plan *p, const int32_t *c, int64_t g, const float *dx, const float *sx) {
+/* The float part of one block for 32 tokens (16 when !two) x 32 rows: C
+ * tiles in c. */
+INLINE void ax_finish_b32(const ax_plan *p, const int32_t *c, int64_t g, const float *dx, const float *sx,
+                          bool two) {
     const int64_t ns = p->ns;
     float *acc = p->acc;
     const __m512 dw0 = _mm512_load_ps(p->dw + g * 32), dw1 = _mm512_load_ps(p->dw + g * 32 + 16);
     ax_epilogue(acc, 32, c, NULL, dw0, dx + g, ns);
     ax_epilogue(acc + 16, 32, c + 256, NULL, dw1, dx + g, ns);
-    ax_epilogue(acc + 16 * 32, 32, c + 512, NULL, dw0, dx + 16 * ns + g, ns);
-    ax_epilogue(acc + 16 * 32 + 16, 32, c + 768, NULL, dw1, dx + 16 * ns + g, ns);
+    if (two) {
+        ax_epilogue(acc + 16 * 32, 32, c + 512, NULL, dw0, dx + 16 * ns + g, ns);
+        ax_epilogue(acc + 16 * 32 + 16, 32, c + 768, NULL, dw1, dx + 16 * ns + g, ns);
+    }
     if (sx) {
         const __m512 m0 = _mm512_load_ps(p->mw + g * 32), m1 = _mm512_load_ps(p->mw + g * 32 + 16);
-        for (int t = 0; t < AMX_TOK; t++) {
+        for (int t = 0; t < (two ? AMX_TOK : 16); t++) {
             const __m512 sv = _mm512_set1_ps(sx[t * ns + g]);
             float *ar = acc + t * 32;
             _mm512_store_ps(ar, _mm512_fmadd_ps(m0, sv, _mm512_load_ps(ar)));
@@ -1236,10 +1245,11 @@ INLINE void ax_finish_b32(const ax_plan *p, const int32_t *c, int64_t g, const f
 }
 
 /* 32 tokens (token tiles i0, i0 + 1; global index t0) x 32 rows over all
- * blocks. The tiles of block g are stored to one half of c while the float
- * work of block g - 1 runs on the other half, so that the tile unit and the
- * vector units overlap. */
-static void ax_compute_b32(const ax_plan *p, int64_t i0, int64_t t0) {
+ * blocks; with !two only the 16 tokens of tile i0 (a batch of 16 or fewer
+ * left: the padding tile would double the work). The tiles of block g are
+ * stored to one half of c while the float work of block g - 1 runs on the
+ * other half, so that the tile unit and the vector units overlap. */
+static void ax_compute_b32(const ax_plan *p, int64_t i0, int64_t t0, bool two) {
     const int64_t ns = p->ns;
     memset(p->acc, 0, sizeof(float) * AMX_TOK * 32);
     const float *dx = p->dx + t0 * ns, *sx = ax_b32_min(p->kind) ? p->sx + t0 * ns : NULL;
@@ -1248,40 +1258,42 @@ static void ax_compute_b32(const ax_plan *p, int64_t i0, int64_t t0) {
         int32_t *c = p->c + (g & 1) * 1024;
         const int8_t *b = p->b + (size_t)g * 1024;
         _tile_loadd(4, a0 + g * 512, 32);
-        _tile_loadd(5, a1 + g * 512, 32);
         _tile_loadd(6, b, 64);
         _tile_loadd(7, b + 512, 64);
         _tile_zero(0);
         _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
         _tile_dpbssd(0, 4, 6);
         _tile_dpbssd(1, 4, 7);
-        _tile_dpbssd(2, 5, 6);
-        _tile_dpbssd(3, 5, 7);
         _tile_stored(0, c, 64);
         _tile_stored(1, c + 256, 64);
-        _tile_stored(2, c + 512, 64);
-        _tile_stored(3, c + 768, 64);
-        if (g > 0) ax_finish_b32(p, p->c + ((g - 1) & 1) * 1024, g - 1, dx, sx);
+        if (two) {
+            _tile_loadd(5, a1 + g * 512, 32);
+            _tile_zero(2);
+            _tile_zero(3);
+            _tile_dpbssd(2, 5, 6);
+            _tile_dpbssd(3, 5, 7);
+            _tile_stored(2, c + 512, 64);
+            _tile_stored(3, c + 768, 64);
+        }
+        if (g > 0) ax_finish_b32(p, p->c + ((g - 1) & 1) * 1024, g - 1, dx, sx, two);
     }
-    ax_finish_b32(p, p->c + ((ns - 1) & 1) * 1024, ns - 1, dx, sx);
+    ax_finish_b32(p, p->c + ((ns - 1) & 1) * 1024, ns - 1, dx, sx, two);
 }
 
-/* The float part of one super-block for 32 tokens x 16 rows. */
-INLINE void ax_finish_k(const ax_plan *p, const int32_t *c, int64_t s, int64_t t0) {
+/* The float part of one super-block for 32 tokens (16 when !two) x 16 rows. */
+INLINE void ax_finish_k(const ax_plan *p, const int32_t *c, int64_t s, int64_t t0, bool two) {
     const int64_t ns = p->ns;
     float *acc = p->acc;
     const float *dx = p->dx + t0 * ns;
     const __m512 dw = _mm512_load_ps(p->dw + s * 16);
     ax_epilogue(acc, 16, c, c + 256, dw, dx + s, ns);
-    ax_epilogue(acc + 16 * 16, 16, c + 512, c + 768, dw, dx + 16 * ns + s, ns);
+    if (two) ax_epilogue(acc + 16 * 16, 16, c + 512, c + 768, dw, dx + 16 * ns + s, ns);
     if (ax_k_min(p->kind)) {
         __m512 mv[8];
         UNROLL for (int j = 0; j < 8; j++)
             mv[j] = _mm512_load_ps(p->mw + (s * 8 + j) * 16);
         const float *bs = p->bs + (t0 * ns + s) * 8;
-        for (int t = 0; t < AMX_TOK; t++) {
+        for (int t = 0; t < (two ? AMX_TOK : 16); t++) {
             const float *bt = bs + t * ns * 8;
             float *ar = acc + t * 16;
             __m512 v = _mm512_load_ps(ar);
@@ -1292,8 +1304,9 @@ INLINE void ax_finish_k(const ax_plan *p, const int32_t *c, int64_t s, int64_t t
     }
 }
 
-/* 32 tokens x 16 rows over all super-blocks (C double-buffered as above). */
-static void ax_compute_k(const ax_plan *p, int64_t i0, int64_t t0) {
+/* 32 tokens (16 when !two) x 16 rows over all super-blocks (C
+ * double-buffered as above). */
+static void ax_compute_k(const ax_plan *p, int64_t i0, int64_t t0, bool two) {
     const int64_t ns = p->ns, ng = p->cols / 64;
     memset(p->acc, 0, sizeof(float) * AMX_TOK * 16);
     const int8_t *a0 = p->xa + (size_t)i0 * (size_t)ng * 1024, *a1 = a0 + (size_t)ng * 1024;
@@ -1302,26 +1315,32 @@ static void ax_compute_k(const ax_plan *p, int64_t i0, int64_t t0) {
         const int8_t *b = p->b + (size_t)s * 8 * 1024;
         _tile_zero(0);
         _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
+        if (two) {
+            _tile_zero(2);
+            _tile_zero(3);
+        }
         for (int q = 0; q < 4; q++) {
             const size_t g = (size_t)(4 * s + q) * 1024;
             _tile_loadd(4, a0 + g, 64);
-            _tile_loadd(5, a1 + g, 64);
             _tile_loadd(6, b + q * 2048, 64);
             _tile_loadd(7, b + q * 2048 + 1024, 64);
             _tile_dpbssd(0, 4, 6); /* tokens 0-15, lo */
             _tile_dpbssd(1, 4, 7); /* tokens 0-15, hi */
-            _tile_dpbssd(2, 5, 6); /* tokens 16-31, lo */
-            _tile_dpbssd(3, 5, 7); /* tokens 16-31, hi */
+            if (two) {
+                _tile_loadd(5, a1 + g, 64);
+                _tile_dpbssd(2, 5, 6); /* tokens 16-31, lo */
+                _tile_dpbssd(3, 5, 7); /* tokens 16-31, hi */
+            }
         }
         _tile_stored(0, c, 64);
         _tile_stored(1, c + 256, 64);
-        _tile_stored(2, c + 512, 64);
-        _tile_stored(3, c + 768, 64);
-        if (s > 0) ax_finish_k(p, p->c + ((s - 1) & 1) * 1024, s - 1, t0);
+        if (two) {
+            _tile_stored(2, c + 512, 64);
+            _tile_stored(3, c + 768, 64);
+        }
+        if (s > 0) ax_finish_k(p, p->c + ((s - 1) & 1) * 1024, s - 1, t0, two);
     }
-    ax_finish_k(p, p->c + ((ns - 1) & 1) * 1024, ns - 1, t0);
+    ax_finish_k(p, p->c + ((ns - 1) & 1) * 1024, ns - 1, t0, two);
 }
 
 static bool gemm_amx(int kind, const void *W, size_t wrb, int64_t cols, int64_t r0, int64_t r1,
@@ -1354,8 +1373,8 @@ static bool gemm_amx(int kind, const void *W, size_t wrb, int64_t cols, int64_t 
             const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
             for (int64_t t = c0; t < c0 + nt; t += AMX_TOK) {
                 const int64_t tt = c0 + nt - t < AMX_TOK ? c0 + nt - t : AMX_TOK;
-                if (k) ax_compute_k(&p, t / 16, t);
-                else ax_compute_b32(&p, t / 16, t);
+                if (k) ax_compute_k(&p, t / 16, t, tt > 16);
+                else ax_compute_b32(&p, t / 16, t, tt > 16);
                 for (int64_t i = 0; i < tt; i++) {
                     float *yt = y + (t + i) * ldy + rb;
                     _mm512_mask_storeu_ps(yt, m0, _mm512_load_ps(p.acc + i * p.RT));

@@ -21,7 +21,7 @@
 
 #include "engine/engine.h"
 #include "sample/sample.h"
-#include "serve/metrics.h"
+#include "monitor/metrics.h"
 #include "serve/models.h"
 #include "serve/serve.h"
 

@@ -34,7 +34,7 @@ struct qf_fwd {
     float *g, *u;           /* (n_batch_max, n_ff) */
     float *rope_cs;         /* (n_batch_max, n_rot/2, 2) cos, sin */
     float *wbuf;            /* (n_threads, max_cols) decoded weight row */
-    float *scores;          /* (n_threads, n_ctx_max) */
+    float *scores;          /* (n_threads, group, n_ctx_max) attention weights */
     float *kvrow;           /* (n_threads, max(hd, hdv)) decoded cache row */
     float *logits;          /* (cap_logits, n_vocab) */
     int32_t cap_logits, n_logits;
@@ -43,7 +43,7 @@ struct qf_fwd {
     uint8_t *act;           /* (n_batch_max, act row) activations encoded for the kernels */
     size_t act_row;         /* bytes per encoded row in act */
     qf_type act_type;       /* encoding of the rows in act */
-    float *attn_tmp;        /* (n_threads, attn_tmp_stride) block scores + encoded q */
+    float *attn_tmp;        /* (n_threads, attn_tmp_stride) block scores, maxima, encoded q */
     size_t attn_tmp_stride; /* floats */
 };
 
@@ -248,14 +248,6 @@ static const float *cache_row(const qf_fwd *f, const uint8_t *base, size_t row_b
     return tmp + (off - lo);
 }
 
-/* fp16 -> fp32 by table: 256 KiB, built once, read-only after. The V
- * accumulation converts every cached value it reads, so one load each. */
-static float g_f16_table[65536];
-static pthread_once_t g_f16_once = PTHREAD_ONCE_INIT;
-static void f16_table_init(void) {
-    for (uint32_t i = 0; i < 65536; i++) g_f16_table[i] = qf_fp16_to_fp32((uint16_t)i);
-}
-
 /* Can the kernels compute q . K rows of this cache? f16/f32 storage only:
  * for q8_0 the kernels would quantize q as well, which costs more accuracy
  * than the cache itself (measured: greedy divergence after 5 instead of 32
@@ -265,8 +257,21 @@ static bool qk_kernel_ok(const qf_fwd *f) {
     return !f->exact && (t == QF_TYPE_F16 || t == QF_TYPE_F32);
 }
 
-/* Attention of one (token, head) over the attended positions of its
- * sequence: [0, n_sink) and [t0, pos], walked block by block. */
+/* Query heads per attention work item: the heads that share a kv head go
+ * together (each K and V row is read once for all of them), split further
+ * only when there would be fewer than two items per thread (batch 1 with
+ * few kv heads). */
+static int32_t attn_heads_per_item(const qf_fwd *f, int32_t n_tokens) {
+    const qf_hparams *hp = &f->m->hp;
+    int32_t group = hp->n_head / hp->n_head_kv, split = 1;
+    while (split < group && (long)n_tokens * hp->n_head_kv * split < 2L * f->n_threads) split++;
+    return (group + split - 1) / split;
+}
+
+/* Attention of one token for the query heads [h0, h0 + gs) (all of one kv
+ * head) over the attended positions of its sequence: [0, n_sink) and
+ * [t0, pos], walked block by block. Scores of head g live at
+ * scores + g * n_ctx_max. */
 static void attn_region(void *p, int ith, int nth) {
     const attn_task *t = p;
     qf_fwd *f = t->f;
@@ -274,21 +279,25 @@ static void attn_region(void *p, int ith, int nth) {
     const qf_kv_params *kp = qf_kv_get_params(f->kv);
     const qf_dot_f32_fn fdot = qf_type_get(QF_TYPE_F32)->dot_f32;
     int32_t hd = hp->head_dim, hdv = hp->head_dim_v, group = hp->n_head / hp->n_head_kv;
-    int32_t bs = kp->block_size;
+    int32_t bs = kp->block_size, gmax = attn_heads_per_item(f, t->b->n), per_kv = (group + gmax - 1) / gmax;
+    int32_t ldsc = f->n_ctx_max;
     qf_type kt = kp->type;
-    float *scores = f->scores + (size_t)ith * f->n_ctx_max;
+    float *scores = f->scores + (size_t)ith * group * ldsc;
     float *tmp = f->kvrow + (size_t)ith * ((hd > hdv ? hd : hdv) + 64);
-    float *tmpk = f->attn_tmp + (size_t)ith * f->attn_tmp_stride;          /* (bs) */
-    uint8_t *qenc = (uint8_t *)(tmpk + bs);                                /* q encoded for the kernels */
+    float *tmpk = f->attn_tmp + (size_t)ith * f->attn_tmp_stride;          /* (group, bs) */
+    float *mx = tmpk + (size_t)group * bs;                                 /* (group) running max */
+    uint8_t *qenc = (uint8_t *)(mx + group);                               /* q rows encoded for the kernels */
     float scale = 1.0f / sqrtf((float)hd);
     size_t krow = qf_kv_row_bytes_k(f->kv), vrow = qf_kv_row_bytes_v(f->kv);
     bool fast_qk = qk_kernel_ok(f);
-    pthread_once(&g_f16_once, f16_table_init);
+    size_t qrow = fast_qk ? qf_act_row_size(kt, hd) : 0;
     long lo, hi;
-    qf_split_range((long)t->b->n * hp->n_head, ith, nth, &lo, &hi);
+    qf_split_range((long)t->b->n * hp->n_head_kv * per_kv, ith, nth, &lo, &hi);
     for (long w = lo; w < hi; w++) {
-        long i = w / hp->n_head;
-        int32_t h = (int32_t)(w % hp->n_head), kvh = h / group;
+        long i = w / ((long)hp->n_head_kv * per_kv);
+        int32_t rem = (int32_t)(w % ((long)hp->n_head_kv * per_kv)), kvh = rem / per_kv;
+        int32_t h0 = kvh * group + (rem % per_kv) * gmax;
+        int32_t gs = kvh * group + group - h0 < gmax ? kvh * group + group - h0 : gmax;
         int32_t seq = t->b->seq[i], pos = t->b->pos[i], nb, window, n_sink;
         const int32_t *table = qf_kv_seq_table(f->kv, seq, &nb);
         qf_kv_seq_get_window(f->kv, seq, &window, &n_sink);
@@ -296,52 +305,68 @@ static void attn_region(void *p, int ith, int nth) {
         int32_t t0 = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
         if (t0 <= n_sink) t0 = 0, n_sink = 0;
         int32_t seg_lo[2] = {0, t0}, seg_hi[2] = {n_sink, pos + 1}; /* [lo, hi) */
-        const float *q = f->q + (size_t)i * hp->n_head * hd + (size_t)h * hd;
-        if (fast_qk) qf_act_quantize(kt, q, qenc, hd);
+        const float *q = f->q + (size_t)i * hp->n_head * hd + (size_t)h0 * hd; /* gs heads, contiguous */
+        if (fast_qk)
+            for (int32_t g = 0; g < gs; g++) qf_act_quantize(kt, q + (size_t)g * hd, qenc + g * qrow, hd);
         size_t koff = qf_type_row_size(kt, (int64_t)kvh * hd);
         int32_t n_att = 0;
-        float mx = -INFINITY;
+        for (int32_t g = 0; g < gs; g++) mx[g] = -INFINITY;
         for (int sg = 0; sg < 2; sg++)
             for (int32_t b0 = seg_lo[sg] / bs * bs; b0 < seg_hi[sg]; b0 += bs) {
                 int32_t r0 = seg_lo[sg] > b0 ? seg_lo[sg] - b0 : 0;
                 int32_t r1 = seg_hi[sg] < b0 + bs ? seg_hi[sg] - b0 : bs;
                 const uint8_t *kb = qf_kv_block_k(f->kv, t->layer, table[b0 / bs]);
                 if (fast_qk) {
-                    qf_gemm(kt, kb + koff, krow, hd, r0, r1, qenc, 1, tmpk, bs);
+                    qf_gemm(kt, kb + koff, krow, hd, r0, r1, qenc, gs, tmpk, bs);
                 } else {
-                    for (int32_t r = r0; r < r1; r++) tmpk[r] = fdot(hd, q, cache_row(f, kb, krow, r, kvh * hd, hd, tmp));
+                    for (int32_t r = r0; r < r1; r++) {
+                        const float *kr = cache_row(f, kb, krow, r, kvh * hd, hd, tmp);
+                        for (int32_t g = 0; g < gs; g++) tmpk[g * bs + r] = fdot(hd, q + (size_t)g * hd, kr);
+                    }
                 }
-                for (int32_t r = r0; r < r1; r++) {
-                    float s = tmpk[r] * scale;
-                    scores[n_att++] = s;
-                    if (s > mx) mx = s;
+                for (int32_t g = 0; g < gs; g++) {
+                    float *sc = scores + (size_t)g * ldsc + n_att;
+                    for (int32_t r = r0; r < r1; r++) {
+                        float v = tmpk[g * bs + r] * scale;
+                        sc[r - r0] = v;
+                        if (v > mx[g]) mx[g] = v;
+                    }
                 }
+                n_att += r1 - r0;
             }
-        double sum = 0.0;
-        for (int32_t j = 0; j < n_att; j++) {
-            float e = expf(scores[j] - mx);
-            scores[j] = e;
-            sum += e;
+        /* softmax, normalised before the value sum */
+        for (int32_t g = 0; g < gs; g++) {
+            float *sc = scores + (size_t)g * ldsc;
+            double sum = 0.0;
+            for (int32_t j = 0; j < n_att; j++) {
+                float e = expf(sc[j] - mx[g]);
+                sc[j] = e;
+                sum += e;
+            }
+            float inv = (float)(1.0 / sum);
+            for (int32_t j = 0; j < n_att; j++) sc[j] *= inv;
         }
-        float inv = (float)(1.0 / sum);
-        float *out = f->att + (size_t)i * hp->n_head * hdv + (size_t)h * hdv;
-        memset(out, 0, (size_t)hdv * sizeof(float));
+        float *out = f->att + (size_t)i * hp->n_head * hdv + (size_t)h0 * hdv; /* gs heads, contiguous */
+        memset(out, 0, (size_t)gs * hdv * sizeof(float));
         n_att = 0;
         for (int sg = 0; sg < 2; sg++)
             for (int32_t b0 = seg_lo[sg] / bs * bs; b0 < seg_hi[sg]; b0 += bs) {
                 int32_t r0 = seg_lo[sg] > b0 ? seg_lo[sg] - b0 : 0;
                 int32_t r1 = seg_hi[sg] < b0 + bs ? seg_hi[sg] - b0 : bs;
                 const uint8_t *vb = qf_kv_block_v(f->kv, t->layer, table[b0 / bs]);
-                for (int32_t r = r0; r < r1; r++) {
-                    float a = scores[n_att++] * inv;
-                    if (kt == QF_TYPE_F16) {
-                        const uint16_t *vr = (const uint16_t *)(vb + (size_t)r * vrow) + (size_t)kvh * hdv;
-                        for (int32_t d = 0; d < hdv; d++) out[d] += a * g_f16_table[vr[d]];
-                    } else {
+                if (kt == QF_TYPE_F16) {
+                    qf_vmad_f16(hdv, r1 - r0, vb + (size_t)r0 * vrow + (size_t)kvh * hdv * 2, vrow, scores + n_att, ldsc,
+                                gs, out, hdv);
+                } else {
+                    for (int32_t r = r0; r < r1; r++) {
                         const float *vr = cache_row(f, vb, vrow, r, kvh * hdv, hdv, tmp);
-                        for (int32_t d = 0; d < hdv; d++) out[d] += a * vr[d];
+                        for (int32_t g = 0; g < gs; g++) {
+                            float a = scores[(size_t)g * ldsc + n_att + r - r0], *o = out + (size_t)g * hdv;
+                            for (int32_t d = 0; d < hdv; d++) o[d] += a * vr[d];
+                        }
                     }
                 }
+                n_att += r1 - r0;
             }
     }
 }
@@ -391,8 +416,10 @@ size_t qf_fwd_scratch_bytes(const qf_model *m, int32_t n_batch_max, int32_t n_ct
     if (qd > mc) mc = qd;
     if (od > mc) mc = od;
     size_t hmax = (size_t)(hp->head_dim > hp->head_dim_v ? hp->head_dim : hp->head_dim_v) + 64;
+    size_t group = (size_t)(hp->n_head / hp->n_head_kv);
+    size_t attn = group * ((size_t)n_ctx_max + 64 + 1 + hmax + 16) + 64; /* scores + attn_tmp (block 64 at most) */
     size_t floats = nb * (2 * (size_t)hp->n_embd + qd + kd + vd + od + 2 * (size_t)hp->n_ff + hp->n_rot) +
-                    (size_t)n_threads * (mc + (size_t)n_ctx_max + hmax) + (size_t)hp->n_vocab;
+                    (size_t)n_threads * (mc + attn + hmax) + (size_t)hp->n_vocab;
     return floats * sizeof(float) + nb * sizeof(int32_t) + nb * (mc * 4 + 64);
 }
 
@@ -431,12 +458,15 @@ qf_fwd *qf_fwd_new(const qf_model *m, qf_kv *kv, qf_pool *pool, int32_t n_batch_
     f->u = qf_calloc(nb * hp->n_ff, sizeof(float));
     f->rope_cs = qf_calloc(nb * hp->n_rot, sizeof(float));
     f->wbuf = qf_calloc((size_t)f->n_threads * f->max_cols, sizeof(float));
-    f->scores = qf_calloc((size_t)f->n_threads * n_ctx_max, sizeof(float));
+    int32_t group = hp->n_head / hp->n_head_kv;
+    f->scores = qf_calloc((size_t)f->n_threads * group * n_ctx_max, sizeof(float));
     f->kvrow = qf_calloc((size_t)f->n_threads * (hmax + 64), sizeof(float));
     f->out_idx = qf_calloc(nb, sizeof(int32_t));
     /* encoded activations take at most 4 bytes a value (f32), plus block headers */
     f->act = qf_malloc(nb * ((size_t)f->max_cols * 4 + 64));
-    f->attn_tmp_stride = (size_t)kp->block_size + (size_t)hmax + 64;
+    /* per thread: q.K of a block for each head of a group, then the group's
+     * q rows encoded (at most 4 bytes a value) */
+    f->attn_tmp_stride = (size_t)group * ((size_t)kp->block_size + 1 + (size_t)hmax + 16) + 64;
     f->attn_tmp = qf_calloc((size_t)f->n_threads * f->attn_tmp_stride, sizeof(float));
     const char *ex = getenv("QF_EXACT");
     f->exact = ex && *ex && strcmp(ex, "0") != 0;

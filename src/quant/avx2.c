@@ -29,6 +29,7 @@
 #if defined(__x86_64__)
 
 #include <immintrin.h>
+#include <math.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -614,6 +615,47 @@ static void act_f16(const float *x, void *xq, int64_t cols) {
         h[i] = qf_fp32_to_fp16(x[i]);
 }
 
+/* Value accumulation: 16 outputs of up to 4 weight vectors stay in
+ * registers while the rows stream by, each row converted once (F16C). */
+static void vmad_f16(int64_t d, int64_t n, const void *V, size_t v_row_bytes, const float *a, int64_t lda, int64_t nq,
+                     float *out, int64_t ldo) {
+    const uint8_t *vb = V;
+    for (int64_t q0 = 0; q0 < nq; q0 += 4) {
+        const int m = nq - q0 < 4 ? (int)(nq - q0) : 4;
+        const float *aq = a + q0 * lda;
+        float *oq = out + q0 * ldo;
+        int64_t j = 0;
+        for (; j + 16 <= d; j += 16) {
+            __m256 acc[4][2];
+            for (int q = 0; q < m; q++) {
+                acc[q][0] = _mm256_loadu_ps(oq + q * ldo + j);
+                acc[q][1] = _mm256_loadu_ps(oq + q * ldo + j + 8);
+            }
+            for (int64_t r = 0; r < n; r++) {
+                const uint16_t *v = (const uint16_t *)(vb + (size_t)r * v_row_bytes) + j;
+                const __m256 v0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)v));
+                const __m256 v1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + 8)));
+                for (int q = 0; q < m; q++) {
+                    const __m256 w = _mm256_broadcast_ss(aq + q * lda + r);
+                    acc[q][0] = _mm256_fmadd_ps(w, v0, acc[q][0]);
+                    acc[q][1] = _mm256_fmadd_ps(w, v1, acc[q][1]);
+                }
+            }
+            for (int q = 0; q < m; q++) {
+                _mm256_storeu_ps(oq + q * ldo + j, acc[q][0]);
+                _mm256_storeu_ps(oq + q * ldo + j + 8, acc[q][1]);
+            }
+        }
+        for (; j < d; j++) /* tail: head sizes that are not multiples of 16 */
+            for (int q = 0; q < m; q++) {
+                float s = oq[q * ldo + j];
+                for (int64_t r = 0; r < n; r++)
+                    s = fmaf(aq[q * lda + r], qf_fp16_to_fp32(((const uint16_t *)(vb + (size_t)r * v_row_bytes))[j]), s);
+                oq[q * ldo + j] = s;
+            }
+    }
+}
+
 bool qf_kernels_fill_avx2(qf_kernel_table *t) {
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") ||
@@ -634,6 +676,7 @@ bool qf_kernels_fill_avx2(qf_kernel_table *t) {
     t->act[QF_TYPE_Q8_1] = act_q8_1;
     t->act[QF_TYPE_Q8_K] = act_q8_K;
     t->act[QF_TYPE_F16] = act_f16;
+    t->vmad_f16 = vmad_f16;
     return true;
 }
 

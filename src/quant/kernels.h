@@ -77,6 +77,16 @@ void qf_act_quantize(qf_type w, const float *x, void *xq, int64_t cols);
 void qf_gemm(qf_type w, const void *W, size_t w_row_bytes, int64_t cols, int64_t r0, int64_t r1,
              const void *xq, int64_t n, float *y, int64_t ldy);
 
+/* Weighted sum of fp16 rows, attention's value accumulation: for q in
+ * [0, nq) and j in [0, d),
+ *   out[q * ldo + j] += sum over r in [0, n) of a[q * lda + r] * V_r[j]
+ * where V_r is row r of fp16 values starting at V + r * v_row_bytes. The
+ * rows are read once for all nq weight vectors (the query heads that share
+ * a kv head). Results equal the scalar reference up to rounding (fused
+ * multiply-add; each output sums its terms in r order). */
+void qf_vmad_f16(int64_t d, int64_t n, const void *V, size_t v_row_bytes, const float *a, int64_t lda, int64_t nq,
+                 float *out, int64_t ldo);
+
 /* The ISA in use: "scalar", "avx2", "avx512" or "neon". Never NULL. */
 const char *qf_kernels_isa(void);
 

@@ -19,6 +19,7 @@
 #if defined(__aarch64__)
 
 #include <arm_neon.h>
+#include <math.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -500,6 +501,49 @@ static void act_f16(const float *x, void *xq, int64_t cols) {
         h[i] = qf_fp32_to_fp16(x[i]);
 }
 
+/* Value accumulation: 16 outputs of up to 4 weight vectors stay in
+ * registers while the rows stream by, each row converted once. */
+static void vmad_f16(int64_t d, int64_t n, const void *V, size_t v_row_bytes, const float *a, int64_t lda, int64_t nq,
+                     float *out, int64_t ldo) {
+    const uint8_t *vb = V;
+    for (int64_t q0 = 0; q0 < nq; q0 += 4) {
+        const int m = nq - q0 < 4 ? (int)(nq - q0) : 4;
+        const float *aq = a + q0 * lda;
+        float *oq = out + q0 * ldo;
+        int64_t j = 0;
+        for (; j + 16 <= d; j += 16) {
+            float32x4_t acc[4][4];
+            for (int q = 0; q < m; q++)
+                for (int k = 0; k < 4; k++)
+                    acc[q][k] = vld1q_f32(oq + q * ldo + j + 4 * k);
+            for (int64_t r = 0; r < n; r++) {
+                const uint16_t *v = (const uint16_t *)(vb + (size_t)r * v_row_bytes) + j;
+                const uint16x8_t h0 = vld1q_u16(v), h1 = vld1q_u16(v + 8);
+                float32x4_t x[4];
+                x[0] = vcvt_f32_f16(vreinterpret_f16_u16(vget_low_u16(h0)));
+                x[1] = vcvt_f32_f16(vreinterpret_f16_u16(vget_high_u16(h0)));
+                x[2] = vcvt_f32_f16(vreinterpret_f16_u16(vget_low_u16(h1)));
+                x[3] = vcvt_f32_f16(vreinterpret_f16_u16(vget_high_u16(h1)));
+                for (int q = 0; q < m; q++) {
+                    const float w = aq[q * lda + r];
+                    for (int k = 0; k < 4; k++)
+                        acc[q][k] = vfmaq_n_f32(acc[q][k], x[k], w);
+                }
+            }
+            for (int q = 0; q < m; q++)
+                for (int k = 0; k < 4; k++)
+                    vst1q_f32(oq + q * ldo + j + 4 * k, acc[q][k]);
+        }
+        for (; j < d; j++) /* tail: head sizes that are not multiples of 16 */
+            for (int q = 0; q < m; q++) {
+                float s = oq[q * ldo + j];
+                for (int64_t r = 0; r < n; r++)
+                    s = fmaf(aq[q * lda + r], qf_fp16_to_fp32(((const uint16_t *)(vb + (size_t)r * v_row_bytes))[j]), s);
+                oq[q * ldo + j] = s;
+            }
+    }
+}
+
 bool qf_kernels_fill_neon(qf_kernel_table *t) {
 #if defined(__linux__)
     /* sdot (asimddp) and half-precision conversions (fphp/asimdhp) */
@@ -521,6 +565,7 @@ bool qf_kernels_fill_neon(qf_kernel_table *t) {
     t->act[QF_TYPE_Q8_1] = act_q8_1;
     t->act[QF_TYPE_Q8_K] = act_q8_K;
     t->act[QF_TYPE_F16] = act_f16;
+    t->vmad_f16 = vmad_f16;
     return true;
 }
 

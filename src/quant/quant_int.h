@@ -92,10 +92,14 @@ typedef void (*qf_gemm_fn)(const void *W, size_t w_row_bytes, int64_t cols, int6
                            int64_t ldy);
 typedef void (*qf_act_fn)(const float *x, void *xq, int64_t cols);
 
+typedef void (*qf_vmad_fn)(int64_t d, int64_t n, const void *V, size_t v_row_bytes, const float *a, int64_t lda,
+                           int64_t nq, float *out, int64_t ldo);
+
 typedef struct qf_kernel_table {
     const char *name;
     qf_gemm_fn gemm[QF_TYPE_COUNT_MAX];
     qf_act_fn act[QF_TYPE_COUNT_MAX];
+    qf_vmad_fn vmad_f16; /* qf_vmad_f16 */
 } qf_kernel_table;
 
 /* Fill the scalar table (every supported type; ref_dot.c). */

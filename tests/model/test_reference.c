@@ -54,6 +54,7 @@ static int argmax(const float *x, int n) {
 typedef struct stats {
     double max_diff_cpp, max_diff_f64, max_range;
     int steps, argmax_agree, argmax_checked;
+    int argmax_flips_clear; /* disagreements on steps whose llama.cpp top-1 margin is above 0.1 */
 } stats;
 
 /* Run one case; compare every row. kv_type selects the cache precision. */
@@ -110,6 +111,7 @@ static int run_case(const qf_model *m, const cJSON *c, const char *ref_dir, bool
         if (margin > 0.1 || kv_type == QF_TYPE_F32) {
             st->argmax_checked++;
             if (argmax(lg, nv) == greedy[i]) st->argmax_agree++;
+            else if (margin > 0.1) st->argmax_flips_clear++;
         }
         st->steps++;
         if (i + 1 < n_gen && qf_session_eval(s, &greedy[i], 1, &err) != QF_OK) goto out_s;
@@ -212,7 +214,15 @@ static void check_model(const char *json_name) {
             /* exact: the same math as the float64 reference; fast: llama.cpp's
              * activation quantization, so closer to llama.cpp than exact is */
             if (st.max_diff_f64 > 2e-5 * st.max_range || st.max_diff_cpp > 0.08 * st.max_range) failed++;
-            if (fast.max_diff_cpp > 0.05 * fast.max_range || fast.argmax_agree + 2 < fast.argmax_checked) failed++;
+            /* a quantized activation that rounds the other way moves a
+             * logit by a quantization step, so near-ties (margin <= 0.1)
+             * may flip: which way depends on the kernel's float summation
+             * order (VNNI vs AMX tiles). Clear decisions may flip twice. */
+            if (fast.max_diff_cpp > 0.05 * fast.max_range || fast.argmax_flips_clear > 2) {
+                fprintf(stderr, "  %s %s fast: %d argmax flips on clear steps\n", json_name, cname,
+                        fast.argmax_flips_clear);
+                failed++;
+            }
         }
     }
     qf_model_free(m);

@@ -442,9 +442,11 @@ static void test_gemm_all_isas(void) {
                     const gemm_case sc = {small_cols[c], 11, 1, 10, 5};
                     const gemm_case sc1 = {small_cols[c], 7, 0, 7, 1};
                     const gemm_case sc2 = {small_cols[c], 19, 2, 19, 20}; /* batch paths */
+                    const gemm_case sc3 = {small_cols[c], 40, 0, 40, 13}; /* one 16-token tile step */
                     fails += check_gemm(w, &sc, mode, isas[i]);
                     fails += check_gemm(w, &sc1, mode, isas[i]);
                     fails += check_gemm(w, &sc2, mode, isas[i]);
+                    fails += check_gemm(w, &sc3, mode, isas[i]);
                 }
             }
             ASSERT_MSG(fails == 0, "%s %s: %d mismatches", isas[i], qf_type_get(w)->name, fails);
@@ -504,6 +506,65 @@ static void test_act_quantize_exact(void) {
     qf_kernels_set_isa(isas[0]);
 }
 
+/* qf_vmad_f16 on every ISA against a float64 sum computed here: head sizes
+ * with and without a 16-value tail, 1..8 weight vectors (groups of 4 plus a
+ * remainder), strides wider than the data; the padding must stay as it was. */
+static void test_vmad_all_isas(void) {
+    static const int64_t ds[] = {16, 64, 128, 80, 8, 5};
+    static const int64_t ns[] = {1, 7, 33};
+    static const int64_t nqs[] = {1, 3, 4, 5, 8};
+    int tested = 0;
+    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+        if (qf_kernels_set_isa(isas[i]) != 0) continue;
+        tested++;
+        for (size_t a = 0; a < sizeof ds / sizeof *ds; a++)
+            for (size_t b = 0; b < sizeof ns / sizeof *ns; b++)
+                for (size_t c = 0; c < sizeof nqs / sizeof *nqs; c++) {
+                    const int64_t d = ds[a], n = ns[b], nq = nqs[c], lda = n + 3, ldo = d + 5;
+                    const size_t vrow = (size_t)(d + 7) * 2; /* rows further apart than d values */
+                    uint16_t *V = malloc(vrow * (size_t)n);
+                    float *w = malloc(sizeof(float) * (size_t)(lda * nq));
+                    float *out = malloc(sizeof(float) * (size_t)(ldo * nq));
+                    ASSERT(V && w && out);
+                    for (size_t k = 0; k < vrow / 2 * (size_t)n; k++)
+                        V[k] = qf_fp32_to_fp16(rng_gauss() * 4.0f);
+                    for (int64_t k = 0; k < lda * nq; k++)
+                        w[k] = (float)rng_unit();
+                    for (int64_t k = 0; k < ldo * nq; k++)
+                        out[k] = rng_gauss();
+                    float *before = malloc(sizeof(float) * (size_t)(ldo * nq));
+                    ASSERT(before);
+                    memcpy(before, out, sizeof(float) * (size_t)(ldo * nq));
+                    qf_vmad_f16(d, n, V, vrow, w, lda, nq, out, ldo);
+                    int bad = 0;
+                    for (int64_t q = 0; q < nq; q++)
+                        for (int64_t j = 0; j < ldo; j++) {
+                            const float got = out[q * ldo + j];
+                            if (j >= d) {
+                                bad += got != before[q * ldo + j];
+                                continue;
+                            }
+                            double want = before[q * ldo + j], mag = fabs(want);
+                            for (int64_t r = 0; r < n; r++) {
+                                const double t = (double)w[q * lda + r] * qf_fp16_to_fp32(V[(size_t)r * vrow / 2 + j]);
+                                want += t;
+                                mag += fabs(t);
+                            }
+                            bad += fabs(got - want) > 1e-5 * mag + 1e-30;
+                        }
+                    if (bad)
+                        fprintf(stderr, "  vmad_f16 isa %s d %lld n %lld nq %lld: %d bad outputs\n", isas[i],
+                                (long long)d, (long long)n, (long long)nq, bad);
+                    ASSERT_EQ_INT(bad, 0);
+                    free(V);
+                    free(w);
+                    free(out);
+                    free(before);
+                }
+    }
+    ASSERT(tested >= 1);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--print-isa") == 0) {
         printf("%s\n", qf_kernels_isa());
@@ -521,6 +582,7 @@ int main(int argc, char **argv) {
     RUN_TEST(test_ref_vs_float);
     RUN_TEST(test_act_quantize_exact);
     RUN_TEST(test_gemm_all_isas);
+    RUN_TEST(test_vmad_all_isas);
     qf_kernels_set_isa(best_copy);
     TEST_MAIN_END();
 }

@@ -26,7 +26,7 @@
  * lanes with masked tails.
  * Float batches (n >= 6) convert a chunk of activations and each 4-row
  * weight panel to float once and run a 4 x 6 FMA tile.
- * Batches of n >= AMX_MIN_N tokens go to AMX tiles where available (the
+ * Batches of n >= AMX_MIN_N* tokens go to AMX tiles where available (the
  * AMX sections below: int8 for the quantized types, bf16 for F16);
  * everything else in this file needs AVX-512 only.
  *
@@ -63,9 +63,11 @@ static bool gemm_amx(int kind, const void *W, size_t wrb, int64_t cols, int64_t 
                      const void *xq, size_t xs, int64_t n, float *y, int64_t ldy);
 enum { AX_Q4_0, AX_Q4_1, AX_Q5_0, AX_Q5_1, AX_Q8_0, AX_Q4_K, AX_Q5_K, AX_Q6_K };
 /* Below these batch sizes the VNNI kernels win: the tile path repacks each
- * weight panel per call, a fixed cost per step whatever n (measured on a
- * 2-core Sapphire Rapids VM, 1B model matrices: Q4_0 break-even at n = 8,
- * AMX 1.3x at 12 with 16-token steps; Q4_K break-even at 16). */
+ * weight panel per call, a fixed cost per step whatever n. Measured on a
+ * 2-core Sapphire Rapids VM with 1B-model matrices: Q4_0/Q8_0 (direct
+ * transposed repack) 1.2-1.5x from n = 6; Q4_1/Q5 (row buffer) break even
+ * at n = 8; K-quants break even at 16. */
+#define AMX_MIN_N_FAST 6
 #define AMX_MIN_N 10
 #define AMX_MIN_N_K 16
 
@@ -461,7 +463,7 @@ INLINE void gemm_b32(const int kind, qf_type type, const void *W, size_t wrb, in
         }
         return;
     }
-    if (amx_ok && n >= AMX_MIN_N) {
+    if (amx_ok && n >= (kind == K_Q4_0 || kind == K_Q8_0 ? AMX_MIN_N_FAST : AMX_MIN_N)) {
         static const int ax[] = {AX_Q4_0, AX_Q4_1, AX_Q5_0, AX_Q5_1, AX_Q8_0};
         if (gemm_amx(ax[kind], W, wrb, cols, r0, r1, xq, xs, n, y, ldy)) return;
         fallback[type](W, wrb, cols, r0, r1, xq, xs, n, y, ldy);
@@ -941,6 +943,7 @@ INLINE bool ax_k_min(int kind) {
  * super-blocks. */
 typedef struct ax_plan {
     int kind, G, RT;
+    bool perm;        /* B columns (weight rows) in ax_perm order within each 16 (ax_weights_b32) */
     int64_t cols, ns, n, tch;
     size_t xs, qoff;  /* activation row stride; offset of group g's values */
     float *dx;        /* [n][ns] d_x per block / super-block */
@@ -961,6 +964,7 @@ INLINE size_t al64(size_t n) {
 static bool ax_plan_init(ax_plan *p, int kind, int64_t cols, int64_t n, size_t xs) {
     const bool k = ax_is_k(kind);
     p->kind = kind;
+    p->perm = kind == AX_Q4_0 || kind == AX_Q4_1 || kind == AX_Q8_0;
     p->G = k ? 64 : 32;
     p->RT = k ? 16 : 32;
     p->cols = cols;
@@ -1099,10 +1103,84 @@ static void ax_vnni16(const int8_t *src, int G, int8_t *dst) {
     }
 }
 
+/* Column order of a B tile built by ax_weights_rows: position p holds
+ * weight row 4 * (p % 4) + p / 4 (a 4 x 4 transpose, its own inverse). */
+static const int32_t ax_perm[16] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
+
+/* 16 bytes of each of rows r0..r0+3 (zero past nr) as one vector. */
+INLINE __m512i ax_rows4(const uint8_t *w, size_t wrb, int r0, int nr) {
+    __m512i z = _mm512_setzero_si512();
+    if (r0 < nr) z = _mm512_castsi128_si512(ldu128(w + (size_t)r0 * wrb));
+    if (r0 + 1 < nr) z = _mm512_inserti32x4(z, ldu128(w + (size_t)(r0 + 1) * wrb), 1);
+    if (r0 + 2 < nr) z = _mm512_inserti32x4(z, ldu128(w + (size_t)(r0 + 2) * wrb), 2);
+    if (r0 + 3 < nr) z = _mm512_inserti32x4(z, ldu128(w + (size_t)(r0 + 3) * wrb), 3);
+    return z;
+}
+
+/* 16 bytes (4 dwords) of 16 rows, transposed: o[j] holds dword j of every
+ * row, in ax_perm column order. Within each 128-bit lane this is the 4 x 4
+ * dword transpose of four registers, no lane crossing: lane l of z[m] is
+ * row 4m + l, so o[j] lane l is rows l, 4 + l, 8 + l, 12 + l. */
+INLINE void ax_rows16_t(const uint8_t *w, size_t wrb, int nr, __m512i o[4]) {
+    const __m512i z0 = ax_rows4(w, wrb, 0, nr), z1 = ax_rows4(w, wrb, 4, nr);
+    const __m512i z2 = ax_rows4(w, wrb, 8, nr), z3 = ax_rows4(w, wrb, 12, nr);
+    const __m512i t0 = _mm512_unpacklo_epi32(z0, z1), t1 = _mm512_unpackhi_epi32(z0, z1);
+    const __m512i t2 = _mm512_unpacklo_epi32(z2, z3), t3 = _mm512_unpackhi_epi32(z2, z3);
+    o[0] = _mm512_unpacklo_epi64(t0, t2);
+    o[1] = _mm512_unpackhi_epi64(t0, t2);
+    o[2] = _mm512_unpacklo_epi64(t1, t3);
+    o[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+/* Q4_0, Q4_1, Q8_0 rows straight into VNNI order (no row buffer): a tile
+ * row holds dword kq of 16 weight rows, and dword j of a Q4 block's nibble
+ * bytes carries values 4j..4j+3 (low nibbles) and 16+4j.. (high), so one
+ * transpose of the 16-byte nibble rows gives tile rows j and 4 + j after a
+ * mask and a shift. Scales come in with one gather per 16 rows. */
+static void ax_weights_rows(const ax_plan *p, int bk, const uint8_t *w, size_t wrb, int nr) {
+    const size_t bw = b32_bytes(bk), qs = b32_qs(bk);
+    const __m512i perm = _mm512_loadu_si512(ax_perm);
+    const __m512i lo4 = _mm512_set1_epi8(0x0F), off = _mm512_set1_epi8(bk == K_Q4_0 ? 8 : 0);
+    for (int rt = 0; rt < p->RT / 16; rt++) {
+        const int n16 = nr - 16 * rt < 0 ? 0 : nr - 16 * rt > 16 ? 16 : nr - 16 * rt;
+        const uint8_t *wr = w + (size_t)(16 * rt) * wrb;
+        const __mmask16 live = _mm512_cmplt_epi32_mask(perm, _mm512_set1_epi32(n16));
+        const __m512i idx = _mm512_mullo_epi32(perm, _mm512_set1_epi32((int)wrb));
+        for (int64_t g = 0; g < p->ns; g++) {
+            const uint8_t *blk = wr + (size_t)g * bw;
+            int8_t *dst = p->b + ((size_t)g * (size_t)(p->RT / 16) + (size_t)rt) * 512;
+            const __m512i dm = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, blk, 1);
+            _mm512_store_ps(p->dw + g * p->RT + 16 * rt, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm)));
+            if (bk == K_Q4_1)
+                _mm512_store_ps(p->mw + g * p->RT + 16 * rt,
+                                _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16))));
+            __m512i o[4];
+            ax_rows16_t(blk + qs, wrb, n16, o);
+            if (bk == K_Q8_0) {
+                UNROLL for (int j = 0; j < 4; j++)
+                    _mm512_store_si512(dst + 64 * j, o[j]);
+                ax_rows16_t(blk + qs + 16, wrb, n16, o);
+                UNROLL for (int j = 0; j < 4; j++)
+                    _mm512_store_si512(dst + 64 * (4 + j), o[j]);
+            } else {
+                UNROLL for (int j = 0; j < 4; j++) {
+                    _mm512_store_si512(dst + 64 * j, _mm512_sub_epi8(_mm512_and_si512(o[j], lo4), off));
+                    _mm512_store_si512(dst + 64 * (4 + j),
+                                       _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(o[j], 4), lo4), off));
+                }
+            }
+        }
+    }
+}
+
 /* Weight rows [0, nr) of a row tile (the rest zero) into the B panel. */
 static void ax_weights_b32(const ax_plan *p, const uint8_t *w, size_t wrb, int nr) {
     static const int kmap[] = {K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0};
     const int bk = kmap[p->kind];
+    if (p->perm) {
+        ax_weights_rows(p, bk, w, wrb, nr);
+        return;
+    }
     const size_t bw = b32_bytes(bk), qs = b32_qs(bk);
     const int off = bk == K_Q4_0 ? 8 : bk == K_Q5_0 ? 16 : 0;
     int8_t rows[16 * 64] __attribute__((aligned(64)));
@@ -1362,6 +1440,7 @@ static bool gemm_amx(int kind, const void *W, size_t wrb, int64_t cols, int64_t 
     _tile_loadconfig(&cfg);
     ax_token_scales(&p, xq);
     ax_token_pack(&p, xq);
+    const __m512i permv = _mm512_loadu_si512(ax_perm);
     const uint8_t *w = W;
     for (int64_t c0 = 0; c0 < n; c0 += p.tch) {
         const int64_t nt = n - c0 < p.tch ? n - c0 : p.tch;
@@ -1377,8 +1456,14 @@ static bool gemm_amx(int kind, const void *W, size_t wrb, int64_t cols, int64_t 
                 else ax_compute_b32(&p, t / 16, t, tt > 16);
                 for (int64_t i = 0; i < tt; i++) {
                     float *yt = y + (t + i) * ldy + rb;
-                    _mm512_mask_storeu_ps(yt, m0, _mm512_load_ps(p.acc + i * p.RT));
-                    if (p.RT == 32) _mm512_mask_storeu_ps(yt + 16, m1, _mm512_load_ps(p.acc + i * p.RT + 16));
+                    __m512 v0 = _mm512_load_ps(p.acc + i * p.RT), v1 = _mm512_setzero_ps();
+                    if (p.RT == 32) v1 = _mm512_load_ps(p.acc + i * p.RT + 16);
+                    if (p.perm) { /* ax_perm is its own inverse */
+                        v0 = _mm512_permutexvar_ps(permv, v0);
+                        v1 = _mm512_permutexvar_ps(permv, v1);
+                    }
+                    _mm512_mask_storeu_ps(yt, m0, v0);
+                    if (p.RT == 32) _mm512_mask_storeu_ps(yt + 16, m1, v1);
                 }
             }
         }

@@ -416,12 +416,12 @@ static void test_gemm_all_isas(void) {
     static const gemm_case cases[] = {
         {256, 13, 0, 13, 1}, {256, 13, 2, 11, 3}, {768, 9, 1, 8, 7}, {1024, 6, 5, 6, 17},
         {4096, 10, 0, 10, 1}, {4096, 7, 0, 7, 3}, {512, 5, 3, 3, 2}, {2048, 21, 3, 20, 5},
-        /* batches (from n = 10 the tile/AMX path where there is one,
+        /* batches (from n = 6 or 10 the tile/AMX path where there is one,
          * 16-token steps up to 16 left), partial 32-row and 32-token tiles,
          * a full 32-row tile */
         {512, 37, 3, 37, 40}, {256, 20, 1, 19, 33}, {1024, 32, 0, 32, 64}, {768, 70, 5, 69, 35},
         {256, 17, 0, 17, 16}, {512, 33, 1, 33, 21}, {4352, 18, 1, 18, 17}, {512, 20, 0, 20, 10},
-        {256, 33, 1, 32, 12}, {768, 40, 0, 40, 15},
+        {256, 33, 1, 32, 12}, {768, 40, 0, 40, 15}, {512, 20, 0, 20, 6}, {256, 37, 3, 37, 7},
     };
     static const int64_t small_cols[] = {32, 96, 160, 33, 100};
     int tested = 0;

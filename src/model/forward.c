@@ -44,6 +44,8 @@ struct qf_fwd {
     size_t act_row;         /* bytes per encoded row in act */
     qf_type act_type;       /* encoding of the rows in act */
     float *attn_tmp;        /* (n_threads, attn_tmp_stride) block scores, maxima, encoded q */
+    bool kv_hm;             /* cache blocks head-major (kv_head) */
+    size_t hb_k, hb_v;      /* bytes of one head's K / V values of one slot */
     size_t attn_tmp_stride; /* floats */
 };
 
@@ -194,6 +196,30 @@ static void rope_head(float *v, const float *cs, int32_t n_rot, qf_rope_kind kin
     }
 }
 
+/* The layout of a cache block (forward.c is the only reader and writer of
+ * the values; kv.c only sizes and moves whole blocks). Head-major,
+ * [kv head][slot][head values], when one head's values are whole blocks of
+ * the storage type (f32 and f16 always, q8_0 when the head size is a
+ * multiple of 32): an attention work item, one kv head, then reads one
+ * contiguous piece of each block, which the hardware prefetchers follow.
+ * Otherwise row-major, [slot][every kv head], a quantized block possibly
+ * spanning two heads. kv_head returns where head kvh's slot 0 starts, the
+ * distance between slots and the value offset inside a slot (for
+ * cache_row). */
+static const uint8_t *kv_head(const qf_fwd *f, const uint8_t *blk, bool is_v, int32_t kvh, size_t *stride,
+                              int32_t *off) {
+    const qf_hparams *hp = &f->m->hp;
+    if (f->kv_hm) {
+        size_t hb = is_v ? f->hb_v : f->hb_k;
+        *stride = hb;
+        *off = 0;
+        return blk + (size_t)kvh * (size_t)qf_kv_get_params(f->kv)->block_size * hb;
+    }
+    *stride = is_v ? qf_kv_row_bytes_v(f->kv) : qf_kv_row_bytes_k(f->kv);
+    *off = kvh * (is_v ? hp->head_dim_v : hp->head_dim);
+    return blk;
+}
+
 /* Per token: q/k head norms, RoPE, then K,V rows into the cache. */
 static void qk_post_region(void *p, int ith, int nth) {
     const attn_task *t = p;
@@ -222,14 +248,19 @@ static void qk_post_region(void *p, int ith, int nth) {
         int32_t blk = table[pos / kp->block_size], slot = pos % kp->block_size;
         uint8_t *kdst = qf_kv_block_k(f->kv, t->layer, blk);
         uint8_t *vdst = qf_kv_block_v(f->kv, t->layer, blk);
-        size_t kr = qf_kv_row_bytes_k(f->kv), vr = qf_kv_row_bytes_v(f->kv);
-        if (kp->type == QF_TYPE_F32) {
-            memcpy(kdst + (size_t)slot * kr, k, (size_t)kd * 4);
-            memcpy(vdst + (size_t)slot * vr, v, (size_t)vd * 4);
+        const qf_type_traits *tt = qf_type_get(kp->type);
+        if (f->kv_hm) {
+            for (int32_t h = 0; h < hp->n_head_kv; h++) {
+                size_t sk, sv;
+                int32_t ok, ov;
+                uint8_t *kh = (uint8_t *)kv_head(f, kdst, false, h, &sk, &ok) + (size_t)slot * sk;
+                uint8_t *vh = (uint8_t *)kv_head(f, vdst, true, h, &sv, &ov) + (size_t)slot * sv;
+                tt->from_float(k + (size_t)h * hp->head_dim, kh, hp->head_dim);
+                tt->from_float(v + (size_t)h * hp->head_dim_v, vh, hp->head_dim_v);
+            }
         } else {
-            const qf_type_traits *tt = qf_type_get(kp->type);
-            tt->from_float(k, kdst + (size_t)slot * kr, kd);
-            tt->from_float(v, vdst + (size_t)slot * vr, vd);
+            tt->from_float(k, kdst + (size_t)slot * qf_kv_row_bytes_k(f->kv), kd);
+            tt->from_float(v, vdst + (size_t)slot * qf_kv_row_bytes_v(f->kv), vd);
         }
     }
 }
@@ -288,7 +319,6 @@ static void attn_region(void *p, int ith, int nth) {
     float *mx = tmpk + (size_t)group * bs;                                 /* (group) running max */
     uint8_t *qenc = (uint8_t *)(mx + group);                               /* q rows encoded for the kernels */
     float scale = 1.0f / sqrtf((float)hd);
-    size_t krow = qf_kv_row_bytes_k(f->kv), vrow = qf_kv_row_bytes_v(f->kv);
     bool fast_qk = qk_kernel_ok(f);
     size_t qrow = fast_qk ? qf_act_row_size(kt, hd) : 0;
     long lo, hi;
@@ -308,19 +338,20 @@ static void attn_region(void *p, int ith, int nth) {
         const float *q = f->q + (size_t)i * hp->n_head * hd + (size_t)h0 * hd; /* gs heads, contiguous */
         if (fast_qk)
             for (int32_t g = 0; g < gs; g++) qf_act_quantize(kt, q + (size_t)g * hd, qenc + g * qrow, hd);
-        size_t koff = qf_type_row_size(kt, (int64_t)kvh * hd);
+        size_t krow = 0, vrow = 0; /* distance between slots of this head (set by kv_head) */
+        int32_t koff = 0, voff = 0; /* value offset of this head inside a slot (row-major blocks) */
         int32_t n_att = 0;
         for (int32_t g = 0; g < gs; g++) mx[g] = -INFINITY;
         for (int sg = 0; sg < 2; sg++)
             for (int32_t b0 = seg_lo[sg] / bs * bs; b0 < seg_hi[sg]; b0 += bs) {
                 int32_t r0 = seg_lo[sg] > b0 ? seg_lo[sg] - b0 : 0;
                 int32_t r1 = seg_hi[sg] < b0 + bs ? seg_hi[sg] - b0 : bs;
-                const uint8_t *kb = qf_kv_block_k(f->kv, t->layer, table[b0 / bs]);
+                const uint8_t *kb = kv_head(f, qf_kv_block_k(f->kv, t->layer, table[b0 / bs]), false, kvh, &krow, &koff);
                 if (fast_qk) {
-                    qf_gemm(kt, kb + koff, krow, hd, r0, r1, qenc, gs, tmpk, bs);
+                    qf_gemm(kt, kb, krow, hd, r0, r1, qenc, gs, tmpk, bs);
                 } else {
                     for (int32_t r = r0; r < r1; r++) {
-                        const float *kr = cache_row(f, kb, krow, r, kvh * hd, hd, tmp);
+                        const float *kr = cache_row(f, kb, krow, r, koff, hd, tmp);
                         for (int32_t g = 0; g < gs; g++) tmpk[g * bs + r] = fdot(hd, q + (size_t)g * hd, kr);
                     }
                 }
@@ -353,13 +384,12 @@ static void attn_region(void *p, int ith, int nth) {
             for (int32_t b0 = seg_lo[sg] / bs * bs; b0 < seg_hi[sg]; b0 += bs) {
                 int32_t r0 = seg_lo[sg] > b0 ? seg_lo[sg] - b0 : 0;
                 int32_t r1 = seg_hi[sg] < b0 + bs ? seg_hi[sg] - b0 : bs;
-                const uint8_t *vb = qf_kv_block_v(f->kv, t->layer, table[b0 / bs]);
+                const uint8_t *vb = kv_head(f, qf_kv_block_v(f->kv, t->layer, table[b0 / bs]), true, kvh, &vrow, &voff);
                 if (kt == QF_TYPE_F16) {
-                    qf_vmad_f16(hdv, r1 - r0, vb + (size_t)r0 * vrow + (size_t)kvh * hdv * 2, vrow, scores + n_att, ldsc,
-                                gs, out, hdv);
+                    qf_vmad_f16(hdv, r1 - r0, vb + (size_t)r0 * vrow, vrow, scores + n_att, ldsc, gs, out, hdv);
                 } else {
                     for (int32_t r = r0; r < r1; r++) {
-                        const float *vr = cache_row(f, vb, vrow, r, kvh * hdv, hdv, tmp);
+                        const float *vr = cache_row(f, vb, vrow, r, voff, hdv, tmp);
                         for (int32_t g = 0; g < gs; g++) {
                             float a = scores[(size_t)g * ldsc + n_att + r - r0], *o = out + (size_t)g * hdv;
                             for (int32_t d = 0; d < hdv; d++) o[d] += a * vr[d];
@@ -468,6 +498,10 @@ qf_fwd *qf_fwd_new(const qf_model *m, qf_kv *kv, qf_pool *pool, int32_t n_batch_
      * q rows encoded (at most 4 bytes a value) */
     f->attn_tmp_stride = (size_t)group * ((size_t)kp->block_size + 1 + (size_t)hmax + 16) + 64;
     f->attn_tmp = qf_calloc((size_t)f->n_threads * f->attn_tmp_stride, sizeof(float));
+    f->hb_k = qf_type_row_size(kp->type, hp->head_dim);
+    f->hb_v = qf_type_row_size(kp->type, hp->head_dim_v);
+    f->kv_hm = f->hb_k && f->hb_v && f->hb_k * (size_t)hp->n_head_kv == qf_kv_row_bytes_k(kv) &&
+               f->hb_v * (size_t)hp->n_head_kv == qf_kv_row_bytes_v(kv);
     const char *ex = getenv("QF_EXACT");
     f->exact = ex && *ex && strcmp(ex, "0") != 0;
     if (!f->x || !f->xn || !f->q || !f->k || !f->v || !f->att || !f->g || !f->u || !f->rope_cs ||

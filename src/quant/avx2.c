@@ -615,8 +615,33 @@ static void act_f16(const float *x, void *xq, int64_t cols) {
         h[i] = qf_fp32_to_fp16(x[i]);
 }
 
-/* Value accumulation: 16 outputs of up to 4 weight vectors stay in
- * registers while the rows stream by, each row converted once (F16C). */
+/* Value accumulation: 16 outputs of M (1..4, a compile-time constant so
+ * the accumulators stay in registers) weight vectors while the rows stream
+ * by, each row converted once (F16C). */
+static inline __attribute__((always_inline)) void vmad_cols(const int M, int64_t j, int64_t n, const uint8_t *vb,
+                                                             size_t v_row_bytes, const float *aq, int64_t lda,
+                                                             float *oq, int64_t ldo) {
+    __m256 acc[4][2];
+    for (int q = 0; q < M; q++) {
+        acc[q][0] = _mm256_loadu_ps(oq + q * ldo + j);
+        acc[q][1] = _mm256_loadu_ps(oq + q * ldo + j + 8);
+    }
+    for (int64_t r = 0; r < n; r++) {
+        const uint16_t *v = (const uint16_t *)(vb + (size_t)r * v_row_bytes) + j;
+        const __m256 v0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)v));
+        const __m256 v1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + 8)));
+        for (int q = 0; q < M; q++) {
+            const __m256 w = _mm256_broadcast_ss(aq + q * lda + r);
+            acc[q][0] = _mm256_fmadd_ps(w, v0, acc[q][0]);
+            acc[q][1] = _mm256_fmadd_ps(w, v1, acc[q][1]);
+        }
+    }
+    for (int q = 0; q < M; q++) {
+        _mm256_storeu_ps(oq + q * ldo + j, acc[q][0]);
+        _mm256_storeu_ps(oq + q * ldo + j + 8, acc[q][1]);
+    }
+}
+
 static void vmad_f16(int64_t d, int64_t n, const void *V, size_t v_row_bytes, const float *a, int64_t lda, int64_t nq,
                      float *out, int64_t ldo) {
     const uint8_t *vb = V;
@@ -626,24 +651,11 @@ static void vmad_f16(int64_t d, int64_t n, const void *V, size_t v_row_bytes, co
         float *oq = out + q0 * ldo;
         int64_t j = 0;
         for (; j + 16 <= d; j += 16) {
-            __m256 acc[4][2];
-            for (int q = 0; q < m; q++) {
-                acc[q][0] = _mm256_loadu_ps(oq + q * ldo + j);
-                acc[q][1] = _mm256_loadu_ps(oq + q * ldo + j + 8);
-            }
-            for (int64_t r = 0; r < n; r++) {
-                const uint16_t *v = (const uint16_t *)(vb + (size_t)r * v_row_bytes) + j;
-                const __m256 v0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)v));
-                const __m256 v1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + 8)));
-                for (int q = 0; q < m; q++) {
-                    const __m256 w = _mm256_broadcast_ss(aq + q * lda + r);
-                    acc[q][0] = _mm256_fmadd_ps(w, v0, acc[q][0]);
-                    acc[q][1] = _mm256_fmadd_ps(w, v1, acc[q][1]);
-                }
-            }
-            for (int q = 0; q < m; q++) {
-                _mm256_storeu_ps(oq + q * ldo + j, acc[q][0]);
-                _mm256_storeu_ps(oq + q * ldo + j + 8, acc[q][1]);
+            switch (m) {
+            case 1: vmad_cols(1, j, n, vb, v_row_bytes, aq, lda, oq, ldo); break;
+            case 2: vmad_cols(2, j, n, vb, v_row_bytes, aq, lda, oq, ldo); break;
+            case 3: vmad_cols(3, j, n, vb, v_row_bytes, aq, lda, oq, ldo); break;
+            default: vmad_cols(4, j, n, vb, v_row_bytes, aq, lda, oq, ldo); break;
             }
         }
         for (; j < d; j++) /* tail: head sizes that are not multiples of 16 */

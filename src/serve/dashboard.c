@@ -1,10 +1,13 @@
 /* dashboard.c - the live dashboard served at GET /: one HTML page with
  * inline JS and no external resources (works offline, served from the
- * binary). Once a second it fetches /metrics, parses the Prometheus text
- * and draws three line charts on canvases over the last two minutes
- * (tokens/s; queue depth and running sequences; resident memory and kv
- * use) plus a row of totals. When the server wants an API key the page
- * asks for it once and keeps it in localStorage.
+ * binary). Once a second it fetches /metrics and /alerts, parses the
+ * Prometheus text and draws line charts on canvases over the last two
+ * minutes (tokens/s; queue depth and running sequences; resident memory
+ * and kv use; time to first token; memory pressure and CPU use), a bar per
+ * CPU core, a row of totals (RSS and memory pressure among them), and the
+ * active alerts with their messages (set as text, never as HTML). When the
+ * server wants an API key the page asks for it once and keeps it in
+ * localStorage.
  */
 #include "serve/serve_int.h"
 
@@ -26,8 +29,16 @@ const char serve_dashboard_html[] =
     "6px;color:#9ab}\n"
     "canvas{width:100%;height:180px}\n"
     ".k{display:inline-block;width:10px;height:3px;margin:0 4px 3px 10px}\n"
+    "#alerts{padding:0 20px}.a{border-radius:6px;padding:8px 12px;margin-top:8px;"
+    "background:#3a2a10;border-left:4px solid #fc6}.a.critical{background:#3a1418;"
+    "border-color:#f55}.a b{margin-right:8px}.a span{color:#8a9aa8;font-size:12px;"
+    "margin-left:8px}\n"
+    ".bar{display:flex;align-items:center;gap:6px;font-size:12px;color:#8a9aa8;margin:2px 4px}"
+    ".bar i{flex:1;height:10px;background:#2a3440;border-radius:3px;overflow:hidden}"
+    ".bar i u{display:block;height:100%;background:#6cf}\n"
     "</style></head><body>\n"
     "<header><h1>qforge serve</h1><span id=\"status\">connecting...</span></header>\n"
+    "<div id=\"alerts\"></div>\n"
     "<div id=\"totals\"></div>\n"
     "<div id=\"charts\">\n"
     "<div class=\"c\"><h2>generated tokens/s</h2><canvas id=\"c0\"></canvas></div>\n"
@@ -37,10 +48,13 @@ const char serve_dashboard_html[] =
     "class=\"k\" "
     "style=\"background:#8e8\"></i></h2><canvas id=\"c2\"></canvas></div>\n"
     "<div class=\"c\"><h2>time to first token p50 / p99 (s)</h2><canvas id=\"c3\"></canvas></div>\n"
+    "<div class=\"c\"><h2>memory pressure %<i class=\"k\" style=\"background:#f77\"></i>CPU %<i "
+    "class=\"k\" style=\"background:#6cf\"></i></h2><canvas id=\"c4\"></canvas></div>\n"
+    "<div class=\"c\"><h2>CPU per core</h2><div id=\"cores\"></div></div>\n"
     "</div>\n"
     "<script>\n"
     "'use strict';\n"
-    "const N=120, hist={tps:[],q:[],run:[],mem:[],kv:[],p50:[],p99:[]};\n"
+    "const N=120, hist={tps:[],q:[],run:[],mem:[],kv:[],p50:[],p99:[],press:[],cpu:[]};\n"
     "function key(){return localStorage.getItem('qforge_key')||'';}\n"
     "function parse(text){const m={};for(const line of text.split('\\n')){\n"
     "  if(!line||line[0]==='#')continue;const i=line.lastIndexOf(' ');\n"
@@ -69,9 +83,25 @@ const char serve_dashboard_html[] =
     "function fmt(v){return "
     "v>=1e9?(v/1e9).toFixed(2)+'G':v>=1e6?(v/1e6).toFixed(2)+'M':v>=1e3?(v/"
     "1e3).toFixed(1)+'k':(+v.toFixed(2))+'';}\n"
+    "function el(tag,cls,text){const e=document.createElement(tag);if(cls)e.className=cls;\n"
+    "  if(text!==undefined)e.textContent=text;return e;}\n"
+    "function cores(m){const box=document.getElementById('cores'),c=[];for(const k in m){\n"
+    "  const r=k.match(/^qforge_cpu_core_utilization\\{core=\"(\\d+)\"\\}$/);"
+    "if(r)c.push([+r[1],m[k]]);}\n"
+    "  c.sort((x,y)=>x[0]-y[0]);box.replaceChildren(...c.map(([i,v])=>{const "
+    "b=el('div','bar',''+i);\n"
+    "    const t=el('i'),u=el('u');u.style.width=(100*v).toFixed(0)+'%';t.append(u);b.append(t,\n"
+    "    el('span','',(100*v).toFixed(0)+'%'));return b;}));}\n"
+    "async function alerts(h){let a=[];try{const r=await fetch('/alerts',{headers:h});\n"
+    "  if(r.ok)a=(await r.json()).alerts||[];}catch(e){}\n"
+    "  document.getElementById('alerts').replaceChildren(...a.map(x=>{const "
+    "d=el('div','a '+x.severity);\n"
+    "    d.append(el('b','',x.name),el('span','',x.severity+' since '+\n"
+    "    new Date(x.since_unix*1000).toLocaleTimeString()));d.append(el('div','',x.message));"
+    "return d;}));}\n"
     "async function tick(){\n"
-    "  let r;try{const h={};if(key())h['Authorization']='Bearer '+key();r=await "
-    "fetch('/metrics',{headers:h});}\n"
+    "  let r;const h={};if(key())h['Authorization']='Bearer '+key();\n"
+    "  try{r=await fetch('/metrics',{headers:h});}\n"
     "  catch(e){document.getElementById('status').textContent='server unreachable';return;}\n"
     "  if(r.status===401){const k=prompt('API key for this "
     "server');if(k)localStorage.setItem('qforge_key',k);return;}\n"
@@ -82,6 +112,9 @@ const char serve_dashboard_html[] =
     "  push(hist.kv,100*sum(m,'qforge_kv_usage_ratio'));\n"
     "  push(hist.p50,quantile(m,'qforge_time_to_first_token_seconds',0.5));\n"
     "  push(hist.p99,quantile(m,'qforge_time_to_first_token_seconds',0.99));\n"
+    "  push(hist.press,100*sum(m,'qforge_memory_pressure_ratio'));"
+    "push(hist.cpu,100*sum(m,'qforge_cpu_utilization'));\n"
+    "  draw('c4',[hist.press,hist.cpu],['#f77','#6cf']);cores(m);alerts(h);\n"
     "  draw('c0',[hist.tps],['#6cf']);draw('c1',[hist.q,hist.run],['#e9a','#6cf']);\n"
     "  "
     "draw('c2',[hist.mem,hist.kv],['#fc6','#8e8']);draw('c3',[hist.p50,hist.p99],['#6cf','#e9a']);"
@@ -93,7 +126,11 @@ const char serve_dashboard_html[] =
     "    ['models loaded',sum(m,'qforge_models_loaded')],['prefix hit "
     "%',100*sum(m,'qforge_prefix_cache_hit_ratio')],\n"
     "    ['cancelled',sum(m,'qforge_requests_cancelled_total')],['uptime "
-    "s',sum(m,'qforge_uptime_seconds')]];\n"
+    "s',sum(m,'qforge_uptime_seconds')],\n"
+    "    ['RSS bytes',sum(m,'qforge_process_rss_bytes')],['memory pressure "
+    "%',100*sum(m,'qforge_memory_pressure_ratio')],\n"
+    "    ['available memory',sum(m,'qforge_memory_available_bytes')],['alerts',"
+    "sum(m,'qforge_alert_active')]];\n"
     "  document.getElementById('totals').innerHTML=t.map(([k,v])=>'<div "
     "class=\"t\"><b>'+fmt(v)+'</b><span>'+k+'</span></div>').join('');\n"
     "  document.getElementById('status').textContent='live, '+new Date().toLocaleTimeString();}\n"

@@ -35,6 +35,7 @@ typedef enum route_id {
     R_DASH = 0,
     R_HEALTH,
     R_METRICS,
+    R_ALERTS,
     R_V1_MODELS,
     R_V1_MODEL,
     R_V1_CHAT,
@@ -61,6 +62,7 @@ static const route k_routes[] = {
     {R_DASH, "GET", "/", false, FAM_PLAIN, false, "/"},
     {R_HEALTH, "GET", "/health", false, FAM_PLAIN, false, "/health"},
     {R_METRICS, "GET", "/metrics", false, FAM_PLAIN, true, "/metrics"},
+    {R_ALERTS, "GET", "/alerts", false, FAM_PLAIN, true, "/alerts"},
     {R_V1_MODELS, "GET", "/v1/models", false, FAM_OPENAI, true, "/v1/models"},
     {R_V1_MODEL, "GET", "/v1/models/", true, FAM_OPENAI, true, "/v1/models/{model}"},
     {R_V1_CHAT, "POST", "/v1/chat/completions", false, FAM_OPENAI, true, "/v1/chat/completions"},
@@ -258,6 +260,8 @@ static enum MHD_Result dispatch(conn_state *cs, const char *url) {
     }
     case R_METRICS:
         return serve_metrics_page(c);
+    case R_ALERTS:
+        return serve_alerts_page(c);
     case R_V1_MODELS:
         return serve_openai_models(c, NULL);
     case R_V1_MODEL:
@@ -370,10 +374,16 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     serve_conn *c = &cs->c;
     int status = c->status ? c->status : (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? 200 : 499);
     if (c->gen && c->gen->req.stream && c->gen->submitted && !c->gen->done) status = 499;
+    /* a streamed answer that ended in error or timeout still said 200 */
+    bool gen_failed = status >= 500 || (c->gen && (c->gen->err_finish == QF_FINISH_ERROR ||
+                                                   c->gen->err_finish == QF_FINISH_TIMEOUT));
     serve_gen_free(c->gen); /* cancels an unfinished generation */
     c->gen = NULL;
     double dt = qf_now_s() - c->t0;
     serve_note_request(s, c->route, status, dt);
+    if (cs->rt && (cs->rt->id == R_V1_CHAT || cs->rt->id == R_V1_COMPL ||
+                   cs->rt->id == R_API_CHAT || cs->rt->id == R_API_GEN))
+        serve_note_generation(s, gen_failed, dt);
     if (s->o.log_requests) qf_info("serve: %s %d %.3f s", c->route, status, dt);
     serve_buf_free(&c->body);
     qf_free(cs);

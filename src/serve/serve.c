@@ -1,11 +1,16 @@
 /* serve.c - the server object: options, metrics, the ticker thread, start
  * and orderly stop.
  *
- * The ticker wakes once a second to unload models whose keep-alive ran out
- * and to turn the generated-token counter into a tokens/s gauge (over the
- * last tick). Gauges that mirror the engines (queue, running sequences, kv
- * use, prefix hits) are read from the loaded engines when /metrics is
- * scraped, so they are never stale.
+ * The ticker wakes once a second to unload models whose keep-alive ran out,
+ * to turn the generated-token counter into a tokens/s gauge (over the last
+ * tick), and to sample: the system sampler (monitor/sys.h) publishes CPU,
+ * memory and I/O into the registry, and one snapshot of system + engine +
+ * request counters goes to the bottleneck detector (monitor/alert.h), whose
+ * state is published as qforge_alert_* gauges. Gauges that mirror the
+ * engines (queue, running sequences, kv use, prefix hits) are read from the
+ * loaded engines when /metrics is scraped, so they are never stale. One
+ * sample is taken before the ticker starts, so the first scrape already
+ * has every family.
  *
  * Stop order matters: set `stopping` (waiting connections cancel their
  * generations within one wait period), stop MHD (joins the connection
@@ -139,6 +144,7 @@ static void refresh_gauges(struct qf_serve *s) {
 
 enum MHD_Result serve_metrics_page(serve_conn *c) {
     refresh_gauges(c->srv);
+    qf_alerts_to_metrics(c->srv->alerts, c->srv->metrics);
     size_t len;
     char *text = qf_metrics_render(c->srv->metrics, &len);
     if (!text) return serve_reply_error(c, 500, "out of memory", NULL, NULL);
@@ -148,6 +154,23 @@ enum MHD_Result serve_metrics_page(serve_conn *c) {
     return r;
 }
 
+enum MHD_Result serve_alerts_page(serve_conn *c) {
+    size_t len;
+    char *body = qf_alerts_json(c->srv->alerts, &len);
+    if (!body) return serve_reply_error(c, 500, "out of memory", NULL, NULL);
+    enum MHD_Result r = serve_reply(c, 200, "application/json", body, len, NULL);
+    qf_free(body);
+    return r;
+}
+
+void serve_note_generation(struct qf_serve *s, bool failed, double seconds) {
+    atomic_fetch_add(&s->gen_requests, 1);
+    if (failed) atomic_fetch_add(&s->gen_errors, 1);
+    pthread_mutex_lock(&s->tick_mu);
+    if (seconds > s->lat_max_tick) s->lat_max_tick = seconds;
+    pthread_mutex_unlock(&s->tick_mu);
+}
+
 void serve_note_request(struct qf_serve *s, const char *route, int status, double seconds) {
     char labels[256], st[16];
     snprintf(st, sizeof st, "%d", status);
@@ -155,6 +178,63 @@ void serve_note_request(struct qf_serve *s, const char *route, int status, doubl
     qf_metrics_add(s->metrics, "qforge_http_requests_total", labels, 1);
     qf_metrics_labels(labels, sizeof labels, "endpoint", route, (const char *)NULL);
     qf_metrics_observe(s->metrics, "qforge_http_request_duration_seconds", labels, seconds);
+}
+
+/* ---- monitoring ---- */
+
+/* One sample: system -> registry, system + engines + requests -> the
+ * detector -> registry. Ticker thread only (and once before it starts). */
+static void sample_tick(struct qf_serve *s) {
+    qf_sys_sample smp;
+    qf_alert_snapshot snap = qf_alert_snapshot_blank();
+    if (s->sys && qf_sys_sample_now(s->sys, &smp) == QF_OK) {
+        qf_sys_to_metrics(&smp, s->metrics);
+        snap.mem_pressure = smp.mem_pressure;
+        snap.n_cores = smp.n_cores;
+        snap.core_util = smp.core_util;
+    }
+    qf_models_loaded_info info[64];
+    int n = qf_models_loaded(s->models, info, 64);
+    if (n > 64) n = 64;
+    double hits = 0, total = 0;
+    for (int i = 0; i < n; i++) {
+        const qf_engine_stats *st = &info[i].stats;
+        snap.steps += st->steps;
+        snap.kv_wait_steps += st->kv_wait_steps;
+        snap.cache_lookups += st->prefix_lookups;
+        hits += (double)st->prefix_hit_tokens;
+        total += (double)st->prompt_tokens_total;
+    }
+    snap.cache_hits = hits;
+    snap.cache_total = total;
+    snap.requests = atomic_load(&s->gen_requests);
+    snap.errors = atomic_load(&s->gen_errors);
+    pthread_mutex_lock(&s->tick_mu);
+    snap.latency_max_s = s->lat_max_tick >= 0 ? s->lat_max_tick : NAN;
+    s->lat_max_tick = -1;
+    pthread_mutex_unlock(&s->tick_mu);
+    snap.t = qf_now_s();
+    qf_alerts_feed(s->alerts, &snap);
+    qf_alerts_to_metrics(s->alerts, s->metrics);
+}
+
+/* --alert settings and --alert-cmd -> the detector; NULL + err. */
+static qf_alerts *make_alerts(const qf_serve_opts *o, qf_err *err) {
+    qf_alert_config c = qf_alert_config_default();
+    for (int i = 0; i < o->n_alert_settings; i++) {
+        const char *kv = o->alert_settings ? o->alert_settings[i] : NULL;
+        if (qf_alert_config_set(&c, kv, err) != QF_OK) {
+            qf_err_prefix(err, "serve: --alert");
+            return NULL;
+        }
+    }
+    qf_alerts *a = qf_alerts_new(&c, err);
+    if (!a) return NULL;
+    if (o->alert_cmd && o->alert_cmd[0] && qf_alerts_set_command(a, o->alert_cmd, err) != QF_OK) {
+        qf_alerts_free(a);
+        return NULL;
+    }
+    return a;
 }
 
 /* ---- ticker ---- */
@@ -179,6 +259,7 @@ static void *ticker_main(void *arg) {
         }
         pthread_mutex_unlock(&s->tick_mu);
         qf_models_expire(s->models, now);
+        sample_tick(s);
         pthread_mutex_lock(&s->tick_mu);
     }
     pthread_mutex_unlock(&s->tick_mu);
@@ -218,12 +299,15 @@ qf_serve *qf_serve_new(const qf_serve_opts *o, qf_err *err) {
     s->s_key = dup_opt(o->api_key && o->api_key[0] ? o->api_key : NULL, &ok);
     s->s_cors = dup_opt(o->cors_origin && o->cors_origin[0] ? o->cors_origin : NULL, &ok);
     s->s_tmpl = dup_opt(o->chat_template, &ok);
+    s->s_alert_cmd = dup_opt(o->alert_cmd && o->alert_cmd[0] ? o->alert_cmd : NULL, &ok);
     s->o.host = s->s_host;
     s->o.model_path = s->s_model;
     s->o.models_dir = s->s_dir;
     s->o.api_key = s->s_key;
     s->o.cors_origin = s->s_cors;
     s->o.chat_template = s->s_tmpl;
+    s->o.alert_cmd = s->s_alert_cmd;
+    s->lat_max_tick = -1;
     if (!s->o.max_body) s->o.max_body = (size_t)8 << 20;
     if (s->o.http_timeout_s <= 0) s->o.http_timeout_s = 60;
     if (s->o.max_connections <= 0) s->o.max_connections = 256;
@@ -239,6 +323,12 @@ qf_serve *qf_serve_new(const qf_serve_opts *o, qf_err *err) {
         QF_ERR_SET(err, QF_ERR_INTERNAL, "serve: cannot declare metrics");
         goto fail;
     }
+    s->alerts = make_alerts(o, err);
+    if (!s->alerts) goto fail;
+    s->o.alert_settings = NULL; /* borrowed: used up */
+    s->o.n_alert_settings = 0;
+    s->sys = qf_sys_new(NULL, err);
+    if (!s->sys) goto fail;
     qf_models_params mp;
     memset(&mp, 0, sizeof mp);
     mp.model_path = s->o.model_path;
@@ -257,6 +347,7 @@ qf_serve *qf_serve_new(const qf_serve_opts *o, qf_err *err) {
     mp.engine.timeout_s = s->o.timeout_s;
     s->models = qf_models_new(&mp, err);
     if (!s->models) goto fail;
+    sample_tick(s); /* the first scrape sees every family */
     if (serve_http_start(s, err)) goto fail;
     if (pthread_create(&s->ticker, NULL, ticker_main, s) != 0) {
         QF_ERR_SET(err, QF_ERR_INTERNAL, "serve: cannot start the ticker thread");
@@ -284,6 +375,8 @@ void qf_serve_free(qf_serve *s) {
         pthread_join(s->ticker, NULL);
     }
     qf_models_free(s->models);
+    qf_alerts_free(s->alerts); /* waits for a running alert command */
+    qf_sys_free(s->sys);
     qf_metrics_free(s->metrics);
     pthread_mutex_destroy(&s->tick_mu);
     pthread_cond_destroy(&s->tick_cv);
@@ -293,6 +386,7 @@ void qf_serve_free(qf_serve *s) {
     qf_free(s->s_key);
     qf_free(s->s_cors);
     qf_free(s->s_tmpl);
+    qf_free(s->s_alert_cmd);
     qf_free(s);
 }
 

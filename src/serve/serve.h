@@ -9,7 +9,15 @@
  *   Ollama   POST /api/chat, POST /api/generate (NDJSON streaming by
  *            default), GET /api/tags, GET /api/ps, POST /api/show,
  *            GET /api/version; errors: {"error": "message"}
- *   other    GET /health, GET /metrics (Prometheus text), GET / (dashboard)
+ *   other    GET /health, GET /metrics (Prometheus text), GET / (dashboard),
+ *            GET /alerts (active alerts: {"alerts":[{"name", "severity",
+ *            "message", "value", "threshold", "since_unix"}]})
+ *
+ * Monitoring: once a second the server samples the system (monitor/sys.h:
+ * CPU per core, memory, memory pressure, I/O, GPU) and its engines into
+ * /metrics and feeds the bottleneck detector (monitor/alert.h); alerts go
+ * to the log, /alerts, /metrics (qforge_alert_active{alert=...}), the
+ * dashboard, and the alert command when one is set. Names: docs/metrics.md.
  *
  * Every generation request goes to the engine of its model (see models.h
  * for loading and keep-alive): a full queue answers 503 with Retry-After,
@@ -54,6 +62,9 @@ typedef struct qf_serve_opts {
     int http_timeout_s;        /* idle connection timeout (slow clients); 0 = 60 */
     int max_connections;       /* 0 = 256 */
     bool log_requests;         /* one info line per request */
+    const char *alert_cmd;     /* --alert-cmd: run with each alert as JSON on stdin; NULL = none */
+    const char *const *alert_settings; /* --alert KEY=VALUE (qf_alert_config_set); borrowed */
+    int n_alert_settings;
 } qf_serve_opts;
 
 /* Defaults as documented above (host, port 1234, keep-alive 300 s). */
@@ -62,8 +73,9 @@ qf_serve_opts qf_serve_opts_default(void);
 typedef struct qf_serve qf_serve;
 
 /* Check the options, bind host:port and start serving (models load on first
- * use). NULL + err: QF_ERR_INVALID (bad option), QF_ERR_IO (cannot bind,
- * model file or folder missing). */
+ * use). NULL + err: QF_ERR_INVALID (bad option, bad alert setting: the
+ * message names it), QF_ERR_IO (cannot bind, model file or folder
+ * missing). */
 qf_serve *qf_serve_new(const qf_serve_opts *o, qf_err *err);
 /* The bound port (useful with port 0). */
 int qf_serve_port(const qf_serve *s);

@@ -21,7 +21,9 @@
 
 #include "engine/engine.h"
 #include "sample/sample.h"
+#include "monitor/alert.h"
 #include "monitor/metrics.h"
+#include "monitor/sys.h"
 #include "serve/models.h"
 #include "serve/serve.h"
 
@@ -172,6 +174,14 @@ struct qf_serve {
     pthread_mutex_t tick_mu;
     pthread_cond_t tick_cv;
     double tok_rate; /* generated tokens/s, last window */
+    /* monitoring (serve.c): the sampler belongs to the ticker thread */
+    char *s_alert_cmd;
+    qf_sys *sys;
+    qf_alerts *alerts;
+    atomic_uint_fast64_t gen_requests; /* generation requests answered */
+    atomic_uint_fast64_t gen_errors;   /* of which failed (5xx, error or timeout) */
+    double lat_max_tick; /* under tick_mu: slowest generation ended since the
+                            last tick, seconds; < 0 when none */
 };
 
 /* Responses (http.c). Each queues one response and records its status. */
@@ -264,7 +274,11 @@ cJSON *serve_ollama_details(const qf_model_file *f);
 
 /* serve.c */
 enum MHD_Result serve_metrics_page(serve_conn *c);
+enum MHD_Result serve_alerts_page(serve_conn *c);
 void serve_note_request(struct qf_serve *s, const char *route, int status, double seconds);
+/* A generation request ended (any status): feeds the error-rate and
+ * latency alerts. failed: 5xx, or the generation ended in error/timeout. */
+void serve_note_generation(struct qf_serve *s, bool failed, double seconds);
 
 extern const char serve_dashboard_html[];
 

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/cpu.h"
 #include "base/log.h"
 #include "base/mem.h"
 #include "monitor/monitor_int.h"
@@ -190,6 +191,7 @@ static void run_one(alert_runner *r, job *j) {
 
 static void *runner_main(void *arg) {
     alert_runner *r = arg;
+    qf_cpu_place_self(QF_THREAD_BACKGROUND);
     sigset_t pipe_set;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);

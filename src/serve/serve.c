@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/cpu.h"
 #include "base/log.h"
 #include "base/mem.h"
 #include "serve/serve_int.h"
@@ -241,6 +242,7 @@ static qf_alerts *make_alerts(const qf_serve_opts *o, qf_err *err) {
 
 static void *ticker_main(void *arg) {
     struct qf_serve *s = arg;
+    qf_cpu_place_self(QF_THREAD_BACKGROUND); /* off the compute cores where there are others */
     uint64_t last_tokens = atomic_load(&s->gen_tokens);
     double last_t = qf_now_s();
     pthread_mutex_lock(&s->tick_mu);

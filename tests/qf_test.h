@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 
 static int qf_test_failures = 0;
@@ -109,6 +110,53 @@ static inline unsigned qf_test_seed(void) {
     unsigned seed = s ? (unsigned)strtoul(s, NULL, 10) : (unsigned)time(NULL);
     fprintf(stderr, "seed %u (set QF_SEED to replay)\n", seed);
     return seed;
+}
+
+/* Run cmd through the shell; its stdout (stderr too when merge) into *out
+ * (malloc'ed, NUL-terminated; NULL discards it). Returns the exit status,
+ * 128 + N when killed by signal N, -1 when the shell could not start. */
+static inline int qf_test_sh(const char *cmd, int merge, char **out) {
+    size_t len = strlen(cmd) + 16;
+    char *full = malloc(len);
+    if (!full) return -1;
+    snprintf(full, len, "(%s) %s", cmd, merge ? "2>&1" : "2>/dev/null");
+    FILE *p = popen(full, "r");
+    free(full);
+    if (!p) return -1;
+    size_t cap = 1 << 16, n = 0, r;
+    char *buf = malloc(cap);
+    while (buf && (r = fread(buf + n, 1, cap - n - 1, p)) > 0) {
+        n += r;
+        if (n + 1 == cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) free(buf);
+            buf = nb;
+        }
+    }
+    int st = pclose(p);
+    if (buf) buf[n] = 0;
+    if (out) *out = buf;
+    else free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : -1;
+}
+
+/* A whole file, NUL-terminated (malloc'ed); NULL when it cannot be read. */
+static inline char *qf_test_slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, n = 0, r;
+    char *b = malloc(cap);
+    while (b && (r = fread(b + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (n + 1 == cap) {
+            char *nb = realloc(b, cap *= 2);
+            if (!nb) free(b);
+            b = nb;
+        }
+    }
+    fclose(f);
+    if (b) b[n] = 0;
+    return b;
 }
 
 #endif

@@ -23,6 +23,7 @@ int cmd_model(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
 int cmd_gen(int argc, char **argv);
 int cmd_top(int argc, char **argv);
 

@@ -15,6 +15,7 @@ static const char *k_usage =
     "  quantize   convert a GGUF model to another tensor type\n"
     "  bench      measure prompt processing and generation speed\n"
     "  serve      OpenAI- and Ollama-compatible local server (like LM Studio / Ollama)\n"
+    "  tune       plan memory, threads and slots for a model; --autotune measures and writes the config\n"
     "  top        live view of a running serve (URL) or gen job (--db); --once --json for scripts\n"
     "\n"
     "run 'qforge <command> --help' for the options of a command\n";
@@ -40,6 +41,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "quantize")) return cmd_quantize(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tune")) return cmd_tune(argc - 1, argv + 1);
     if (!strcmp(cmd, "top")) return cmd_top(argc - 1, argv + 1);
     fprintf(stderr, "qforge: unknown command '%s'\n\n%s", cmd, k_usage);
     return QF_EXIT_USAGE;

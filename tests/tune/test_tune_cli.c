@@ -23,23 +23,8 @@ static int sh(char **out, bool merge, const char *env, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s %s %s", env ? env : "", QF_QFORGE_EXE, args,
-             merge ? "2>&1" : "2>/dev/null");
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t cap = 1 << 16, n = 0, r;
-    char *buf = malloc(cap);
-    while ((r = fread(buf + n, 1, cap - n - 1, p)) > 0) {
-        n += r;
-        if (n + 1 == cap) buf = realloc(buf, cap *= 2);
-    }
-    buf[n] = 0;
-    int st = pclose(p);
-    if (out)
-        *out = buf;
-    else
-        free(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    snprintf(cmd, sizeof cmd, "%s %s %s", env ? env : "", QF_QFORGE_EXE, args);
+    return qf_test_sh(cmd, merge, out);
 }
 
 static char g_env[800]; /* XDG_CONFIG_HOME of the test: never the user's config */

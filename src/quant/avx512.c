@@ -944,6 +944,9 @@ INLINE bool ax_k_min(int kind) {
 typedef struct ax_plan {
     int kind, G, RT;
     bool perm;        /* B columns (weight rows) in ax_perm order within each 16 (ax_weights_b32) */
+    const uint8_t *pf; /* next row tile's weights, fetched into L2 during this tile's tile work (NULL: none) */
+    int pf_rows;
+    size_t pf_wrb, pf_bw;
     int64_t cols, ns, n, tch;
     size_t xs, qoff;  /* activation row stride; offset of group g's values */
     float *dx;        /* [n][ns] d_x per block / super-block */
@@ -1335,6 +1338,11 @@ static void ax_compute_b32(const ax_plan *p, int64_t i0, int64_t t0, bool two) {
     for (int64_t g = 0; g < ns; g++) {
         int32_t *c = p->c + (g & 1) * 1024;
         const int8_t *b = p->b + (size_t)g * 1024;
+        /* the next tile's block g, one request per row when it starts a
+         * new cache line: its rows are read while this tile computes */
+        if (p->pf && (g == 0 || ((g * p->pf_bw) >> 6) != (((g + 1) * p->pf_bw - 1) >> 6)))
+            for (int i = 0; i < p->pf_rows; i++)
+                _mm_prefetch((const char *)p->pf + (size_t)i * p->pf_wrb + (size_t)(g + 1) * p->pf_bw - 1, _MM_HINT_T1);
         _tile_loadd(4, a0 + g * 512, 32);
         _tile_loadd(6, b, 64);
         _tile_loadd(7, b + 512, 64);
@@ -1448,6 +1456,16 @@ static bool gemm_amx(int kind, const void *W, size_t wrb, int64_t cols, int64_t 
             const int nr = r1 - rb < p.RT ? (int)(r1 - rb) : p.RT;
             if (k) ax_weights_k(&p, w + (size_t)rb * wrb, wrb, nr);
             else ax_weights_b32(&p, w + (size_t)rb * wrb, wrb, nr);
+            if (!k && c0 + p.tch >= n && rb + p.RT < r1) { /* last token chunk: fetch the next row tile */
+                static const size_t bws[] = {sizeof(qf_block_q4_0), sizeof(qf_block_q4_1), sizeof(qf_block_q5_0),
+                                             sizeof(qf_block_q5_1), sizeof(qf_block_q8_0)};
+                p.pf = w + (size_t)(rb + p.RT) * wrb;
+                p.pf_rows = r1 - rb - p.RT < p.RT ? (int)(r1 - rb - p.RT) : p.RT;
+                p.pf_wrb = wrb;
+                p.pf_bw = bws[kind];
+            } else {
+                p.pf = NULL;
+            }
             const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
             const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
             for (int64_t t = c0; t < c0 + nt; t += AMX_TOK) {

@@ -768,23 +768,33 @@ INLINE void f_tile(const int kind, const int R, const int T, const uint8_t *w, s
 static bool gemm_f_batch(int kind, const uint8_t *w, size_t wrb, int64_t cols, int64_t r0, int64_t r1,
                          const uint8_t *x, size_t xs, int64_t n, float *y, int64_t ldy);
 
+/* One token: rows in groups of 16, reduced together (sum16). */
+INLINE void gemv_f(const int kind, const uint8_t *w, size_t wrb, int64_t cols, int64_t r0, int64_t r1,
+                   const uint8_t *x, size_t xs, float *y) {
+    for (int64_t r = r0; r < r1; r += 16) {
+        const int nr = r1 - r < 16 ? (int)(r1 - r) : 16;
+        __m512 acc[16];
+        float unused[F_R]; /* y of the tile, not written when raw is given */
+        int i = 0;
+        for (; i + F_R <= nr; i += F_R)
+            f_tile(kind, F_R, 1, w + (size_t)(r + i) * wrb, wrb, cols, x, xs, unused, 0, acc + i);
+        for (; i < nr; i++)
+            f_tile(kind, 1, 1, w + (size_t)(r + i) * wrb, wrb, cols, x, xs, unused, 0, acc + i);
+        for (; i < 16; i++)
+            acc[i] = _mm512_setzero_ps();
+        _mm512_mask_storeu_ps(y + r, (__mmask16)((1u << nr) - 1), sum16(acc));
+    }
+}
+
 INLINE void gemm_f(const int kind, const void *W, size_t wrb, int64_t cols, int64_t r0, int64_t r1,
                    const void *xq, size_t xs, int64_t n, float *y, int64_t ldy) {
     const uint8_t *w = W, *x = xq;
-    if (n == 1) { /* rows in groups of 16, reduced together */
-        for (int64_t r = r0; r < r1; r += 16) {
-            const int nr = r1 - r < 16 ? (int)(r1 - r) : 16;
-            __m512 acc[16];
-            float unused[F_R]; /* y of the tile, not written when raw is given */
-            int i = 0;
-            for (; i + F_R <= nr; i += F_R)
-                f_tile(kind, F_R, 1, w + (size_t)(r + i) * wrb, wrb, cols, x, xs, unused, 0, acc + i);
-            for (; i < nr; i++)
-                f_tile(kind, 1, 1, w + (size_t)(r + i) * wrb, wrb, cols, x, xs, unused, 0, acc + i);
-            for (; i < 16; i++)
-                acc[i] = _mm512_setzero_ps();
-            _mm512_mask_storeu_ps(y + r, (__mmask16)((1u << nr) - 1), sum16(acc));
-        }
+    /* one token; or a few tokens over a small matrix that stays in L1 (an
+     * attention block of keys for the query heads of one kv head): token by
+     * token, the 16-row reduction beats a horizontal sum per output */
+    if (n == 1 || (n < FB_T && (size_t)(r1 - r0) * wrb <= 16384)) {
+        for (int64_t t = 0; t < n; t++)
+            gemv_f(kind, w, wrb, cols, r0, r1, x + (size_t)t * xs, xs, y + t * ldy);
         return;
     }
     if (kind == F_F16 && amx_bf16_ok && n >= AMX_MIN_N_K && gemm_amx_f16(w, wrb, cols, r0, r1, x, xs, n, y, ldy))

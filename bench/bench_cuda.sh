@@ -9,20 +9,26 @@
 # 8B-class llama shape (n_embd 4096, 32 layers, 32 heads, 8 kv heads, n_ff
 # 14336; random weights written once to /tmp by qf_model_synth, 3.9 GB for
 # q4_0 and 7.4 GB for q8_0) runs tg128 at batch 1 and 32 sequences, three
-# repetitions each, and prints tok/s, % of roofline and the batch-32 speedup.
+# repetitions each, and prints tok/s, % of roofline and the batch-32 speedup,
+# then a batch-1 profile (device time per kind of kernel, matrix bandwidth).
 # JSON results go to $OUT (default .) as bench_cuda_<type>.json.
 # Environment knobs of the backend (for measurements): QF_CUDA_GRAPHS=0,
 # QF_CUDA_PDL=0, QF_CUDA_PERSIST=0, QF_CUDA_STAGED=0, QF_CUDA_ATT_ENC=0,
-# QF_CUDA_WARPS=n, QF_CUDA_UNROLL=2.
+# QF_CUDA_WARPS=n, QF_CUDA_UNROLL=2; one token: QF_CUDA_MV=0 (mmq instead of
+# the matrix-vector kernel), QF_CUDA_MV_NORM=0, QF_CUDA_SWIGLU=0,
+# QF_CUDA_ATT_FUSE=0 (separate act / k_store kernels), QF_CUDA_MV_U=n
+# (k-steps in flight per warp: 4 or 8 for q4_0, 2 or 4 for q8_0),
+# QF_CUDA_SPLIT_MIN=n (attended positions below which attention is not
+# split).
 set -eu
 BUILD=${1:-build-cuda}
 BIN=${BENCH_GPU:-$BUILD/bench_gpu}
 if [ ! -x "$BIN" ]; then
-    cmake -S . -B "$BUILD" -G Ninja -DQF_CUDA=ON -DCMAKE_BUILD_TYPE=Release
+    cmake -S . -B "$BUILD" -G Ninja -DQF_CUDA=ON -DCMAKE_BUILD_TYPE=Release ${CUDA_ARCH:+-DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCH}
     cmake --build "$BUILD" --target bench_gpu
 fi
 SHAPE=${SHAPE:-4096:32:32:8:14336}
 for T in ${TYPES:-q4_0 q8_0}; do
     echo "== llama $SHAPE $T"
-    "$BIN" --synth "llama:$SHAPE:$T" --batch 1,32 --tg 128 --prompt 16 --reps 3 --json "${OUT:-.}/bench_cuda_$T.json"
+    "$BIN" --synth "llama:$SHAPE:$T" --batch 1,32 --tg 128 --prompt 16 --reps 3 --profile --json "${OUT:-.}/bench_cuda_$T.json"
 done

@@ -15,6 +15,12 @@
  * read + written per second). Ideal tok/s at B = 1 is bandwidth / bytes;
  * the report prints the achieved fraction. --synth writes the model with
  * qf_model_synth (what `qforge model synth` calls) to /tmp, reused if there.
+ *
+ * --profile: one more batch-1 run with QF_CUDA_PROFILE=1 (no graphs, an
+ * event between every two kernels): device time per step by kind of
+ * kernel (act, qkv, attention, ...), and the bandwidth of the matrix
+ * kernels. Each kernel's time then includes its launch gap, so the sum
+ * exceeds the graph-replayed step.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +50,8 @@ static int argmax(const float *x, int n) {
         if (x[i] > x[b]) b = i;
     return b;
 }
+
+static int g_profile; /* reset the profile after the prefill: decode steps only */
 
 typedef struct run_result {
     double pp_s, tg_s, step_med_s;
@@ -75,6 +83,7 @@ static int run_once(const qf_model *m, int B, int n_prompt, int n_tg, run_result
     qf_batch b = {B * n_prompt, tok, pos, seq, lg};
     if (qf_gpu_fwd_decode(g, kv, &b, &e) != QF_OK) goto fail;
     res->pp_s = now_s() - t0;
+    if (g_profile) qf_cuda_profile_reset();
     for (int s = 0; s < B; s++) tok[s] = argmax(qf_gpu_fwd_logits(g, s), nv);
     double t1 = now_s();
     for (int it = 0; it < n_tg; it++) {
@@ -117,9 +126,13 @@ static int parse_synth(const char *spec, qf_synth_params *p, char *path, size_t 
 
 int main(int argc, char **argv) {
     const char *model = NULL, *synth = NULL, *json = NULL, *batches = "1,32";
-    int n_tg = 128, n_prompt = 16, reps = 3;
+    int n_tg = 128, n_prompt = 16, reps = 3, profile = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--profile")) {
+            profile = 1;
+            continue;
+        }
         if (!v) {
             fprintf(stderr, "bench_gpu: %s needs a value\n", a);
             return 2;
@@ -139,7 +152,7 @@ int main(int argc, char **argv) {
     }
     if ((!model && !synth) || n_tg < 1 || n_prompt < 1 || reps < 1) {
         fprintf(stderr, "usage: bench_gpu (--model M.gguf | --synth llama:E:L:H:KV:FF:TYPE) [--tg N] [--prompt N] "
-                        "[--batch 1,32] [--reps N] [--json OUT]\n");
+                        "[--batch 1,32] [--reps N] [--json OUT] [--profile]\n");
         return 2;
     }
     char name[256];
@@ -229,6 +242,32 @@ int main(int argc, char **argv) {
                     first ? "" : ", ", B, n_tg, tps, med[reps / 2] * 1e3, pps);
         first = 0;
         free(tg), free(pp), free(med);
+    }
+    if (profile) {
+        /* batch 1 again, every kernel between two events */
+        setenv("QF_CUDA_PROFILE", "1", 1);
+        g_profile = 1;
+        run_result rr;
+        if (run_once(m, 1, n_prompt, n_tg, &rr) != 0) return 1;
+        g_profile = 0;
+        unsetenv("QF_CUDA_PROFILE");
+        qf_cuda_prof pr[16];
+        int np = qf_cuda_profile_get(pr, 16);
+        long steps = qf_cuda_profile_steps();
+        double tot = 0;
+        for (int i = 0; i < np; i++) tot += pr[i].ms;
+        printf("profile, batch 1, %ld decode steps, ms per step (events around each kernel; tg %.1f tok/s):\n",
+               steps, n_tg / rr.tg_s);
+        for (int i = 0; i < np; i++) {
+            printf("  %-10s %7.3f ms %5.1f%%  %6.1f launches/step  %6.2f us each", pr[i].name, pr[i].ms / steps,
+                   100.0 * pr[i].ms / tot, (double)pr[i].calls / steps, 1e3 * pr[i].ms / pr[i].calls);
+            if (pr[i].bytes > 0) printf("  %7.0f GB/s", pr[i].bytes / (pr[i].ms * 1e-3) / 1e9);
+            printf("\n");
+            if (jf)
+                fprintf(jf, "%s{\"kind\": \"%s\", \"ms_per_step\": %.4f, \"calls\": %ld, \"bytes\": %.0f}",
+                        i ? ", " : "], \"profile\": [", pr[i].name, pr[i].ms / steps, pr[i].calls, pr[i].bytes);
+        }
+        printf("  %-10s %7.3f ms\n", "sum", tot / steps);
     }
     if (jf) {
         fprintf(jf, "], \"roofline_tok_s\": %.2f}\n", ideal);

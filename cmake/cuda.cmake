@@ -12,6 +12,10 @@
 #   - defines QF_HAVE_CUDA for qf and its users (backend.c lists the device,
 #     tests/backend checks kernels directly);
 #   - adds bench_gpu (bench/bench_gpu.c).
+# Files: cuda_dev.cu (device setup, step orchestration, graphs), cuda_mm.cu
+# (weight repacking, mmq for batches), cuda_mv.cu (one token: the
+# matrix-vector kernel with its bulk-copy weight stream), cuda_ops.cu
+# (norms/encodings, RoPE, kv store, attention).
 # CMAKE_CUDA_ARCHITECTURES defaults to 80;86;89;90 (the int8 mma kernels need
 # sm_80; sm_90 adds programmatic dependent launch). Pass e.g.
 # -DCMAKE_CUDA_ARCHITECTURES=90 to build faster for one card.
@@ -45,7 +49,9 @@ if(QF_CUDA)
   foreach(o IN LISTS _qf_cuda_opts)
     if(o STREQUAL "-Werror")
       list(APPEND _qf_cuda_new "-Xcompiler=-Werror" "-Werror=all-warnings")
-    elseif(o MATCHES "^-[Wf]")
+    elseif(o MATCHES "^-[WfO]")
+      # -O2 of the directory is for the host compiler: nvcc would warn that
+      # it redefines the build type's -O3
       list(APPEND _qf_cuda_new "-Xcompiler=${o}")
     else()
       list(APPEND _qf_cuda_new "${o}")

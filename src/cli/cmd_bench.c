@@ -16,6 +16,7 @@
 #include "cli/cli.h"
 #include "engine/engine.h"
 #include "model/session.h"
+#include "tune/config.h"
 
 static const char *k_usage =
     "usage: qforge bench -m MODEL [-p N] [-n N] [-t THREADS] [-r REPS] [--kv-type f16|f32|q8_0] [--json]\n"
@@ -25,6 +26,8 @@ static const char *k_usage =
     "  -n N   generated tokens for the tg test (default 128; 0 skips it)\n"
     "  -r N   repetitions (default 5)\n"
     "  --json one JSON object per test per line: test, tokens_per_s, stddev, ...\n"
+    "  --config FILE  threads, batch and kv_type from a config file (`qforge tune --autotune` writes\n"
+    "         one; default: ~/.config/qforge/config.yaml if present); flags win; --no-config ignores it\n"
     "  -ngl, --gpu-layers N  layers on the GPU: -1 = all, 0 = none (default: $QFORGE_GPU_LAYERS or 0)\n"
     "\n"
     "engine (continuous batching) benchmarks:\n"
@@ -108,7 +111,7 @@ static int run_engine_load(qf_engine *e, int32_t n_vocab, int nseq, int prefix, 
 
 typedef struct engine_bench_opts {
     const char *parallel;
-    long long shared_prefix, seqs, suffix, n_gen, threads, gpu_layers;
+    long long shared_prefix, seqs, suffix, n_gen, threads, gpu_layers, batch;
     bool no_prefix_cache, json;
     qf_type kv_type;
 } engine_bench_opts;
@@ -130,6 +133,7 @@ static int bench_engine(const char *model, const engine_bench_opts *o) {
         p.kv_tokens = (int64_t)p.n_ctx * p.n_parallel;
         p.max_queue = (int32_t)o->seqs + 1;
         p.n_threads = (int)o->threads;
+        p.n_batch = (int32_t)o->batch;
         p.kv_type = o->kv_type;
         p.n_gpu_layers = (int32_t)o->gpu_layers;
         p.no_prefix_cache = o->no_prefix_cache;
@@ -164,6 +168,7 @@ static int bench_engine(const char *model, const engine_bench_opts *o) {
         p.n_parallel = P;
         p.n_ctx = (int32_t)(16 + o->n_gen + 16);
         p.n_threads = (int)o->threads;
+        p.n_batch = (int32_t)o->batch;
         p.kv_type = o->kv_type;
         p.n_gpu_layers = (int32_t)o->gpu_layers;
         p.no_prefix_cache = true; /* distinct prompts anyway; measure decode only */
@@ -196,7 +201,8 @@ out:
 int cmd_bench(int argc, char **argv) {
     const char *model = NULL;
     long long n_p = 512, n_g = 128, threads = 0, reps = 5, gpu_layers = qf_gpu_layers_env();
-    bool json = false;
+    bool json = false, kv_set = false, no_config = false;
+    const char *config = NULL;
     qf_type kv_type = QF_TYPE_F16;
     engine_bench_opts eo = {0};
     eo.seqs = 16;
@@ -213,6 +219,12 @@ int cmd_bench(int argc, char **argv) {
         } else if (!strcmp(a, "--no-prefix-cache")) {
             eo.no_prefix_cache = true;
             continue;
+        } else if (!strcmp(a, "--no-config")) {
+            no_config = true;
+            continue;
+        } else if (!strcmp(a, "--config")) {
+            if (!(config = cli_value(argc, argv, &i))) return cli_usage_error(k_usage, "bench: --config needs a file");
+            continue;
         } else if (!strcmp(a, "--parallel")) {
             if (!(eo.parallel = cli_value(argc, argv, &i))) return cli_usage_error(k_usage, "bench: --parallel needs a list");
             continue;
@@ -224,6 +236,7 @@ int cmd_bench(int argc, char **argv) {
             if (v && !strcmp(v, "f32")) kv_type = QF_TYPE_F32;
             else if (v && !strcmp(v, "q8_0")) kv_type = QF_TYPE_Q8_0;
             else if (!v || strcmp(v, "f16")) return cli_usage_error(k_usage, "bench: --kv-type is f16, q8_0 or f32");
+            kv_set = true;
             continue;
         } else if (!strcmp(a, "-p")) dst = &n_p;
         else if (!strcmp(a, "-n")) dst = &n_g;
@@ -239,6 +252,18 @@ int cmd_bench(int argc, char **argv) {
             return cli_usage_error(k_usage, "bench: bad value for %s", a);
     }
     if (!model) return cli_usage_error(k_usage, "bench: -m MODEL is required");
+    { /* config file: below the flags, above the built-in defaults */
+        qf_config cfg;
+        bool found;
+        qf_err cerr = {0};
+        if (qf_config_resolve(config, !no_config, &cfg, &found, &cerr) != QF_OK) return cli_fail(&cerr);
+        if (found) {
+            if (!threads) threads = cfg.threads;
+            if (!kv_set && cfg.has_kv_type) kv_type = cfg.kv_type;
+            eo.batch = cfg.batch;
+            fprintf(stderr, "qforge: bench: settings from %s\n", cfg.path);
+        }
+    }
     if (eo.parallel || eo.shared_prefix > 0) {
         eo.n_gen = n_g;
         eo.threads = threads;

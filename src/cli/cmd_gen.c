@@ -18,6 +18,7 @@
 #include "pipeline/fetch.h"
 #include "pipeline/gen.h"
 #include "pipeline/prompt.h"
+#include "tune/config.h"
 
 static const char *k_usage =
     "usage: qforge gen INPUT... -o OUT.jsonl [-m MODEL.gguf | --endpoint URL ... | --ollama URL]\n"
@@ -38,6 +39,9 @@ static const char *k_usage =
     "      --chat-template NAME  embedded: chat template family instead of the model's\n"
     "  -ngl, --gpu-layers N    embedded: layers on the GPU, -1 = all (default: $QFORGE_GPU_LAYERS or 0)\n"
     "      --fetch-model       download the default model if needed, print its path, exit\n"
+    "      --config FILE       embedded: threads, ctx and parallel slots from a config file (written by\n"
+    "                          `qforge tune --autotune`; default ~/.config/qforge/config.yaml if present;\n"
+    "                          flags, --max-concurrent and a preset file win)   --no-config: ignore it\n"
     "\n"
     "job\n"
     "  -o, --output FILE       dataset (JSON Lines); the job store is FILE.qforge.db beside it\n"
@@ -87,7 +91,8 @@ int cmd_gen(int argc, char **argv) {
     const char *preset = "speed", *ollama = NULL, *prompts_init = NULL, *progress = "auto";
     long long workers = -1, maxc = -1, passes = -1, pairs = -1, minans = -1, n;
     double temp = -1, d;
-    bool fetch_only = false;
+    bool fetch_only = false, no_config = false;
+    const char *config = NULL;
     int rc = QF_EXIT_OK;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -235,6 +240,11 @@ int cmd_gen(int argc, char **argv) {
             if (strcmp(v, "auto") && strcmp(v, "bar") && strcmp(v, "plain") && strcmp(v, "off")) BAD();
         } else if (!strcmp(a, "--naive")) {
             o.naive = true;
+        } else if (!strcmp(a, "--config")) {
+            NEED();
+            config = v;
+        } else if (!strcmp(a, "--no-config")) {
+            no_config = true;
         } else if (a[0] == '-' && a[1]) {
             rc = cli_usage_error(k_usage, "gen: unknown option '%s'", a);
             goto out;
@@ -287,6 +297,25 @@ int cmd_gen(int argc, char **argv) {
     if (passes > 0) o.preset.generation_passes = (int32_t)passes;
     if (pairs > 0) o.preset.qa_pairs_per_chunk = (int32_t)pairs;
     if (minans >= 0) o.preset.min_answer_length = (int32_t)minans;
+    { /* config file (embedded engine only): below the flags, above the built-in defaults */
+        qf_config cfg;
+        qf_preset builtin;
+        bool found;
+        if (qf_config_resolve(config, !no_config, &cfg, &found, &err) != QF_OK) {
+            rc = cli_fail(&err);
+            goto out;
+        }
+        if (found && !o.n_endpoints) {
+            if (!o.n_threads) o.n_threads = cfg.threads;
+            if (!o.n_ctx) o.n_ctx = cfg.ctx;
+            /* engine slots = max_concurrent_requests x generation_passes (pipeline/gen.c) */
+            if (cfg.parallel && maxc <= 0 && qf_preset_builtin(preset, &builtin) == QF_OK) {
+                int32_t mc = cfg.parallel / o.preset.generation_passes;
+                o.preset.max_concurrent_requests = mc > 0 ? mc : 1;
+            }
+            fprintf(stderr, "qforge: gen: settings from %s\n", cfg.path);
+        }
+    }
     o.progress = !strcmp(progress, "bar") ? 1 : !strcmp(progress, "plain") ? 2 : !strcmp(progress, "off") ? -1 : 0;
     o.inputs = inputs;
     o.n_inputs = n_inputs;

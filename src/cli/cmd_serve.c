@@ -17,6 +17,8 @@
 #include "cli/cli.h"
 #include "serve/models.h"
 #include "serve/serve.h"
+#include "tune/config.h"
+#include "monitor/alert.h"
 
 static const char *k_usage =
     "usage: qforge serve (-m MODEL.gguf | --models-dir DIR) [options]\n"
@@ -55,6 +57,13 @@ static const char *k_usage =
     "      --http-timeout S    close connections idle this long (slow clients; default 60)\n"
     "      --max-connections N (default 256)\n"
     "  -v, --verbose           log every request\n"
+    "      --config FILE       threads, parallel, batch, ctx, kv_type from a config file (written by\n"
+    "                          `qforge tune --autotune`; default ~/.config/qforge/config.yaml if\n"
+    "                          present; flags and environment win)   --no-config: ignore it\n"
+    "      --alert KEY=VALUE   alert setting, repeatable: memory_pressure=90%, response_latency=60,\n"
+    "                          cache_hit_rate=off, error_rate=5%, window=120, ... (docs/metrics.md)\n"
+    "      --alert-cmd CMD     run CMD (sh -c) on every alert fired or cleared, the alert as JSON\n"
+    "                          on stdin\n"
     "\n"
     "Stop with Ctrl-C (SIGINT) or SIGTERM.\n";
 
@@ -190,7 +199,11 @@ static bool from_env(qf_serve_opts *o) {
 
 int cmd_serve(int argc, char **argv) {
     qf_serve_opts o = qf_serve_opts_default();
+    const char *alert_kv[64]; /* --alert settings */
+    qf_alert_config alert_check = qf_alert_config_default();
     if (!from_env(&o)) return QF_EXIT_USAGE;
+    const char *config = NULL;
+    bool kv_set = false, no_config = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         long long n;
@@ -259,6 +272,7 @@ int cmd_serve(int argc, char **argv) {
             o.n_batch = (int)n;
         } else if (!strcmp(a, "--kv-type")) {
             NEED();
+            kv_set = true;
             if (!strcmp(v, "f16"))
                 o.kv_type = QF_TYPE_F16;
             else if (!strcmp(v, "q8_0"))
@@ -289,6 +303,22 @@ int cmd_serve(int argc, char **argv) {
             o.max_connections = (int)n;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             o.log_requests = true;
+        } else if (!strcmp(a, "--config")) {
+            NEED();
+            config = v;
+        } else if (!strcmp(a, "--no-config")) {
+            no_config = true;
+        } else if (!strcmp(a, "--alert")) {
+            NEED();
+            qf_err aerr = {0};
+            if (o.n_alert_settings == 64) return cli_usage_error(k_usage, "serve: over 64 --alert");
+            if (qf_alert_config_set(&alert_check, v, &aerr) != QF_OK)
+                return cli_usage_error(k_usage, "serve: --alert: %s", aerr.msg);
+            alert_kv[o.n_alert_settings++] = v;
+            o.alert_settings = alert_kv;
+        } else if (!strcmp(a, "--alert-cmd")) {
+            NEED();
+            o.alert_cmd = v;
         } else {
             return cli_usage_error(k_usage, "serve: unknown option '%s'", a);
         }
@@ -299,6 +329,20 @@ int cmd_serve(int argc, char **argv) {
     if (!o.model_path && !o.models_dir)
         return cli_usage_error(
             k_usage, "serve: give a model (-m FILE) or a folder of models (--models-dir DIR)");
+    { /* config file: below flags and environment, above the built-in defaults */
+        qf_config cfg;
+        bool found;
+        qf_err cerr = {0};
+        if (qf_config_resolve(config, !no_config, &cfg, &found, &cerr) != QF_OK) return cli_fail(&cerr);
+        if (found) {
+            if (!o.n_threads) o.n_threads = cfg.threads;
+            if (!o.n_parallel) o.n_parallel = cfg.parallel;
+            if (!o.n_batch) o.n_batch = cfg.batch;
+            if (!o.n_ctx) o.n_ctx = cfg.ctx;
+            if (!kv_set && cfg.has_kv_type) o.kv_type = cfg.kv_type;
+            fprintf(stderr, "qforge: serve: settings from %s\n", cfg.path);
+        }
+    }
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -39,6 +39,7 @@
 #include <time.h>
 
 #include "base/clock.h"
+#include "base/cpu.h"
 #include "base/log.h"
 #include "base/mem.h"
 #include "pipeline/chunk.h"
@@ -325,6 +326,7 @@ static void witem_free(witem *it) {
 
 static void *worker_main(void *arg) {
     gen *g = arg;
+    qf_cpu_place_self(QF_THREAD_IO); /* ingest and chunking: off the compute cores where there are others */
     qf_ingest_opts io = {g->o->jsonl_field};
     qf_chunk_params cp = {g->chunk_tokens, g->chunk_overlap, count_cb, g};
     for (;;) {

@@ -4,7 +4,11 @@
  *   - kernels: each weight format's device matmul == qf_gemm on the CPU with
  *     the same activation encoding, within 2e-4 of the sum of |w*x|, for
  *     1..40 tokens and shapes that need row and k padding; for up to 8
- *     tokens the staged and unstaged kernels give the same bits;
+ *     tokens the staged and unstaged kernels give the same bits, and for one
+ *     token the matrix-vector kernel and mmq; the matrix-vector kernel with
+ *     its own RMSNorm + encoding and SwiGLU epilogue gives the bits of the
+ *     separate kernels, and so does a whole forward pass with every
+ *     one-token fusion on vs off;
  *   - bad arguments and batches are refused with the CPU path's codes;
  *   - every reference model (../shared/testdata): teacher-forced logits
  *     within the tolerances tests/model/test_reference.c applies to the CPU
@@ -188,9 +192,50 @@ static void test_matmul_kernels(void) {
             if (types[ti] == QF_TYPE_Q4_0 || types[ti] == QF_TYPE_Q8_0) check_matmul(types[ti], 48, 96, ns[ni]);
             if (qf_test_failures != before) return;
         }
-    /* a shape like the 8B model's down projection, one token and a batch */
+    /* shapes like the 8B model's: down and Q/K/V projections, one token
+     * (the matrix-vector kernel, 8 warps per tile) and a batch */
     check_matmul(QF_TYPE_Q4_0, 64, 14336, 1);
+    check_matmul(QF_TYPE_Q8_0, 64, 14336, 1);
+    check_matmul(QF_TYPE_Q4_0, 96, 4096, 1);
+    check_matmul(QF_TYPE_Q8_0, 96, 4096, 1);
     check_matmul(QF_TYPE_Q4_K, 64, 14336, 32);
+}
+
+/* The matrix-vector kernel normalizing and encoding its own input, and its
+ * SwiGLU epilogue, bit for bit against the separate kernels. */
+static void check_fused(qf_type t, int rows, int cols, int n_ff) {
+    const qf_type_traits *tt = qf_type_get(t);
+    size_t rb = qf_type_row_size(t, cols);
+    float *wf = malloc(sizeof(float) * (size_t)rows * cols), *x = malloc(sizeof(float) * (size_t)cols);
+    float *nw = malloc(sizeof(float) * (size_t)cols), *y = malloc(sizeof(float) * (size_t)rows);
+    uint8_t *w = malloc(rb * (size_t)rows);
+    for (size_t i = 0; i < (size_t)rows * cols; i++) wf[i] = frand() * (1.0f + (float)(i % 5));
+    for (int i = 0; i < cols; i++) x[i] = frand() * (i % 11 == 0 ? 20.0f : 1.0f), nw[i] = 0.5f + frand() * 0.4f;
+    for (int r = 0; r < rows; r++) tt->from_float(wf + (size_t)r * cols, w + (size_t)r * rb, cols);
+    qf_err e = {0};
+    qf_status st = qf_cuda_test_matvec_fused(t, rows, cols, w, x, nw, 1e-5f, n_ff, y, &e);
+    /* the product is not trivial: some outputs far from zero */
+    double mx = 0;
+    for (int r = 0; r < rows && st == QF_OK; r++) mx = fmax(mx, fabs(y[r]));
+    free(wf), free(x), free(nw), free(y), free(w);
+    ASSERT_MSG(st == QF_OK, "%s %dx%d n_ff %d: %s", tt->name, rows, cols, n_ff, e.msg);
+    ASSERT_MSG(mx > 1.0, "%s %dx%d: products all near zero (%g)", tt->name, rows, cols, mx);
+}
+
+static void test_matvec_fused(void) {
+    const qf_type types[] = {QF_TYPE_Q4_0, QF_TYPE_Q8_0};
+    for (int i = 0; i < 2; i++) {
+        int before = qf_test_failures;
+        check_fused(types[i], 80, 4096, 0);   /* 8 warps per tile, one tile per block */
+        check_fused(types[i], 48, 96, 0);     /* k padded to 128 */
+        check_fused(types[i], 192, 512, 96);  /* 2 warps per tile, 4 tiles per block, SwiGLU */
+        check_fused(types[i], 2048, 4096, 1024);
+        if (qf_test_failures != before) return;
+    }
+    qf_err e = {0};
+    float z[64] = {0};
+    ASSERT_EQ_INT(qf_cuda_test_matvec_fused(QF_TYPE_Q4_K, 32, 256, z, z, z, 1e-5f, 0, z, &e), QF_ERR_UNSUPPORTED);
+    ASSERT_EQ_INT(qf_cuda_test_matvec_fused(QF_TYPE_Q4_0, 30, 64, z, z, z, 1e-5f, 16, z, &e), QF_ERR_INVALID);
 }
 #endif
 
@@ -684,6 +729,77 @@ static void test_synth_models(void) {
     check_synth(QF_ARCH_LLAMA, QF_FTYPE_Q5_K_M, 256, 4, 4, 0, 512, 0.05);
 }
 
+/* The one-token kernels (matrix-vector products normalizing their own
+ * input, the SwiGLU epilogue, attention storing its own K/V), all on and
+ * as configured by default, against the separate kernels (QF_CUDA_MV=0):
+ * the same logits bit for bit, prefill and 8 decode steps. */
+static void check_fusions(const qf_model *m, const char *what) {
+    int nv = m->hp.n_vocab;
+    int32_t toks[24];
+    for (int i = 0; i < 24; i++) toks[i] = (i * 53 + 5) % nv;
+    /* 0: every fusion on (some are off by default: measured slower),
+     * 1: the defaults, 2: the separate kernels */
+    runner r[3];
+    setenv("QF_CUDA_ATT_FUSE", "1", 1);
+    setenv("QF_CUDA_MV_NORM", "1", 1);
+    int ok = runner_init(&r[0], m, true, QF_TYPE_F16, 64, 1, 32) == 0;
+    unsetenv("QF_CUDA_ATT_FUSE");
+    unsetenv("QF_CUDA_MV_NORM");
+    ok = ok && runner_init(&r[1], m, true, QF_TYPE_F16, 64, 1, 32) == 0;
+    setenv("QF_CUDA_MV", "0", 1);
+    ok = ok && runner_init(&r[2], m, true, QF_TYPE_F16, 64, 1, 32) == 0;
+    unsetenv("QF_CUDA_MV");
+    ASSERT(ok);
+    double worst = 0;
+    int steps = 0;
+    const float *l[3];
+    for (int k = 0; k < 3; k++) l[k] = runner_eval(&r[k], 0, 0, toks, 16);
+    for (int i = 16; l[0] && l[1] && l[2]; i++) {
+        worst = fmax(worst, fmax(max_abs_diff(l[0], l[2], nv), max_abs_diff(l[1], l[2], nv)));
+        steps++;
+        if (i == 24) break;
+        for (int k = 0; k < 3; k++) l[k] = runner_eval(&r[k], 0, i, &toks[i], 1);
+    }
+    for (int k = 0; k < 3; k++) runner_free(&r[k]);
+    fprintf(stderr, "  fused / default vs separate kernels, %s: max|d| %.3g over %d steps\n", what, worst, steps);
+    ASSERT_EQ_INT(steps, 9);
+    ASSERT_MSG(worst == 0, "%s: fused kernels differ by %g", what, worst);
+}
+
+static void test_fusions(void) {
+    const char *files[] = {"models/rand-llama-q4_0.gguf", "models/rand-llama-q8_0.gguf", "models/stories260K.gguf"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        qf_model *m = load_testdata_model(files[i]);
+        ASSERT(m);
+        check_fusions(m, files[i]);
+        qf_model_free(m);
+    }
+    /* shapes where a tile is split over 8 warps (the 8B model's) */
+    const qf_ftype fts[] = {QF_FTYPE_Q4_0, QF_FTYPE_Q8_0};
+    for (int k = 0; k < 2; k++) {
+        char path[256];
+        snprintf(path, sizeof path, "/tmp/qf-test-cuda-fuse-%d-%d.gguf", (int)getpid(), k);
+        qf_synth_params sp = {0};
+        sp.arch = QF_ARCH_LLAMA;
+        sp.n_embd = 2048;
+        sp.n_layer = 2;
+        sp.n_head = 16;
+        sp.n_head_kv = 4;
+        sp.n_ff = 5632;
+        sp.ftype = fts[k];
+        sp.seed = 11;
+        sp.n_threads = 4;
+        qf_err e = {0};
+        ASSERT_MSG(qf_model_synth(&sp, path, &e) == QF_OK, "%s", e.msg);
+        qf_model_params mp = {.no_tokenizer = true};
+        qf_model *m = qf_model_load(path, &mp, &e);
+        unlink(path);
+        ASSERT_MSG(m, "%s", e.msg);
+        check_fusions(m, k ? "synth llama 2048/5632 q8_0" : "synth llama 2048/5632 q4_0");
+        qf_model_free(m);
+    }
+}
+
 /* Without a device the API refuses cleanly (the path CPU-only builds take). */
 static void check_no_device(void) {
     char dir[1024], path[1100];
@@ -719,6 +835,7 @@ int main(void) {
     if (!g_pool) return 1;
 #ifdef QF_HAVE_CUDA
     RUN_TEST(test_matmul_kernels);
+    RUN_TEST(test_matvec_fused);
 #endif
     char buf[1024];
     qf_testdata("reference", buf, sizeof buf); /* the rest needs the shared data */
@@ -730,6 +847,7 @@ int main(void) {
     RUN_TEST(test_window);
     RUN_TEST(test_long_context);
     RUN_TEST(test_synth_models);
+    RUN_TEST(test_fusions);
     qf_pool_free(g_pool);
     TEST_MAIN_END();
 }

@@ -29,11 +29,40 @@ double qf_cuda_copy_bandwidth(size_t bytes, int reps);
  * GGUF rows of `type`, host memory) times n activation rows x (n x cols
  * floats) -> y (n x rows floats), with the activations encoded as the
  * forward pass encodes them. With check_staging (quantized weights, n <= 8)
- * the product is computed a second time without staging the activations in
- * shared memory and must come out bit-identical (QF_ERR_INTERNAL
- * otherwise). For kernel tests against qf_gemm. */
+ * the product is computed a second time by mmq without staging the
+ * activations in shared memory and must come out bit-identical
+ * (QF_ERR_INTERNAL otherwise): for n = 1 that compares the matrix-vector
+ * kernel with mmq. For kernel tests against qf_gemm. */
 qf_status qf_cuda_test_matmul(qf_type type, int32_t rows, int32_t cols, int32_t n, const void *w, const float *x,
                               float *y, bool check_staging, qf_err *err);
+
+/* The batch-1 fusions against the separate kernels, bit for bit: W
+ * (rows x cols GGUF rows of type Q4_0 or Q8_0, host memory) times the row
+ * x RMS-normed with norm (cols floats each, eps) through the
+ * matrix-vector kernel that normalizes and encodes x itself, against the
+ * act kernel + mmq. With n_ff > 0 (rows = 2 n_ff: gate rows, then up rows)
+ * also the SwiGLU epilogue's encoded silu(gate) * up against the act
+ * kernel's encoding, each fused product run twice. y (rows floats) receives the product. QF_ERR_INTERNAL naming the
+ * first difference; QF_ERR_UNSUPPORTED for other types. */
+qf_status qf_cuda_test_matvec_fused(qf_type type, int32_t rows, int32_t cols, const void *w, const float *x,
+                                    const float *norm, float eps, int32_t n_ff, float *y, qf_err *err);
+
+/* Device time per kind of kernel, summed over the steps run with
+ * QF_CUDA_PROFILE=1 in the environment when the forward pass was made
+ * (graphs off, an event between every two launches, so each kernel's time
+ * includes its launch gap). Kinds: rope, embed, act, qkv, k_store,
+ * attention, wo, gate_up, down, head; bytes: weight bytes the kind's
+ * kernels streamed. Fills up to cap entries (kinds that ran), returns the
+ * count. Process-global, not thread-safe: for benchmarks. */
+typedef struct qf_cuda_prof {
+    const char *name;
+    double ms;
+    long calls;
+    double bytes;
+} qf_cuda_prof;
+int qf_cuda_profile_get(qf_cuda_prof *out, int cap);
+long qf_cuda_profile_steps(void);
+void qf_cuda_profile_reset(void);
 
 #ifdef __cplusplus
 }

@@ -67,6 +67,32 @@ DEV int frag_off(int e) {
     return u * 64 + (w & 3) * 16 + (kg * 2 + (w >> 2)) * 4 + i;
 }
 
+/* int8 tensor-core products (sm_80): C = A (16 x 32, rows g and g + 8 of
+ * lane g*4+t hold bytes 4t.. and 16+4t..) times B (32 x 8, column g). */
+DEV void mma_u8s8_k32(int c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%10,%10,%10,%10};"
+        : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0));
+}
+
+DEV void mma_s8s8_k32(int c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%10,%10,%10,%10};"
+        : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0));
+}
+
+/* Asynchronous copies global -> shared (sm_80): issue many, then wait once. */
+DEV void cp16(void *dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src));
+}
+DEV void cp8(void *dst, const void *src) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src));
+}
+DEV void cp_commit(void) { asm volatile("cp.async.commit_group;" ::: "memory"); }
+DEV void cp_wait_all(void) { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
+
 /* Launch with or without the PDL attribute. */
 template <typename... Exp, typename... Act>
 static cudaError_t launch_k(void (*kernel)(Exp...), dim3 grid, dim3 block, size_t smem, cudaStream_t st, int pdl,

@@ -13,11 +13,18 @@
  *   its output) -> [act(encode)] -> Wo (+= residual) -> act(RMSNorm, encode)
  *   -> gate|up -> act(SwiGLU, encode) -> down (+= residual)
  * and the output head over the rows that want logits, then one copy of the
- * logits back. Kernels are chained with programmatic dependent launch; the
- * whole sequence is captured once per step shape (tokens, logits rows,
- * attention split, heads per block) into a CUDA graph and replayed, so a
- * decode step costs one graph launch. QF_CUDA_GRAPHS=0, QF_CUDA_PDL=0 and
- * QF_CUDA_ATT_ENC=0 turn these off (debugging, measurements).
+ * logits back. One token (generation at batch 1) with Q4_0/Q8_0 weights
+ * takes the matrix-vector kernel (cuda_mv.cu) and, by default, 7 kernels
+ * a layer: act -> QKV, whose epilogue also stores K (rotated) and V in the
+ * cache (llama-style RoPE, no k norm) -> attention -> Wo -> act -> gate|up
+ * with a SwiGLU epilogue -> down. Kernels are chained with programmatic dependent
+ * launch; the whole sequence is captured once per step shape (tokens,
+ * logits rows, attention split, heads per block, one token per sequence or
+ * not) into a CUDA graph and replayed, so a decode step costs one graph
+ * launch. QF_CUDA_GRAPHS=0, QF_CUDA_PDL=0, QF_CUDA_ATT_ENC=0, QF_CUDA_MV=0,
+ * QF_CUDA_SWIGLU=0 and QF_CUDA_QKV_STORE=0 turn these off, QF_CUDA_MV_NORM=1
+ * and QF_CUDA_ATT_FUSE=1 turn on two fusions that measured slower
+ * (debugging, measurements); QF_CUDA_PROFILE=1 times every kernel.
  *
  * Invariant: every device buffer a captured graph names is allocated before
  * the capture and lives as long as the graph; the only buffer that can move
@@ -28,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 extern "C" {
 #include "backend/backend_int.h"
@@ -48,7 +56,7 @@ typedef struct dlayer {
 } dlayer;
 
 typedef struct graph_ent {
-    int key[4];
+    int key[5]; /* n_tok, n_out, n_split, hpc, one token per sequence */
     cudaGraphExec_t exec;
     unsigned long last;
 } graph_ent;
@@ -76,8 +84,55 @@ struct qf_dev {
     graph_ent graphs[N_GRAPHS];
     unsigned long tick;
     int use_graphs, use_pdl, use_att_enc;
+    /* batch-1 fusions (QF_CUDA_MV_NORM, QF_CUDA_SWIGLU, QF_CUDA_ATT_FUSE) */
+    int use_mv, use_mv_norm, use_swiglu, use_att_fuse, use_qkv_store;
+    int split_min;  /* most attended positions that run unsplit (QF_CUDA_SPLIT_MIN) */
+    int split_len;  /* fewest positions per split (QF_CUDA_SPLIT_LEN) */
+    int hpc_env;    /* QF_CUDA_HPC: query heads per attention block, 0 = chosen per step */
+    int att_early;  /* QF_CUDA_ATT_EARLY: attention triggers the next kernel at its start */
+    act_set h8;     /* SwiGLU output of a fused gate/up matvec: token 0, ds stride 1 */
+    /* QF_CUDA_PROFILE=1: events around every kernel of a step (no graphs) */
+    int prof;
+    cudaEvent_t *pev;
+    int *pcat, n_pev, cap_pev;
     size_t w_bytes, step_bytes, scratch_bytes;
 };
+
+/* ---- profiling: device time per kind of kernel (QF_CUDA_PROFILE=1) ---- */
+
+enum { PC_ROPE = 0, PC_EMBED, PC_ACT, PC_QKV, PC_KSTORE, PC_ATTN, PC_WO, PC_GU, PC_DOWN, PC_HEAD, PC_COUNT };
+static const char *const k_pc_name[PC_COUNT] = {"rope", "embed", "act", "qkv", "k_store", "attention",
+                                                "wo", "gate_up", "down", "head"};
+static double g_pc_ms[PC_COUNT], g_pc_bytes[PC_COUNT];
+static long g_pc_calls[PC_COUNT], g_pc_steps;
+
+/* An event before the next launch, which belongs to category cat; bytes:
+ * weight bytes it streams. */
+static void prof_mark(qf_dev *d, int cat, size_t bytes) {
+    if (!d->prof || d->n_pev >= d->cap_pev) return;
+    cudaEventRecord(d->pev[d->n_pev], d->st);
+    d->pcat[d->n_pev++] = cat;
+    if (cat >= 0) g_pc_bytes[cat] += (double)bytes;
+}
+
+static void prof_collect(qf_dev *d) {
+    if (!d->prof || d->n_pev < 2) return;
+    cudaEventSynchronize(d->pev[d->n_pev - 1]);
+    for (int i = 0; i + 1 < d->n_pev; i++) {
+        float ms = 0.0f;
+        if (d->pcat[i] < 0 || cudaEventElapsedTime(&ms, d->pev[i], d->pev[i + 1]) != cudaSuccess) continue;
+        g_pc_ms[d->pcat[i]] += ms;
+        g_pc_calls[d->pcat[i]]++;
+    }
+    g_pc_steps++;
+    d->n_pev = 0;
+}
+
+static void prof_hold(void *ud) {
+    (void)ud;
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
 
 /* ---- errors and allocation ---- */
 
@@ -313,6 +368,33 @@ static qf_dev *cuda_open(const qf_model *m, const qf_dev_config *cfg, qf_err *er
     d->use_graphs = env_on("QF_CUDA_GRAPHS", 1);
     d->use_pdl = env_on("QF_CUDA_PDL", 1);
     d->use_att_enc = env_on("QF_CUDA_ATT_ENC", 1);
+    d->use_mv = env_on("QF_CUDA_MV", 1);
+    /* measured slower than the act kernel + matrix-vector kernel (docs) */
+    d->use_mv_norm = env_on("QF_CUDA_MV_NORM", 0);
+    d->use_swiglu = env_on("QF_CUDA_SWIGLU", 1);
+    d->use_qkv_store = env_on("QF_CUDA_QKV_STORE", 1);
+    /* measured slower than k_store + attention on the H100 (docs/backend.md) */
+    d->use_att_fuse = env_on("QF_CUDA_ATT_FUSE", 0);
+    d->split_min = getenv("QF_CUDA_SPLIT_MIN") ? atoi(getenv("QF_CUDA_SPLIT_MIN")) : 64;
+    d->split_len = getenv("QF_CUDA_SPLIT_LEN") ? atoi(getenv("QF_CUDA_SPLIT_LEN")) : 32;
+    if (d->split_len < 32) d->split_len = 32;
+    d->hpc_env = getenv("QF_CUDA_HPC") ? atoi(getenv("QF_CUDA_HPC")) : 0;
+    d->att_early = env_on("QF_CUDA_ATT_EARLY", 0);
+    d->prof = env_on("QF_CUDA_PROFILE", 0);
+    if (d->prof) {
+        /* kernels one after the other, each between two events */
+        d->use_graphs = 0;
+        d->use_pdl = 0;
+        d->cap_pev = 16 * (hp->n_layer + 2);
+        d->pev = (cudaEvent_t *)qf_calloc((size_t)d->cap_pev, sizeof *d->pev);
+        d->pcat = (int *)qf_calloc((size_t)d->cap_pev, sizeof *d->pcat);
+        if (!d->pev || !d->pcat) d->cap_pev = 0;
+        for (int i = 0; i < d->cap_pev; i++)
+            if (cudaEventCreate(&d->pev[i]) != cudaSuccess) {
+                d->cap_pev = i;
+                break;
+            }
+    }
     qf_status st = QF_OK;
     void *raw_d = NULL;
     int nb = cfg->n_batch_max, E = hp->n_embd, nl = hp->n_layer;
@@ -451,7 +533,9 @@ static qf_dev *cuda_open(const qf_model *m, const qf_dev_config *cfg, qf_err *er
             (st = dalloc((void **)&d->gu, (size_t)nb * d->gu_stride * 4, sc, "activations", err)) != QF_OK ||
             (st = dalloc((void **)&d->logits, (size_t)nb * hp->n_vocab * 4, sc, "logits", err)) != QF_OK ||
             (st = dalloc((void **)&d->cs, (size_t)nb * (hp->n_rot > 0 ? hp->n_rot : 1) * 4, sc, "rope", err)) != QF_OK ||
-            (st = dalloc((void **)&d->part, d->part_floats * 4, sc, "attention", err)) != QF_OK)
+            (st = dalloc((void **)&d->part, d->part_floats * 4, sc, "attention", err)) != QF_OK ||
+            (st = dalloc((void **)&d->h8.q, kmax, sc, "activations", err)) != QF_OK ||
+            (st = dalloc((void **)&d->h8.ds, kmax / 32 * sizeof(float2), sc, "activations", err)) != QF_OK)
             goto fail;
         e = cudaMallocHost((void **)&d->logits_h, (size_t)nb * hp->n_vocab * 4);
         if (e != cudaSuccess) {
@@ -497,12 +581,16 @@ static void cuda_close(qf_dev *d) {
         }
     qf_free(d->L);
     mat_free(&d->out);
-    void *bufs[] = {d->out_norm, d->freq, d->kv, d->x, d->qkv, d->att, d->gu, d->logits, d->cs, d->part,
-                    d->act.a8_0.q, d->act.a8_0.ds, d->act.a8_k.q, d->act.a8_k.ds, d->act.f, d->stage_d};
+    void *bufs[] = {d->out_norm, d->freq, d->kv,      d->x,          d->qkv,        d->att,
+                    d->gu,       d->logits, d->cs, d->part,     d->act.a8_0.q, d->act.a8_0.ds,
+                    d->act.a8_k.q, d->act.a8_k.ds, d->act.f, d->stage_d, d->h8.q,     d->h8.ds};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) cudaFree(bufs[i]);
     if (d->stage_h) cudaFreeHost(d->stage_h);
     if (d->logits_h) cudaFreeHost(d->logits_h);
     if (d->st) cudaStreamDestroy(d->st);
+    for (int i = 0; i < d->cap_pev; i++) cudaEventDestroy(d->pev[i]);
+    qf_free(d->pev);
+    qf_free(d->pcat);
     cudaGetLastError();
     qf_free(d);
 }
@@ -545,28 +633,60 @@ static qf_status cuda_copy_blocks(qf_dev *d, const int32_t *pairs, int32_t n, qf
     } while (0)
 
 /* A group of matrices that share their input (Q/K/V, gate/up): one act
- * kernel encodes it for all of them, outputs at consecutive row offsets. */
+ * kernel encodes it for all of them, outputs at consecutive row offsets.
+ * cat: profiling category of the matrices. */
 static cudaError_t mm_group(qf_dev *d, const dmat *m, int nm, int acts, const act_args *in, float *y, int ldy,
-                            int add) {
+                            int add, int cat) {
     act_args a = *in;
     a.modes = acts;
+    prof_mark(d, PC_ACT, 0);
     CK(cu_act(&a, &d->act, d->use_pdl, d->st));
-    for (int i = 0, off = 0; i < nm; off += m[i].rows, i++)
+    for (int i = 0, off = 0; i < nm; off += m[i].rows, i++) {
+        prof_mark(d, cat, m[i].bytes);
         CK(cu_matmul(&m[i], &d->act, a.n, y + off, ldy, add, d->use_pdl, d->st));
+    }
     return cudaSuccess;
 }
 
-/* The launch sequence of one step (captured into a graph or run directly). */
+/* One token through a matrix whose input is the float row x normed with
+ * norm: the matrix-vector kernel normalizes and encodes it itself (no act
+ * kernel); sw: also the SwiGLU epilogue into d->h8. */
+static cudaError_t mv_normed(qf_dev *d, const dmat *m, const float *x, const float *norm, float *y, bool sw,
+                             const mv_kv *kv, int cat) {
+    mv_in in;
+    memset(&in, 0, sizeof in);
+    in.kv = kv;
+    in.x = x;
+    in.norm = norm;
+    in.eps = d->m->hp.rms_eps;
+    if (sw) {
+        in.h = &d->h8;
+        in.h_tok_pad = 1;
+        in.n_ff = d->m->hp.n_ff;
+    }
+    prof_mark(d, cat, m->bytes);
+    return cu_matvec(m, &in, y, 0, d->use_pdl, d->st);
+}
+
+/* The launch sequence of one step (captured into a graph or run directly).
+ * One token (n == 1) takes the fused kernels where the formats allow: the
+ * RMSNorms inside the Q/K/V and gate/up matrix-vector kernels, SwiGLU in
+ * the gate/up epilogue, the kv store inside attention (any step with one
+ * token per sequence), so a layer is 5 kernels instead of 9. */
 static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc) {
     const qf_hparams *hp = &d->m->hp;
+    cu_mv_off = !d->use_mv;
     const int n = s->n_tok, E = hp->n_embd, pdl = d->use_pdl;
     const float eps = hp->rms_eps;
+    const bool one = n == 1 && cu_mv_enabled();
     qf_step_layout L;
     qf_step_layout_get(s->n_tok, s->n_out, E, s->n_tab, &L);
     const uint8_t *sd = (const uint8_t *)d->stage_d;
     const int *tok = (const int *)(sd + L.off_tok), *out = (const int *)(sd + L.off_out);
     const int *tab = (const int *)(sd + L.off_tab);
+    prof_mark(d, PC_ROPE, 0);
     CK(cu_rope_table(tok, n, d->freq, hp->n_rot, d->cs, pdl, d->st));
+    prof_mark(d, PC_EMBED, 0);
     CK(cudaMemcpyAsync(d->x, sd + L.off_x, (size_t)n * E * sizeof(float), cudaMemcpyDeviceToDevice, d->st));
     attn_params ap;
     memset(&ap, 0, sizeof ap);
@@ -592,38 +712,114 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc) {
     ap.n_tok = n;
     ap.hpc = hpc;
     ap.n_split = n_split;
+    ap.fuse_store = d->use_att_fuse && s->one_per_seq;
+    ap.early_trigger = d->att_early;
     ap.out = d->att;
     ap.part = d->part;
     ap.a_kmax = d->act.kmax;
     ap.a_tok_pad = d->act.tok_pad;
     for (int l = 0; l < hp->n_layer; l++) {
         const dlayer *D = &d->L[l];
-        act_args s_in = {d->x, NULL, E, NULL, D->attn_norm, eps, E, 0, n};
-        CK(mm_group(d, D->qkv, D->n_qkv, D->act_qkv, &s_in, d->qkv, d->qkv_stride, 0));
+        /* Q/K/V; one token of a llama-style model: the matrix-vector kernel
+         * also stores K (rotated) and V in the cache, no k_store */
+        const bool qkv_store = one && d->use_qkv_store && !ap.fuse_store && D->n_qkv == 1 && !D->k_norm &&
+                               hp->rope_kind == QF_ROPE_NORM && cu_mv_ok(&D->qkv[0], 0);
+        mv_kv kvs;
+        memset(&kvs, 0, sizeof kvs);
+        if (qkv_store) {
+            kvs.kv = d->kv;
+            kvs.kv_f32 = d->kv_f32;
+            kvs.q_rows = hp->n_head * hp->head_dim;
+            kvs.kv_dim = d->cfg.kv.kv_dim;
+            kvs.kv_dim_v = d->cfg.kv.kv_dim_v;
+            kvs.hd = hp->head_dim;
+            kvs.hdv = hp->head_dim_v;
+            kvs.n_rot = hp->n_rot;
+            kvs.bs = d->cfg.kv.block_size;
+            kvs.layer = l;
+            kvs.n_layer = hp->n_layer;
+            kvs.tok = tok;
+            kvs.tables = tab;
+            kvs.cs = d->cs;
+        }
+        if (one && d->use_mv_norm && D->n_qkv == 1 && cu_mv_ok(&D->qkv[0], 1)) {
+            CK(mv_normed(d, &D->qkv[0], d->x, D->attn_norm, d->qkv, false, qkv_store ? &kvs : NULL, PC_QKV));
+        } else if (qkv_store) {
+            act_args s_in = {d->x, NULL, E, NULL, D->attn_norm, eps, E, ACT_Q8_0, n};
+            prof_mark(d, PC_ACT, 0);
+            CK(cu_act(&s_in, &d->act, pdl, d->st));
+            mv_in in;
+            memset(&in, 0, sizeof in);
+            in.src = &d->act.a8_0;
+            in.src_tok_pad = d->act.tok_pad;
+            in.kv = &kvs;
+            prof_mark(d, PC_QKV, D->qkv[0].bytes);
+            CK(cu_matvec(&D->qkv[0], &in, d->qkv, 0, pdl, d->st));
+        } else {
+            act_args s_in = {d->x, NULL, E, NULL, D->attn_norm, eps, E, 0, n};
+            CK(mm_group(d, D->qkv, D->n_qkv, D->act_qkv, &s_in, d->qkv, d->qkv_stride, 0, PC_QKV));
+        }
+        /* attention (and the kv store) */
         ap.layer = l;
         ap.q_norm = D->q_norm;
         ap.k_norm = D->k_norm;
-        CK(cu_k_store(&ap, pdl, d->st));
+        if (!ap.fuse_store && !qkv_store) {
+            prof_mark(d, PC_KSTORE, 0);
+            CK(cu_k_store(&ap, pdl, d->st));
+        }
         /* Q8_0-style Wo input: attention encodes its own output */
         bool att_enc = d->use_att_enc && D->act_wo == ACT_Q8_0 && hp->head_dim_v % 32 == 0;
         ap.aq8 = att_enc ? d->act.a8_0.q : NULL;
         ap.ads8 = att_enc ? d->act.a8_0.ds : NULL;
+        prof_mark(d, PC_ATTN, 0);
         CK(cu_attention(&ap, pdl, d->st));
         if (att_enc) {
+            prof_mark(d, PC_WO, D->wo.bytes);
             CK(cu_matmul(&D->wo, &d->act, n, d->x, E, 1, pdl, d->st));
         } else {
             act_args s_att = {d->att, NULL, d->att_stride, NULL, NULL, eps, d->att_stride, 0, n};
-            CK(mm_group(d, &D->wo, 1, D->act_wo, &s_att, d->x, E, 1));
+            CK(mm_group(d, &D->wo, 1, D->act_wo, &s_att, d->x, E, 1, PC_WO));
         }
-        act_args s_ffn = {d->x, NULL, E, NULL, D->ffn_norm, eps, E, 0, n};
-        CK(mm_group(d, D->gu, D->n_gu, D->act_gu, &s_ffn, d->gu, d->gu_stride, 0));
-        act_args s_h = {d->gu, d->gu + hp->n_ff, d->gu_stride, NULL, NULL, eps, hp->n_ff, 0, n};
-        CK(mm_group(d, &D->down, 1, D->act_down, &s_h, d->x, E, 1));
+        /* feed-forward: gate|up, SwiGLU, down */
+        const bool gu_mv = one && D->n_gu == 1 && cu_mv_ok(&D->gu[0], 1);
+        const bool sw = gu_mv && d->use_swiglu && D->act_down == ACT_Q8_0 && hp->n_ff % 32 == 0 &&
+                        cu_mv_ok(&D->down, 0);
+        if (gu_mv && d->use_mv_norm) {
+            CK(mv_normed(d, &D->gu[0], d->x, D->ffn_norm, d->gu, sw, NULL, PC_GU));
+        } else if (sw) {
+            act_args s_ffn = {d->x, NULL, E, NULL, D->ffn_norm, eps, E, ACT_Q8_0, n};
+            prof_mark(d, PC_ACT, 0);
+            CK(cu_act(&s_ffn, &d->act, pdl, d->st));
+            mv_in in;
+            memset(&in, 0, sizeof in);
+            in.src = &d->act.a8_0;
+            in.src_tok_pad = d->act.tok_pad;
+            in.h = &d->h8;
+            in.h_tok_pad = 1;
+            in.n_ff = hp->n_ff;
+            prof_mark(d, PC_GU, D->gu[0].bytes);
+            CK(cu_matvec(&D->gu[0], &in, d->gu, 0, pdl, d->st));
+        } else {
+            act_args s_ffn = {d->x, NULL, E, NULL, D->ffn_norm, eps, E, 0, n};
+            CK(mm_group(d, D->gu, D->n_gu, D->act_gu, &s_ffn, d->gu, d->gu_stride, 0, PC_GU));
+        }
+        if (sw) {
+            mv_in in;
+            memset(&in, 0, sizeof in);
+            in.src = &d->h8;
+            in.src_tok_pad = 1;
+            prof_mark(d, PC_DOWN, D->down.bytes);
+            CK(cu_matvec(&D->down, &in, d->x, 1, pdl, d->st));
+        } else {
+            act_args s_h = {d->gu, d->gu + hp->n_ff, d->gu_stride, NULL, NULL, eps, hp->n_ff, 0, n};
+            CK(mm_group(d, &D->down, 1, D->act_down, &s_h, d->x, E, 1, PC_DOWN));
+        }
     }
     if (s->n_out > 0) {
         act_args s_out = {d->x, NULL, E, out, d->out_norm, eps, E, 0, s->n_out};
-        CK(mm_group(d, &d->out, 1, d->act_out, &s_out, d->logits, hp->n_vocab, 0));
+        CK(mm_group(d, &d->out, 1, d->act_out, &s_out, d->logits, hp->n_vocab, 0, PC_HEAD));
     }
+    prof_mark(d, -1, 0);
     return cudaGetLastError();
 }
 
@@ -634,16 +830,18 @@ static int pick_hpc(const qf_dev *d, const qf_step *s) {
     int G = hp->n_head / hp->n_head_kv, h = 8;
     while (h > 1 && G % h) h /= 2;
     if ((long)s->n_tok * hp->n_head_kv < d->n_sm) h = 1;
+    if (d->hpc_env > 0 && G % d->hpc_env == 0 && d->hpc_env <= 8) h = d->hpc_env; /* measurements */
     return h;
 }
 
 /* Splits of the attended positions: enough blocks to fill the device, each
- * split at least two chunks of 32 positions. */
+ * split at least two chunks of 32 positions; none up to split_min attended
+ * positions (a combine kernel costs more than a few chunks). */
 static int pick_split(const qf_dev *d, const qf_step *s, int hpc) {
     const qf_hparams *hp = &d->m->hp;
     long ctas = (long)s->n_tok * (hp->n_head / hpc);
-    if (ctas >= d->n_sm || s->max_attend <= 64) return 1;
-    long by_len = (s->max_attend + 63) / 64, by_sm = 4L * d->n_sm / ctas;
+    if (ctas >= d->n_sm || s->max_attend <= (d->split_min > 64 ? d->split_min : 64)) return 1;
+    long by_len = (s->max_attend + d->split_len - 1) / d->split_len, by_sm = 4L * d->n_sm / ctas;
     long ns = by_len < by_sm ? by_len : by_sm;
     int p2 = 1;
     while (p2 * 2 <= ns && p2 < 64) p2 *= 2;
@@ -668,7 +866,7 @@ static qf_status cuda_step(qf_dev *d, const qf_step *s, qf_err *err) {
     }
     CU(cudaMemcpyAsync(d->stage_d, s->buf, s->bytes, cudaMemcpyHostToDevice, d->st), "step upload");
     int hpc = pick_hpc(d, s), n_split = pick_split(d, s, hpc);
-    int key[4] = {s->n_tok, s->n_out, n_split, hpc};
+    int key[5] = {s->n_tok, s->n_out, n_split, hpc, s->one_per_seq ? 1 : 0};
     bool done = false;
     if (d->use_graphs) {
         graph_ent *hit = NULL, *victim = &d->graphs[0];
@@ -702,12 +900,18 @@ static qf_status cuda_step(qf_dev *d, const qf_step *s, qf_err *err) {
         CU(cudaGraphLaunch(hit->exec, d->st), "graph launch");
         done = true;
     }
-    if (!done) CU(enqueue(d, s, n_split, hpc), "step launch");
+    if (!done) {
+        /* profiling: hold the stream until every launch is queued, so the
+         * events time the kernels, not the host */
+        if (d->prof) CU(cudaLaunchHostFunc(d->st, prof_hold, NULL), "profile");
+        CU(enqueue(d, s, n_split, hpc), "step launch");
+    }
     if (s->n_out > 0)
         CU(cudaMemcpyAsync(d->logits_h, d->logits, (size_t)s->n_out * hp->n_vocab * sizeof(float),
                            cudaMemcpyDeviceToHost, d->st),
            "logits download");
     CU(cudaStreamSynchronize(d->st), "step");
+    prof_collect(d);
     return QF_OK;
 }
 
@@ -799,9 +1003,11 @@ extern "C" qf_status qf_cuda_test_matmul(qf_type type, int32_t rows, int32_t col
         act_args a = {xd, NULL, cols, NULL, NULL, 0.0f, cols, fmt_act(fmt), n};
         e = cu_act(&a, &d.act, 0, d.st);
     }
+    cu_mv_off = 0;
     if (e == cudaSuccess) e = cu_matmul(&m, &d.act, n, yd, rows, 0, 0, d.st);
     if (e == cudaSuccess && check_staging && n <= 8) {
-        /* the same product without staging the activations in shared memory */
+        /* the same product by mmq without staging the activations in shared
+         * memory (n = 1: against the matrix-vector kernel) */
         float *y2 = (float *)qf_malloc((size_t)n * rows * sizeof(float));
         e = y2 ? cudaStreamSynchronize(d.st) : cudaErrorMemoryAllocation;
         if (e == cudaSuccess) e = cudaMemcpy(y, yd, (size_t)n * rows * 4, cudaMemcpyDeviceToHost);
@@ -811,8 +1017,9 @@ extern "C" qf_status qf_cuda_test_matmul(qf_type type, int32_t rows, int32_t col
         if (e == cudaSuccess) e = cudaMemcpy(y2, yd, (size_t)n * rows * 4, cudaMemcpyDeviceToHost);
         for (size_t i = 0; e == cudaSuccess && i < (size_t)n * rows; i++)
             if (y2[i] != y[i]) {
-                st = QF_ERR_SET(err, QF_ERR_INTERNAL, "cuda: staged activations differ at %zu: %g vs %g", i,
-                                (double)y[i], (double)y2[i]);
+                st = QF_ERR_SET(err, QF_ERR_INTERNAL,
+                                "cuda: %s and unstaged mmq differ at %zu: %g vs %g", n == 1 ? "cu_matvec" : "staged mmq",
+                                i, (double)y[i], (double)y2[i]);
                 break;
             }
         qf_free(y2);
@@ -828,4 +1035,136 @@ out:
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) cudaFree(bufs[i]);
     cudaStreamDestroy(d.st);
     return st;
+}
+
+extern "C" qf_status qf_cuda_test_matvec_fused(qf_type type, int32_t rows, int32_t cols, const void *w,
+                                               const float *x, const float *norm, float eps, int32_t n_ff, float *y,
+                                               qf_err *err) {
+    int fmt = native_fmt(type);
+    if (fmt != FMT_Q4_0 && fmt != FMT_Q8_0)
+        return QF_ERR_SET(err, QF_ERR_UNSUPPORTED, "cuda: no matrix-vector kernel for type %d", (int)type);
+    if (rows <= 0 || cols <= 0 || cols % 32 || (n_ff && (n_ff % 32 || rows != 2 * n_ff)))
+        return QF_ERR_SET(err, QF_ERR_INVALID, "cuda: bad fused matvec shape %dx%d (n_ff %d)", rows, cols, n_ff);
+    qf_dev d;
+    memset(&d, 0, sizeof d);
+    dmat m;
+    memset(&m, 0, sizeof m);
+    qf_weight qw = {w, type, cols, rows, qf_type_row_size(type, cols)};
+    void *raw = NULL;
+    float *xd = NULL, *nd = NULL, *yr = NULL, *yf = NULL, *yh = NULL;
+    act_set h8 = {NULL, NULL};
+    size_t kmax = round_up((size_t)(cols > n_ff ? cols : n_ff), 256), tp = 32, nh = n_ff > 0 ? (size_t)n_ff : 0;
+    uint8_t *hq_ref = NULL, *hq = NULL;
+    float2 *hd_ref = NULL, *hd = NULL;
+    qf_status st = QF_OK;
+    cu_mv_off = 0;
+    cudaError_t e = cu_mm_init();
+    if (e == cudaSuccess) e = cudaStreamCreate(&d.st);
+    if (e != cudaSuccess) return cu_fail(err, e, "stream");
+    d.act.kmax = (int)kmax;
+    d.act.tok_pad = (int)tp;
+    if ((st = mat_alloc(&d, &m, fmt, rows, cols, "test", err)) != QF_OK ||
+        (st = dalloc(&raw, (size_t)rows * qw.row_bytes, NULL, "test", err)) != QF_OK ||
+        (st = mat_fill(&d, &m, &qw, 0, raw, "test", err)) != QF_OK ||
+        (st = dalloc((void **)&d.act.a8_0.q, tp * kmax, NULL, "test", err)) != QF_OK ||
+        (st = dalloc((void **)&d.act.a8_0.ds, kmax / 32 * tp * sizeof(float2), NULL, "test", err)) != QF_OK ||
+        (st = dalloc((void **)&h8.q, kmax, NULL, "test", err)) != QF_OK ||
+        (st = dalloc((void **)&h8.ds, kmax / 32 * sizeof(float2), NULL, "test", err)) != QF_OK ||
+        (st = dalloc((void **)&xd, (size_t)cols * 4, NULL, "test", err)) != QF_OK ||
+        (st = dalloc((void **)&nd, (size_t)cols * 4, NULL, "test", err)) != QF_OK ||
+        (st = dalloc((void **)&yr, (size_t)rows * 4, NULL, "test", err)) != QF_OK ||
+        (st = dalloc((void **)&yf, (size_t)rows * 4, NULL, "test", err)) != QF_OK)
+        goto out;
+    yh = (float *)qf_malloc((size_t)rows * 4);
+    hq_ref = (uint8_t *)qf_malloc(kmax), hq = (uint8_t *)qf_malloc(kmax);
+    hd_ref = (float2 *)qf_malloc((nh / 32 + 1) * sizeof(float2)), hd = (float2 *)qf_malloc((nh / 32 + 1) * sizeof(float2));
+    if (!yh || !hq_ref || !hq || !hd_ref || !hd) {
+        st = QF_ERR_SET(err, QF_ERR_NOMEM, "cuda: test: out of host memory");
+        goto out;
+    }
+    e = cudaMemcpy(xd, x, (size_t)cols * 4, cudaMemcpyHostToDevice);
+    if (e == cudaSuccess) e = cudaMemcpy(nd, norm, (size_t)cols * 4, cudaMemcpyHostToDevice);
+    /* reference: act kernel (norm + encode), mmq; act kernel for SwiGLU */
+    if (e == cudaSuccess) {
+        act_args a = {xd, NULL, cols, NULL, nd, eps, cols, ACT_Q8_0, 1};
+        e = cu_act(&a, &d.act, 0, d.st);
+    }
+    cu_mm_unstaged = 1;
+    if (e == cudaSuccess) e = cu_matmul(&m, &d.act, 1, yr, rows, 0, 0, d.st);
+    cu_mm_unstaged = 0;
+    if (e == cudaSuccess && nh) {
+        act_args a = {yr, yr + nh, rows, NULL, NULL, eps, (int)nh, ACT_Q8_0, 1};
+        e = cu_act(&a, &d.act, 0, d.st);
+        if (e == cudaSuccess) e = cudaMemcpy(hq_ref, d.act.a8_0.q, kmax, cudaMemcpyDeviceToHost);
+        if (e == cudaSuccess)
+            e = cudaMemcpy2D(hd_ref, sizeof(float2), d.act.a8_0.ds, tp * sizeof(float2), sizeof(float2), nh / 32,
+                             cudaMemcpyDeviceToHost);
+    }
+    if (e == cudaSuccess) e = cudaMemcpy(y, yr, (size_t)rows * 4, cudaMemcpyDeviceToHost);
+    /* fused, twice (a rerun must not depend on state the first left) */
+    for (int rep = 0; rep < 2 && e == cudaSuccess && st == QF_OK; rep++) {
+        mv_in in;
+        memset(&in, 0, sizeof in);
+        in.x = xd;
+        in.norm = nd;
+        in.eps = eps;
+        if (nh) in.h = &h8, in.h_tok_pad = 1, in.n_ff = n_ff;
+        e = cudaMemset(h8.q, 0x55, kmax);
+        if (e == cudaSuccess) e = cudaMemset(yf, 0xff, (size_t)rows * 4);
+        if (e == cudaSuccess) e = cu_matvec(&m, &in, yf, 0, 0, d.st);
+        if (e == cudaSuccess) e = cudaStreamSynchronize(d.st);
+        if (e == cudaSuccess) e = cudaMemcpy(yh, yf, (size_t)rows * 4, cudaMemcpyDeviceToHost);
+        for (int32_t i = 0; e == cudaSuccess && i < rows; i++)
+            if (memcmp(&yh[i], &y[i], 4) != 0) {
+                st = QF_ERR_SET(err, QF_ERR_INTERNAL, "cuda: fused matvec (run %d) row %d: %.9g, unfused %.9g", rep, i,
+                                (double)yh[i], (double)y[i]);
+                break;
+            }
+        if (e == cudaSuccess && st == QF_OK && nh) {
+            e = cudaMemcpy(hq, h8.q, kmax, cudaMemcpyDeviceToHost);
+            if (e == cudaSuccess) e = cudaMemcpy(hd, h8.ds, nh / 32 * sizeof(float2), cudaMemcpyDeviceToHost);
+            for (size_t i = 0; e == cudaSuccess && i < nh; i++) {
+                /* value i's byte in fragment order (frag_off of cuda_common.cuh) */
+                size_t e64 = i & 63, b = e64 & 31, wd = b >> 2;
+                size_t o = (i >> 6) * 64 + (wd & 3) * 16 + ((e64 >> 5) * 2 + (wd >> 2)) * 4 + (b & 3);
+                if (hq[o] != hq_ref[o] || (i % 32 == 0 && memcmp(&hd[i / 32], &hd_ref[i / 32], sizeof(float2)) != 0)) {
+                    st = QF_ERR_SET(err, QF_ERR_INTERNAL,
+                                    "cuda: SwiGLU epilogue (run %d) value %zu: %d vs %d, group scale %g vs %g", rep, i,
+                                    (int)(int8_t)hq[o], (int)(int8_t)hq_ref[o], (double)hd[i / 32].x,
+                                    (double)hd_ref[i / 32].x);
+                    break;
+                }
+            }
+        }
+    }
+    if (e != cudaSuccess) st = cu_fail(err, e, "test fused matvec");
+out:
+    mat_free(&m);
+    void *bufs[] = {raw, xd, nd, yr, yf, d.act.a8_0.q, d.act.a8_0.ds, h8.q, h8.ds};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) cudaFree(bufs[i]);
+    qf_free(yh), qf_free(hq_ref), qf_free(hq), qf_free(hd_ref), qf_free(hd);
+    cudaStreamDestroy(d.st);
+    return st;
+}
+
+extern "C" int qf_cuda_profile_get(qf_cuda_prof *out, int cap) {
+    int n = 0;
+    for (int c = 0; c < PC_COUNT && n < cap; c++) {
+        if (!g_pc_calls[c]) continue;
+        out[n].name = k_pc_name[c];
+        out[n].ms = g_pc_ms[c];
+        out[n].calls = g_pc_calls[c];
+        out[n].bytes = g_pc_bytes[c];
+        n++;
+    }
+    return n;
+}
+
+extern "C" long qf_cuda_profile_steps(void) { return g_pc_steps; }
+
+extern "C" void qf_cuda_profile_reset(void) {
+    memset(g_pc_ms, 0, sizeof g_pc_ms);
+    memset(g_pc_bytes, 0, sizeof g_pc_bytes);
+    memset(g_pc_calls, 0, sizeof g_pc_calls);
+    g_pc_steps = 0;
 }

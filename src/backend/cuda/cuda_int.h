@@ -101,6 +101,52 @@ cudaError_t cu_matmul(const dmat *w, const act_bufs *ab, int n, float *y, int ld
 /* tests: nonzero makes cu_matmul skip the staged variant */
 extern int cu_mm_unstaged;
 
+/* ---- one token (cuda_mv.cu) ---- */
+
+/* Input and epilogue of cu_matvec. The row is either pre-encoded (src:
+ * token 0 of a Q8_0-style act_set, ds stride src_tok_pad) or the float
+ * row x, RMS-normed with norm (eps) and encoded by the kernel itself,
+ * byte-identical to cu_act. With h, the matrix is gate|up (2 n_ff rows,
+ * n_ff a multiple of 32) and h = silu(gate) * up is encoded into h (token
+ * 0, ds stride h_tok_pad) for the down matrix, as cu_act would. */
+typedef struct mv_kv {
+    void *kv;           /* device pool, element type f32 (kv_f32) or f16 */
+    int kv_f32;
+    int q_rows;         /* rows before the key heads */
+    int kv_dim, kv_dim_v, hd, hdv, n_rot, bs, layer, n_layer;
+    const int *tok;     /* token 0's {pos, table offset, ...} */
+    const int *tables;
+    const float *cs;    /* token 0's (n_rot) cos, sin pairs */
+} mv_kv;
+
+typedef struct mv_in {
+    const act_set *src;
+    int src_tok_pad;
+    const float *x, *norm;
+    float eps;
+    const act_set *h;
+    int h_tok_pad, n_ff;
+    /* with kv (the Q|K|V matrix of a llama-style model: adjacent-pair RoPE,
+     * no k norm): the epilogue also stores the token's key heads, rotated,
+     * and value heads into the cache, as cu_k_store would */
+    const mv_kv *kv;
+} mv_in;
+
+/* batch-1 products go through cu_matvec unless cu_mv_off; the device sets
+ * it from its QF_CUDA_MV before it enqueues a step (one value per process
+ * in practice: the environment is read when a device opens) */
+extern int cu_mv_off;
+int cu_mv_enabled(void);
+/* once per process, after cu_mm_init (shared-memory limits) */
+cudaError_t cu_mv_init(void);
+/* cu_matvec takes this matrix (Q4_0 or Q8_0, row fits shared memory) */
+int cu_mv_ok(const dmat *w, int with_norm);
+/* y[r] (+)= W[r] . row (+ bias[r]) for one token; the same bits as
+ * cu_matmul gives that token in any batch */
+cudaError_t cu_matvec(const dmat *w, const mv_in *in, float *y, int add, int pdl, cudaStream_t st);
+/* warps splitting k per tile in mmq and cu_matvec */
+int cu_mm_warps(int ks);
+
 /* ---- launchers (cuda_ops.cu) ---- */
 
 typedef struct act_args {
@@ -132,6 +178,9 @@ typedef struct attn_params {
     float eps;
     int n_tok;
     int hpc;            /* query heads per block: 1, 2, 4 or 8, dividing n_head / n_head_kv */
+    int fuse_store;     /* no sequence has two tokens in the step: cu_attention stores K/V itself
+                           (no cu_k_store before it) */
+    int early_trigger;  /* PDL: let the next kernel launch at once, not after the attention loop */
     int n_split;
     float *out;         /* (n_tok, n_head * hdv) */
     float *part;        /* (n_tok, n_head, n_split, hdv + 2) when n_split > 1 */
@@ -143,7 +192,8 @@ typedef struct attn_params {
 } attn_params;
 /* keys (normed, rotated) and values of the step's tokens into the cache */
 cudaError_t cu_k_store(const attn_params *p, int pdl, cudaStream_t st);
-/* attention of every token; its query heads normed and rotated here */
+/* attention of every token; its query heads normed and rotated here; with
+ * fuse_store also its key (normed, rotated) and value stored into the cache */
 cudaError_t cu_attention(const attn_params *p, int pdl, cudaStream_t st);
 cudaError_t cu_rope_table(const int *tok, int n_tok, const double *freq, int n_rot, float *cs, int pdl,
                           cudaStream_t st);

@@ -160,20 +160,6 @@ cudaError_t cu_repack(const dmat *m, const void *raw, size_t row_bytes, int n_ro
 
 /* ---- mma wrappers ---- */
 
-DEV void mma_u8s8_k32(int c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%10,%10,%10,%10};"
-        : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0));
-}
-
-DEV void mma_s8s8_k32(int c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%10,%10,%10,%10};"
-        : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0));
-}
-
 DEV void mma_s8s8_k16(int c[4], uint32_t a0, uint32_t a1, uint32_t b0) {
     asm("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%7,%7,%7,%7};"
         : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
@@ -243,14 +229,6 @@ DEV uint4 ld_stream(const uint4 *p) {
     return v;
 }
 
-DEV void cp16(void *dst, const void *src) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src));
-}
-DEV void cp8(void *dst, const void *src) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src));
-}
-DEV void cp_commit(void) { asm volatile("cp.async.commit_group;" ::: "memory"); }
-DEV void cp_wait_all(void) { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
 
 /* what a lane holds of one k-step of one tile */
 template <int FMT, int MT> struct wstep {
@@ -678,21 +656,25 @@ cudaError_t cu_mm_init(void) {
     if (e == cudaSuccess) e = allow_fmt<FMT_Q8_0>();
     if (e == cudaSuccess) e = allow_fmt<FMT_Q4_K>();
     if (e == cudaSuccess) e = allow_fmt<FMT_Q6_K>();
+    if (e == cudaSuccess) e = cu_mv_init();
     return e;
+}
+
+/* warps split k: at least 4 k-steps each, at most 8 warps (QF_CUDA_WARPS
+ * overrides); cu_matvec uses the same split */
+int cu_mm_warps(int ks) {
+    static int w_env = -2;
+    if (w_env == -2) w_env = env_int("QF_CUDA_WARPS", 0);
+    int W = w_env > 0 ? w_env : ks / 4;
+    return W > 8 ? 8 : W < 1 ? 1 : W;
 }
 
 template <int FMT>
 static cudaError_t run_fmt(const mmq_args &a, int rows_pad, int pdl, cudaStream_t st) {
     int nt = a.n <= 8 ? 1 : a.n <= 16 ? 2 : 4;
-    /* warps split k: at least 4 k-steps each, at most 8 warps */
-    int W = a.ks / 4;
-    static int w_env = -2, staged_env, unroll_env;
-    if (w_env == -2)
-        w_env = env_int("QF_CUDA_WARPS", 0), staged_env = env_int("QF_CUDA_STAGED", 1),
-        unroll_env = env_int("QF_CUDA_UNROLL", 1);
-    if (w_env > 0) W = w_env;
-    if (W > 8) W = 8;
-    if (W < 1) W = 1;
+    int W = cu_mm_warps(a.ks);
+    static int staged_env = -2, unroll_env;
+    if (staged_env == -2) staged_env = env_int("QF_CUDA_STAGED", 1), unroll_env = env_int("QF_CUDA_UNROLL", 1);
     if (nt == 1 && staged_env && !cu_mm_unstaged && mmq_smem<FMT, 1, 1, true>(W, a.ks, a.n) <= (size_t)g_smem_max) {
         if (unroll_env == 2) return run_mmq<FMT, 1, 1, true, unroll_c<FMT>::U1B>(a, rows_pad, W, pdl, st);
         return run_mmq<FMT, 1, 1, true, unroll_c<FMT>::U1>(a, rows_pad, W, pdl, st);
@@ -715,6 +697,14 @@ cudaError_t cu_matmul(const dmat *w, const act_bufs *ab, int n, float *y, int ld
         }
     }
     const act_set *as = fmt_act(w->fmt) == ACT_Q8_0 ? &ab->a8_0 : &ab->a8_k;
+    /* one token: the matrix-vector kernel (same bits; cu_mm_unstaged, set
+     * by tests, forces mmq to compare the two) */
+    if (n == 1 && !cu_mm_unstaged && cu_mv_ok(w, 0)) {
+        mv_in in = {};
+        in.src = as;
+        in.src_tok_pad = ab->tok_pad;
+        return cu_matvec(w, &in, y, add, pdl, st);
+    }
     mmq_args a;
     memset(&a, 0, sizeof a);
     a.wq = (const uint4 *)w->q;

@@ -228,19 +228,36 @@ template <> __device__ __forceinline__ void load8<float>(const float *p, float *
 DEV float ldkv(const __half *p) { return __half2float(*p); }
 DEV float ldkv(const float *p) { return *p; }
 
+template <typename KT> DEV float kt_round(float v);
+template <> __device__ __forceinline__ float kt_round<__half>(float v) { return __half2float(__float2half_rn(v)); }
+template <> __device__ __forceinline__ float kt_round<float>(float v) { return v; }
+
+#define VO_NONE (-1LL) /* position not attended */
+#define VO_CUR (-2LL)  /* this step's own position (FUSE): from kcur/vcur */
+
 /* Block (token, HPC query heads of one kv group, split): the attended
  * positions [plo, phi) in chunks of 32. Per chunk: (A) lane = position,
  * warps split the head dims, partial q.k to shared memory; (B) a warp per
  * head: scores, online softmax, probabilities to shared memory; (C) a thread
  * per output dim accumulates the chunk's values. Short dependency chains
- * and a thread per value keep one token's decode fast. */
-template <int HPC, typename KT> static __global__ void __launch_bounds__(128) attn_kernel(const attn_params p) {
+ * and a thread per value keep one token's decode fast.
+ * FUSE (steps where no sequence has two tokens): the block also takes
+ * this token's key and value from the QKV output (k_store's arithmetic),
+ * uses them for its own position instead of reading the cache, and the
+ * first query-head block of the kv group writes them into the cache; every
+ * other attended position was written by an earlier step, so k_store is
+ * not needed before this kernel. */
+template <int HPC, typename KT, bool FUSE>
+static __global__ void __launch_bounds__(128) attn_kernel(const attn_params p) {
     __shared__ __align__(16) float qs[HPC][256];
+    __shared__ __align__(16) float kcur[FUSE ? 256 : 1], vcur[FUSE ? 256 : 1];
     __shared__ float part[ATT_WARPS][HPC][32];
     __shared__ float ps[HPC][32];
     __shared__ long long vo_s[32];
     __shared__ float corr_s[HPC], m_s[HPC], l_s[HPC];
-    pdl_trigger();
+    /* by default no early trigger: the next kernel's weight prefetch would
+     * queue ahead of this kernel's latency-bound reads of the cache */
+    if (p.early_trigger) pdl_trigger();
     pdl_wait();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int G = p.n_head / p.n_head_kv;
@@ -253,7 +270,20 @@ template <int HPC, typename KT> static __global__ void __launch_bounds__(128) at
     const int hd8 = p.hd / 8, nwd = hd8 % 4 == 0 ? 4 : hd8 % 2 == 0 ? 2 : 1, slice = p.hd / nwd;
 
     for (int x = tid; x < HPC * p.hd; x += 128) qs[x / p.hd][x % p.hd] = row[(size_t)h0 * p.hd + x];
+    if (FUSE) {
+        const float *kr = row + (size_t)p.n_head * p.hd + (size_t)kvh * p.hd;
+        const float *vr = row + (size_t)p.n_head * p.hd + (size_t)p.n_head_kv * p.hd + (size_t)kvh * p.hdv;
+        for (int d = tid; d < p.hd; d += 128) kcur[d] = kr[d];
+        for (int d = tid; d < p.hdv; d += 128) vcur[d] = vr[d];
+    }
     __syncthreads();
+    if (FUSE && warp == ATT_WARPS - 1) {
+        /* rounded as the cache stores them (storing the rounded value
+         * again gives the same bits); written to the cache at the end */
+        head_norm_rope(kcur, p.hd, p.k_norm, p.eps, p.cs + (size_t)i * p.n_rot, p.n_rot, p.neox, lane);
+        for (int d = lane; d < p.hd; d += 32) kcur[d] = kt_round<KT>(kcur[d]);
+        for (int d = lane; d < p.hdv; d += 32) vcur[d] = kt_round<KT>(vcur[d]);
+    }
     for (int hh = warp; hh < HPC; hh += ATT_WARPS) {
         head_norm_rope(qs[hh], p.hd, p.q_norm, p.eps, p.cs + (size_t)i * p.n_rot, p.n_rot, p.neox, lane);
         /* an f16 cache: q rounded to f16 before q.K, as the CPU path encodes it */
@@ -279,10 +309,17 @@ template <int HPC, typename KT> static __global__ void __launch_bounds__(128) at
 #pragma unroll
             for (int hh = 0; hh < HPC; hh++) s[hh] = 0.0f;
             if (valid) {
+                const bool cur = FUSE && pp == pos;
                 const KT *kr = kv + base + (size_t)(pp % p.bs) * p.kv_dim + (size_t)kvh * p.hd + warp * slice;
+#pragma unroll 4
                 for (int c = 0; c < slice; c += 8) {
                     float k8[8];
-                    load8<KT>(kr + c, k8);
+                    if (cur) {
+#pragma unroll
+                        for (int u = 0; u < 8; u++) k8[u] = kcur[warp * slice + c + u];
+                    } else {
+                        load8<KT>(kr + c, k8);
+                    }
 #pragma unroll
                     for (int hh = 0; hh < HPC; hh++) {
                         float4 qa = *(const float4 *)&qs[hh][warp * slice + c];
@@ -296,13 +333,30 @@ template <int HPC, typename KT> static __global__ void __launch_bounds__(128) at
             for (int hh = 0; hh < HPC; hh++) part[warp][hh][lane] = s[hh];
         }
         if (warp == 0)
-            vo_s[lane] = valid ? (long long)(base + (size_t)p.bs * p.kv_dim + (size_t)(pp % p.bs) * p.kv_dim_v +
-                                             (size_t)kvh * p.hdv)
-                               : -1;
+            vo_s[lane] = !valid                  ? VO_NONE
+                         : FUSE && pp == pos     ? VO_CUR
+                                                 : (long long)(base + (size_t)p.bs * p.kv_dim +
+                                                               (size_t)(pp % p.bs) * p.kv_dim_v + (size_t)kvh * p.hdv);
         __syncthreads();
+        /* the chunk's values into registers now, all at once: their loads
+         * overlap the softmax instead of following it */
+        const int nv = phi - c0 < 32 ? phi - c0 : 32;
+        float vv[32][2];
+#pragma unroll
+        for (int u = 0; u < 32; u++) {
+            long long vo = u < nv ? vo_s[u] : VO_NONE;
+#pragma unroll
+            for (int dd = 0; dd < 2; dd++) {
+                int d = tid + 128 * dd;
+                vv[u][dd] = d >= p.hdv     ? 0.0f
+                            : vo >= 0      ? ldkv(kv + vo + d)
+                            : vo == VO_CUR ? vcur[FUSE ? d : 0]
+                                           : 0.0f;
+            }
+        }
         /* (B) softmax, a warp per head */
         for (int hh = warp; hh < HPC; hh += ATT_WARPS) {
-            bool ok = vo_s[lane] >= 0;
+            bool ok = vo_s[lane] != VO_NONE;
             float sc = 0.0f;
             for (int ww = 0; ww < nwd; ww++) sc += part[ww][hh][lane];
             sc = ok ? sc * p.scale : -INFINITY;
@@ -315,32 +369,27 @@ template <int HPC, typename KT> static __global__ void __launch_bounds__(128) at
         }
         __syncthreads();
         /* (C) values */
-        const int nv = phi - c0 < 32 ? phi - c0 : 32;
 #pragma unroll
         for (int hh = 0; hh < HPC; hh++) acc[hh][0] *= corr_s[hh], acc[hh][1] *= corr_s[hh];
-        for (int j0 = 0; j0 < nv; j0 += 8) {
-            float vv[8][2];
 #pragma unroll
-            for (int u = 0; u < 8; u++) {
-                long long vo = j0 + u < nv ? vo_s[j0 + u] : -1;
+        for (int u = 0; u < 32; u++) {
+            if (u >= nv) break;
 #pragma unroll
-                for (int dd = 0; dd < 2; dd++) {
-                    int d = tid + 128 * dd;
-                    vv[u][dd] = vo >= 0 && d < p.hdv ? ldkv(kv + vo + d) : 0.0f;
-                }
-            }
-#pragma unroll
-            for (int u = 0; u < 8; u++) {
-                if (j0 + u >= nv) break;
-#pragma unroll
-                for (int hh = 0; hh < HPC; hh++) {
-                    float a = ps[hh][j0 + u];
-                    acc[hh][0] += a * vv[u][0];
-                    acc[hh][1] += a * vv[u][1];
-                }
+            for (int hh = 0; hh < HPC; hh++) {
+                float a = ps[hh][u];
+                acc[hh][0] += a * vv[u][0];
+                acc[hh][1] += a * vv[u][1];
             }
         }
         __syncthreads(); /* the next chunk overwrites part, ps, vo_s */
+    }
+    if (!p.early_trigger) pdl_trigger();
+    if (FUSE && h0 % G == 0 && sp == 0) { /* the kv group's first block stores this position */
+        const int blk = p.tables[toff + pos / p.bs], slot = pos % p.bs;
+        const size_t base = kv_block_base(p, blk);
+        for (int d = tid; d < p.hd; d += 128) kv_put(p, base + (size_t)slot * p.kv_dim + (size_t)kvh * p.hd + d, kcur[d]);
+        for (int d = tid; d < p.hdv; d += 128)
+            kv_put(p, base + (size_t)p.bs * p.kv_dim + (size_t)slot * p.kv_dim_v + (size_t)kvh * p.hdv + d, vcur[d]);
     }
 #pragma unroll
     for (int hh = 0; hh < HPC; hh++)
@@ -382,18 +431,22 @@ static __global__ void __launch_bounds__(128) attn_combine_kernel(const attn_par
     }
 }
 
-template <typename KT> static cudaError_t attn_launch(const attn_params *p, dim3 grid, int pdl, cudaStream_t st) {
+template <typename KT, bool FUSE>
+static cudaError_t attn_launch(const attn_params *p, dim3 grid, int pdl, cudaStream_t st) {
     switch (p->hpc) {
-    case 8: return launch_k(attn_kernel<8, KT>, grid, dim3(128), 0, st, pdl, *p);
-    case 4: return launch_k(attn_kernel<4, KT>, grid, dim3(128), 0, st, pdl, *p);
-    case 2: return launch_k(attn_kernel<2, KT>, grid, dim3(128), 0, st, pdl, *p);
-    default: return launch_k(attn_kernel<1, KT>, grid, dim3(128), 0, st, pdl, *p);
+    case 8: return launch_k(attn_kernel<8, KT, FUSE>, grid, dim3(128), 0, st, pdl, *p);
+    case 4: return launch_k(attn_kernel<4, KT, FUSE>, grid, dim3(128), 0, st, pdl, *p);
+    case 2: return launch_k(attn_kernel<2, KT, FUSE>, grid, dim3(128), 0, st, pdl, *p);
+    default: return launch_k(attn_kernel<1, KT, FUSE>, grid, dim3(128), 0, st, pdl, *p);
     }
 }
 
 cudaError_t cu_attention(const attn_params *p, int pdl, cudaStream_t st) {
     dim3 grid((unsigned)p->n_tok, (unsigned)(p->n_head / p->hpc), (unsigned)p->n_split);
-    cudaError_t e = p->kv_f32 ? attn_launch<float>(p, grid, pdl, st) : attn_launch<__half>(p, grid, pdl, st);
+    cudaError_t e = p->fuse_store ? (p->kv_f32 ? attn_launch<float, true>(p, grid, pdl, st)
+                                               : attn_launch<__half, true>(p, grid, pdl, st))
+                                  : (p->kv_f32 ? attn_launch<float, false>(p, grid, pdl, st)
+                                               : attn_launch<__half, false>(p, grid, pdl, st));
     if (e != cudaSuccess || p->n_split == 1) return e;
     return launch_k(attn_combine_kernel, dim3((unsigned)(p->n_tok * p->n_head)), dim3(128), 0, st, pdl, *p);
 }

@@ -1,0 +1,661 @@
+/* cuda_mv.cu - one token times a Q4_0 / Q8_0 weight matrix (generation).
+ *
+ * At batch 1 a decode step is a stream of weight bytes; this kernel exists
+ * to keep the memory busy and to do little else. Block: 8 warps. A tile (16
+ * rows of the tile layout of cuda_int.h) is split along k over W warps, the
+ * same W and the same split as mmq (cuda_mm.cu) uses, so a block works on
+ * 8 / W tiles at a time. The grid is as many blocks as fit on the device at
+ * once, each walking a contiguous run of tiles of equal length (the block's
+ * per-row setup is done once for all of them).
+ *
+ * Weight stream. A warp's k-range of a tile is contiguous in the tile
+ * layout (quants and scales), so on sm_90 one lane copies it into the
+ * warp's shared-memory stages with the bulk copy engine (cp.async.bulk,
+ * completion counted on an mbarrier per stage): two stages of 4 KB of
+ * quants per warp by default, the first ones requested before the PDL wait
+ * (weights never depend on the previous kernel), each stage refilled with
+ * the warp's next piece as soon as it has been read. The copy engine keeps
+ * far more bytes in flight than per-thread loads can (measured: 414 vs 346
+ * tok/s for an 8B Q4_0 model on the H100). Before sm_90 (or with
+ * QF_CUDA_MV_S=0) each warp keeps U k-steps requested in registers
+ * instead: the slot a k-step used is refilled with the k-step U ahead,
+ * across tile boundaries.
+ *
+ * Activation row: the block puts the token's Q8_0-style encoded row (int8
+ * in fragment order, {d, sum} per 32-group) into shared memory with
+ * cp.async, copied from the act buffers (cu_act or the attention kernel
+ * wrote it) or, with a norm (QF_CUDA_MV_NORM=1; off by default: slower, see
+ * docs/backend.md), computed here from the float row with exactly the
+ * arithmetic of act_kernel (cuda_ops.cu).
+ *
+ * Arithmetic: each 32-group is an exact integer dot from an int8 tensor-core
+ * product (mma.sync m16n8k32, the token in column 0, the other columns
+ * zero): the tensor core does the sum across lanes that a dp4a version
+ * needs shuffles for (a dp4a version was instruction-bound). Scaled in
+ * float in the order mmq uses: per warp k-step by k-step and group by
+ * group, warps summed in warp order at the end. A token's result is
+ * therefore the same bits here and in mmq: it does not depend on the batch
+ * it runs in.
+ *
+ * Epilogues. SwiGLU (gate|up as one matrix, rows [0, n_ff) gate and [n_ff,
+ * 2 n_ff) up, n_ff a multiple of 32): blocks own whole "quads", the four
+ * tiles holding gate and up rows 32q .. 32q+31, so after its products a
+ * block computes h = silu(gate) * up for its quads and encodes each as one
+ * Q8_0 group (act_kernel's arithmetic) for the down matrix: no act kernel
+ * between them. KV store (the Q|K|V matrix of a llama-style model:
+ * adjacent-pair RoPE, no k norm): the rows of the key heads are rotated
+ * (the pair partner is the neighbouring lane's row) and stored with the
+ * value rows into the token's cache slot, k_store's arithmetic: no k_store
+ * kernel.
+ */
+#include <stdlib.h>
+
+#include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_int.h"
+
+#define MV_WARPS 8
+#define MV_NR 16 /* norm weights a thread keeps in registers: rows up to 4096 */
+
+typedef struct mv_args {
+    const uint4 *wq;   /* tile layout quants */
+    const uint2 *ws;   /* scales: per (tile, k-step, g) {d(g,0)|d(g+8,0), d(g,1)|d(g+8,1)} halves */
+    int ks, rows, tiles, W;
+    /* input: pre-encoded row (aq, ads with tok_pad stride) or x + norm */
+    const uint8_t *aq;
+    const float2 *ads;
+    int a_tok_pad;
+    const float *x, *norm;
+    float eps;
+    int k;             /* values in x (columns) */
+    /* output */
+    float *y;
+    const float *bias;
+    int add;
+    int per_block;     /* tiles per block (its run of the tile sequence) */
+    /* kv store (QKV matrix, llama-style adjacent-pair RoPE, no k norm):
+     * rows [kv_q, kv_q + kv_dim) are the key heads, the next kv_dim_v rows
+     * the value heads; the token's position and block come from tok and
+     * tables (the step buffer), cs is its (n_rot) cos/sin row */
+    void *kv;
+    int kv_f32, kv_q, kv_dim, kv_dim_v, hd, hdv, n_rot, bs, layer, n_layer;
+    const int *tok, *tables;
+    const float *cs;
+    /* SwiGLU epilogue */
+    int n_ff;
+    uint8_t *hq;
+    float2 *hds;
+    int h_tok_pad;
+} mv_args;
+
+/* weights are read once per step: keep them out of L1 */
+DEV uint4 mv_ld4(const uint4 *p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
+}
+DEV uint2 mv_ld2(const uint2 *p) {
+    uint2 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
+    return v;
+}
+
+DEV float mv_h2f(uint32_t bits16) { return __half2float(__ushort_as_half((unsigned short)(bits16 & 0xffff))); }
+
+template <int FMT> struct mv_un { static constexpr int N = FMT == FMT_Q8_0 ? 2 : 1; };
+
+/* what a lane holds of one k-step of a tile: its fragment bytes and the
+ * scales of its rows g and g + 8 */
+template <int FMT> struct mvw {
+    uint4 w[mv_un<FMT>::N];
+    uint2 s;
+};
+
+/* A warp's cursor through the k-steps of its tiles: pointers to the lane's
+ * bytes of the next k-step to request. */
+typedef struct mv_cur {
+    const uint4 *w;
+    const uint2 *s;
+    int r, k; /* round, k-step */
+} mv_cur;
+
+template <int FMT> DEV void mv_seek(mv_cur &c, const mv_args &a, int tile, int k, int lane) {
+    const size_t ts = (size_t)tile * (size_t)a.ks + (size_t)k;
+    c.w = a.wq + ts * (mv_un<FMT>::N * 32) + lane;
+    c.s = a.ws + ts * 8 + (lane >> 2);
+}
+
+template <int FMT> DEV void mv_load(mvw<FMT> &b, const mv_cur &c) {
+#pragma unroll
+    for (int u = 0; u < mv_un<FMT>::N; u++) b.w[u] = mv_ld4(c.w + u * 32);
+    b.s = mv_ld2(c.s);
+}
+
+/* One k-step (64 values, two groups) of rows g and g + 8 into acc0/acc1
+ * (valid in lanes t = 0): the token is column 0 of an int8 mma, the
+ * arithmetic of mmq (cuda_mm.cu) for its column 0. */
+template <int FMT>
+DEV void mv_step(const mvw<FMT> &b, const uint8_t *sq, const float2 *sds, int k, int lane, float &acc0, float &acc1) {
+    const uint32_t M4 = 0x0F0F0F0Fu;
+    uint4 a = make_uint4(0, 0, 0, 0);
+    if (lane < 4) a = *(const uint4 *)(sq + (size_t)k * 64 + lane * 16);
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+        const float2 ds = sds[2 * k + j];
+        const uint32_t b0 = j ? a.z : a.x, b1 = j ? a.w : a.y;
+        const uint32_t sc = j ? b.s.y : b.s.x;
+        const float dw0 = mv_h2f(sc), dw1 = mv_h2f(sc >> 16);
+        int c[4];
+        if (FMT == FMT_Q4_0) {
+            const uint32_t x = j ? b.w[0].z : b.w[0].x, y = j ? b.w[0].w : b.w[0].y;
+            mma_u8s8_k32(c, x & M4, y & M4, (x >> 4) & M4, (y >> 4) & M4, b0, b1);
+            const int s0 = __float_as_int(ds.y);
+            acc0 += (float)(c[0] - 8 * s0) * (dw0 * ds.x);
+            acc1 += (float)(c[2] - 8 * s0) * (dw1 * ds.x);
+        } else {
+            const uint4 &w = b.w[j];
+            mma_s8s8_k32(c, w.x, w.y, w.z, w.w, b0, b1);
+            acc0 += (float)c[0] * (dw0 * ds.x);
+            acc1 += (float)c[2] * (dw1 * ds.x);
+        }
+    }
+}
+
+/* Q8_0-style encoding of one 32-group held one value per lane (act_kernel's
+ * arithmetic): byte into q at the value's fragment offset, {d, sum} to *ds. */
+DEV void mv_encode32(float v, int e, uint8_t *q, float2 *ds, int lane) {
+    float amax = warp_max(fabsf(v));
+    float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    int qv = round_away_127(v * id);
+    int sum = __reduce_add_sync(0xffffffffu, qv);
+    q[frag_off(e)] = (uint8_t)(int8_t)qv;
+    if (lane == 0) *ds = make_float2(__half2float(__float2half_rn(d)), __int_as_float(sum));
+}
+
+/* 2 blocks of 8 warps per SM (128 registers) for the deep variants */
+template <int FMT, int U> struct mv_minb { static constexpr int N = (FMT == FMT_Q4_0 ? U > 8 : U > 4) ? 2 : 3; };
+
+/* Tile of position s of the blocks' tile sequence: the identity, or with
+ * the SwiGLU epilogue the quads' order (gate 2q, 2q+1, up 2q, 2q+1). */
+template <bool SWIGLU> DEV int mv_tile(int s, int gate_tiles) {
+    if (!SWIGLU) return s;
+    const int q = s >> 2, w = s & 3;
+    return w < 2 ? 2 * q + w : gate_tiles + 2 * q + (w - 2);
+}
+
+/* Advance a warp's cursor by one k-step: the next k-step of the tile, or
+ * k0 of the warp's tile in the next round. */
+template <int FMT, bool SWIGLU>
+DEV void mv_next(mv_cur &c, const mv_args &a, int k0, int k1, int rw, int s0, int tpb, int tt, int lane) {
+    if (++c.k < k1) {
+        c.w += mv_un<FMT>::N * 32;
+        c.s += 8;
+    } else {
+        c.k = k0;
+        if (++c.r < rw) mv_seek<FMT>(c, a, mv_tile<SWIGLU>(s0 + c.r * tpb + tt, a.n_ff / 16), k0, lane);
+    }
+}
+
+/* ---- the bulk copy engine (sm_90): weights into shared memory ---- */
+
+/* Stage geometry of the bulk path, by the kernel's S parameter: 2 = two
+ * stages of 4 KB of quants per warp (default), 4 = four of 2 KB, 3 = two
+ * of 2 KB (half the shared memory: more blocks per SM). k-steps per stage: */
+template <int FMT, int S> struct mvb_c {
+    static constexpr int C = (S == 2 ? 8 : 4) / (FMT == FMT_Q8_0 ? 2 : 1);
+    static constexpr int N = S == 4 ? 4 : 2; /* stages */
+};
+template <int FMT, int S> struct mvb_stage {
+    static constexpr int QB = mvb_c<FMT, S>::C * mv_un<FMT>::N * 512, SB = mvb_c<FMT, S>::C * 64, BYTES = QB + SB;
+};
+
+DEV uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+DEV void mbar_init(uint64_t *bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(bar)) : "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#endif
+}
+
+/* The stage's copies: bytes expected on bar, then one bulk copy each of
+ * quants and scales (sizes multiples of 16, 16-byte aligned). */
+DEV void mbar_bulk2(uint64_t *bar, void *dq, const void *sq, uint32_t nq, void *ds, const void *ss, uint32_t ns) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const uint32_t b = smem_u32(bar);
+    /* earlier generic reads of the stage before the async-proxy writes */
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(b), "r"(nq + ns) : "memory");
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                     smem_u32(dq)),
+                 "l"(sq), "r"(nq), "r"(b)
+                 : "memory");
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                     smem_u32(ds)),
+                 "l"(ss), "r"(ns), "r"(b)
+                 : "memory");
+#endif
+}
+
+DEV void mbar_wait(uint64_t *bar, uint32_t parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    uint32_t ok = 0;
+    const uint32_t b = smem_u32(bar);
+    do {
+        asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}"
+                     : "=r"(ok)
+                     : "r"(b), "r"(parity)
+                     : "memory");
+    } while (!ok);
+#endif
+}
+
+/* Unit i of a warp's sequence (round r = i / nch, chunk c = i % nch of its
+ * k-range of that round's tile) into stage i % S. Lane 0 issues. */
+template <int FMT, int S, bool SWIGLU>
+DEV void mvb_issue(const mv_args &a, uint8_t *stages, uint64_t *bars, int i, int n_units, int nch, int k0, int k1,
+                   int s0, int tpb, int tt, int lane) {
+    if (lane != 0 || i >= n_units) return;
+    constexpr int C = mvb_c<FMT, S>::C, UN = mv_un<FMT>::N, SS = mvb_c<FMT, S>::N;
+    const int r = i / nch, c = i % nch, kb = k0 + c * C, n = min(C, k1 - kb);
+    const size_t ts = (size_t)mv_tile<SWIGLU>(s0 + r * tpb + tt, a.n_ff / 16) * (size_t)a.ks + (size_t)kb;
+    uint8_t *st = stages + (size_t)(i % SS) * mvb_stage<FMT, S>::BYTES;
+    mbar_bulk2(&bars[i % SS], st, (const uint8_t *)a.wq + ts * UN * 512, (uint32_t)(n * UN * 512),
+               st + mvb_stage<FMT, S>::QB, (const uint8_t *)a.ws + ts * 64, (uint32_t)(n * 64));
+}
+
+template <int FMT, int U, bool NORM, bool SWIGLU, int S>
+static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, U>::N) mv_kernel(const mv_args a) {
+    extern __shared__ __align__(16) uint8_t smem[];
+    __shared__ double ssq[MV_WARPS];
+    __shared__ __align__(8) uint64_t bars[MV_WARPS][4];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int W = a.W, tpb = MV_WARPS / W, tt = warp / W, w = warp % W;
+    const int k0 = (int)((long)a.ks * w / W), k1 = (int)((long)a.ks * (w + 1) / W);
+    const int kpad = a.ks * 64, gt = a.n_ff / 16;
+    /* this block's tiles: sequence positions [s0, s0 + nt); rounds of tpb */
+    const int s0 = blockIdx.x * a.per_block, nt = min(a.per_block, a.tiles - s0);
+    const int rw = tt < tpb ? (nt - tt + tpb - 1) / tpb : 0; /* rounds of this warp */
+    const int rounds = (a.per_block + tpb - 1) / tpb;
+    uint8_t *sq = smem;
+    float2 *sds = (float2 *)(smem + kpad);
+    float *xs = (float *)(smem + kpad + (size_t)a.ks * 2 * sizeof(float2));
+    float *red = xs + (NORM ? a.k : 0); /* (rounds, 8 warps, 16 rows) */
+    constexpr int C = mvb_c<FMT, S>::C, SS = mvb_c<FMT, S>::N;
+    uint8_t *stages = (uint8_t *)(red + (size_t)rounds * MV_WARPS * 16) +
+                      (size_t)warp * SS * mvb_stage<FMT, S>::BYTES; /* this warp's stages */
+    const int nch = (k1 - k0 + C - 1) / C, n_units = rw * nch;
+
+    /* the weights and the norm do not depend on the previous kernel:
+     * request them now; everything else after the wait, in one round trip
+     * (cp.async: many copies in flight, no registers held) */
+    mvw<FMT> B[S ? 1 : U];
+    mv_cur lc = {a.wq, a.ws, 0, k0}; /* next k-step to request */
+    if (S) {
+        if (lane == 0)
+            for (int j = 0; j < SS; j++) mbar_init(&bars[warp][j]);
+        __syncwarp();
+        for (int j = 0; j < SS; j++)
+            mvb_issue<FMT, S, SWIGLU>(a, stages, bars[warp], j, n_units, nch, k0, k1, s0, tpb, tt, lane);
+    } else {
+        if (rw > 0) mv_seek<FMT>(lc, a, mv_tile<SWIGLU>(s0 + tt, gt), k0, lane);
+#pragma unroll
+        for (int u = 0; u < (S ? 1 : U); u++)
+            if (lc.r < rw) {
+                mv_load<FMT>(B[u], lc);
+                mv_next<FMT, SWIGLU>(lc, a, k0, k1, rw, s0, tpb, tt, lane);
+            }
+    }
+    /* the norm weights of the values this thread encodes (e = tid + 256 i),
+     * in registers; rows longer than MV_NR * 256 read the rest later */
+    float nr[NORM ? MV_NR : 1];
+    if (NORM) {
+#pragma unroll
+        for (int i = 0; i < MV_NR; i++) nr[i] = tid + 256 * i < a.k ? a.norm[tid + 256 * i] : 0.0f;
+    }
+    pdl_trigger();
+    pdl_wait();
+    if (NORM) {
+        for (int i = tid; i < a.k / 4; i += 256) cp16(xs + 4 * i, a.x + 4 * i);
+    } else {
+        for (int i = tid; i < kpad / 16; i += 256) cp16(sq + 16 * i, a.aq + 16 * i);
+        for (int g = tid; g < 2 * a.ks; g += 256) cp8(&sds[g], &a.ads[(size_t)g * a.a_tok_pad]);
+    }
+    cp_commit();
+    cp_wait_all();
+    __syncthreads();
+    if (NORM) {
+        /* RMSNorm + encoding of the whole row, as act_kernel (256 threads,
+         * double sum of squares in the same order) */
+        double ss = 0.0;
+        for (int e = tid; e < a.k; e += 256) {
+            float v = xs[e];
+            ss += (double)v * v;
+        }
+        ss = warp_sum_d(ss);
+        if (lane == 0) ssq[warp] = ss;
+        __syncthreads();
+        double tot = 0.0;
+        for (int i = 0; i < MV_WARPS; i++) tot += ssq[i];
+        const float scale = (float)(1.0 / sqrt(tot / (double)a.k + (double)a.eps));
+        /* group g = warp + 8 i, value e = g * 32 + lane = tid + 256 i */
+#pragma unroll
+        for (int i = 0; i < MV_NR; i++) {
+            const int g = warp + MV_WARPS * i, e = g * 32 + lane;
+            if (g >= 2 * a.ks) break;
+            if (g * 32 < a.k) {
+                mv_encode32(xs[e] * scale * nr[NORM ? i : 0], e, sq, &sds[g], lane);
+            } else { /* padding beyond k: zero weights meet zero activations */
+                sq[frag_off(e)] = 0;
+                if (lane == 0) sds[g] = make_float2(0.0f, 0.0f);
+            }
+        }
+        for (int g = warp + MV_WARPS * MV_NR; g < 2 * a.ks; g += MV_WARPS) {
+            const int e = g * 32 + lane;
+            if (g * 32 < a.k) {
+                mv_encode32(xs[e] * scale * a.norm[e], e, sq, &sds[g], lane);
+            } else {
+                sq[frag_off(e)] = 0;
+                if (lane == 0) sds[g] = make_float2(0.0f, 0.0f);
+            }
+        }
+        __syncthreads();
+    }
+
+    float acc0 = 0.0f, acc1 = 0.0f;
+    if (S) {
+        /* stage i % S holds unit i; refilled with unit i + S once the warp
+         * has read it */
+        for (int i = 0; i < n_units; i++) {
+            const int r = i / nch, c = i % nch, kb = k0 + c * C, n = min(C, k1 - kb);
+            mbar_wait(&bars[warp][i % SS], (uint32_t)((i / SS) & 1));
+            const uint8_t *st = stages + (size_t)(i % SS) * mvb_stage<FMT, S>::BYTES;
+#pragma unroll
+            for (int kk = 0; kk < C; kk++) {
+                if (kk < n) {
+                    mvw<FMT> b;
+#pragma unroll
+                    for (int u = 0; u < mv_un<FMT>::N; u++)
+                        b.w[u] = *(const uint4 *)(st + ((size_t)(kk * mv_un<FMT>::N + u) * 32 + lane) * 16);
+                    b.s = *(const uint2 *)(st + mvb_stage<FMT, S>::QB + kk * 64 + (lane >> 2) * 8);
+                    mv_step<FMT>(b, sq, sds, kb + kk, lane, acc0, acc1);
+                }
+            }
+            if (c == nch - 1) {
+                if ((lane & 3) == 0) {
+                    red[(r * MV_WARPS + warp) * 16 + (lane >> 2)] = acc0;
+                    red[(r * MV_WARPS + warp) * 16 + (lane >> 2) + 8] = acc1;
+                }
+                acc0 = acc1 = 0.0f;
+            }
+            __syncwarp();
+            mvb_issue<FMT, S, SWIGLU>(a, stages, bars[warp], i + SS, n_units, nch, k0, k1, s0, tpb, tt, lane);
+        }
+    } else {
+        /* the k-steps of this warp's tiles, round by round; slot u always
+         * holds the k-step that is u modulo U in the warp's sequence */
+        int cr = 0, ck = k0;
+        while (cr < rw) {
+#pragma unroll
+            for (int u = 0; u < (S ? 1 : U); u++) {
+                if (cr < rw) {
+                    mv_step<FMT>(B[u], sq, sds, ck, lane, acc0, acc1);
+                    if (++ck == k1) {
+                        if ((lane & 3) == 0) {
+                            red[(cr * MV_WARPS + warp) * 16 + (lane >> 2)] = acc0;
+                            red[(cr * MV_WARPS + warp) * 16 + (lane >> 2) + 8] = acc1;
+                        }
+                        acc0 = acc1 = 0.0f;
+                        ck = k0, cr++;
+                    }
+                    if (lc.r < rw) {
+                        mv_load<FMT>(B[u], lc);
+                        mv_next<FMT, SWIGLU>(lc, a, k0, k1, rw, s0, tpb, tt, lane);
+                    }
+                }
+            }
+        }
+    }
+    __syncthreads();
+    /* outputs: the W partial sums of each row in warp order (every thread
+     * runs the same trip count: the kv store pairs neighbouring lanes) */
+    size_t kv_base = 0;
+    int kv_slot = 0;
+    if (a.kv) {
+        const int pos = a.tok[0], blk = a.tables[a.tok[1] + pos / a.bs];
+        kv_base = ((size_t)blk * a.n_layer + a.layer) * (size_t)a.bs * (size_t)(a.kv_dim + a.kv_dim_v);
+        kv_slot = pos % a.bs;
+    }
+    for (int o0 = 0; o0 < rounds * tpb * 16; o0 += 256) {
+        const int o = o0 + tid, r = o / (tpb * 16), t2 = (o / 16) % tpb, rr = o % 16, sp = r * tpb + t2;
+        const int row = sp < nt ? mv_tile<SWIGLU>(s0 + sp, gt) * 16 + rr : a.rows;
+        const bool ok = o < rounds * tpb * 16 && sp < nt && row < a.rows;
+        float val = 0.0f;
+        if (ok) {
+            for (int ww = 0; ww < W; ww++) val += red[(r * MV_WARPS + t2 * W + ww) * 16 + rr];
+            if (a.bias) val += a.bias[row];
+            float *yp = a.y + row;
+            *yp = a.add ? *yp + val : val;
+        }
+        if (a.kv) {
+            /* k_store's arithmetic: RoPE on adjacent pairs, then the cache's
+             * element type */
+            const float other = __shfl_xor_sync(0xffffffffu, val, 1);
+            const int kr = row - a.kv_q;
+            if (ok && kr >= 0 && kr < a.kv_dim) {
+                const int h = kr / a.hd, dd = kr % a.hd;
+                float v = val;
+                if (dd < a.n_rot) {
+                    const int j = dd >> 1;
+                    const float c = a.cs[2 * j], sn = a.cs[2 * j + 1];
+                    const float x0 = dd & 1 ? other : val, x1 = dd & 1 ? val : other;
+                    v = dd & 1 ? x0 * sn + x1 * c : x0 * c - x1 * sn;
+                }
+                const size_t off = kv_base + (size_t)kv_slot * a.kv_dim + (size_t)h * a.hd + dd;
+                if (a.kv_f32) ((float *)a.kv)[off] = v;
+                else ((__half *)a.kv)[off] = __float2half_rn(v);
+            } else if (ok && kr >= a.kv_dim && kr < a.kv_dim + a.kv_dim_v) {
+                const size_t off =
+                    kv_base + (size_t)a.bs * a.kv_dim + (size_t)kv_slot * a.kv_dim_v + (size_t)(kr - a.kv_dim);
+                if (a.kv_f32) ((float *)a.kv)[off] = val;
+                else ((__half *)a.kv)[off] = __float2half_rn(val);
+            }
+        }
+    }
+    if (SWIGLU) {
+        /* this block's quads: silu(gate) * up, encoded for the down matrix */
+        __syncthreads();
+        for (int q = s0 / 4 + warp; q < (s0 + nt) / 4; q += MV_WARPS) {
+            const int e = q * 32 + lane;
+            float gv = a.y[e], uv = a.y[a.n_ff + e];
+            float v = gv / (1.0f + expf(-gv)) * uv;
+            mv_encode32(v, e, a.hq, &a.hds[(size_t)q * a.h_tok_pad], lane);
+        }
+    }
+}
+
+/* ---- dispatch ---- */
+
+static int mv_env(const char *name, int def) {
+    const char *s = getenv(name);
+    return s && *s ? atoi(s) : def;
+}
+
+int cu_mv_off = 0;
+
+int cu_mv_enabled(void) { return !cu_mv_off; }
+
+static int g_mv_smem_max = 48 * 1024, g_mv_n_sm = 132;
+
+template <int FMT, int U, bool NORM, bool SW, int S> static cudaError_t mv_allow(void) {
+    return cudaFuncSetAttribute(mv_kernel<FMT, U, NORM, SW, S>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                g_mv_smem_max);
+}
+
+template <int FMT, int U, int S> static cudaError_t mv_allow_fmt(void) {
+    cudaError_t e = mv_allow<FMT, U, false, false, S>();
+    if (e == cudaSuccess) e = mv_allow<FMT, U, true, false, S>();
+    if (e == cudaSuccess) e = mv_allow<FMT, U, false, true, S>();
+    if (e == cudaSuccess) e = mv_allow<FMT, U, true, true, S>();
+    return e;
+}
+
+/* Register path: k-steps in flight per warp, 8 KB of weights
+ * (QF_CUDA_MV_U=8 for q4_0 / 4 for q8_0: half of that, 3 blocks per SM).
+ * Bulk path (sm_90, default there): QF_CUDA_MV_S=2 (default), 3 or 4 (see
+ * mvb_c); 0 = the register path. */
+#define MV_U_Q4 16
+#define MV_U_Q8 8
+
+static int g_mv_bulk = 0; /* the device has the bulk copy engine */
+
+cudaError_t cu_mv_init(void) {
+    int dev = 0, v = 0, major = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&g_mv_n_sm, cudaDevAttrMultiProcessorCount, dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    if (e != cudaSuccess) return e;
+    g_mv_bulk = major >= 9;
+    /* the static arrays of the kernel take a few hundred bytes */
+    g_mv_smem_max = v - 1024;
+    e = mv_allow_fmt<FMT_Q4_0, MV_U_Q4, 0>();
+    if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q4_0, MV_U_Q4 / 2, 0>();
+    if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q8_0, MV_U_Q8, 0>();
+    if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q8_0, MV_U_Q8 / 2, 0>();
+    if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q4_0, 1, 2>();
+    if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q4_0, 1, 3>();
+    if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q8_0, 1, 2>();
+    if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q8_0, 1, 3>();
+    if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q4_0, 1, 4>();
+    if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q8_0, 1, 4>();
+    return e;
+}
+
+/* warps per tile: the k split of mmq (run_fmt in cuda_mm.cu) */
+int cu_mm_warps(int ks);
+
+/* dynamic shared memory: the encoded row and its group scales; with the
+ * norm also the float row and the norm weights; the partial sums of
+ * `rounds` rounds of tiles; the bulk path's stages */
+static size_t mv_smem(const dmat *w, int with_norm, int rounds, int stages) {
+    size_t s = (size_t)w->ks * 64 + (size_t)w->ks * 2 * sizeof(float2);
+    if (with_norm) s += (size_t)w->cols * sizeof(float);
+    s += (size_t)rounds * MV_WARPS * 16 * sizeof(float);
+    if (!stages) return s;
+    int per_warp = w->fmt == FMT_Q8_0 ? (stages == 2   ? 2 * mvb_stage<FMT_Q8_0, 2>::BYTES
+                                         : stages == 4 ? 4 * mvb_stage<FMT_Q8_0, 4>::BYTES
+                                                       : 2 * mvb_stage<FMT_Q8_0, 3>::BYTES)
+                                      : (stages == 2   ? 2 * mvb_stage<FMT_Q4_0, 2>::BYTES
+                                         : stages == 4 ? 4 * mvb_stage<FMT_Q4_0, 4>::BYTES
+                                                       : 2 * mvb_stage<FMT_Q4_0, 3>::BYTES);
+    return s + (size_t)MV_WARPS * per_warp;
+}
+
+static int mv_stages_env(void) {
+    static int s = -2;
+    if (s == -2) s = mv_env("QF_CUDA_MV_S", 2);
+    return g_mv_bulk && (s == 2 || s == 3 || s == 4) ? s : 0;
+}
+
+int cu_mv_ok(const dmat *w, int with_norm) {
+    if (!cu_mv_enabled() || (w->fmt != FMT_Q4_0 && w->fmt != FMT_Q8_0)) return 0;
+    /* the register path has no registers to spare for the norm weights */
+    if (with_norm && !mv_stages_env()) return 0;
+    /* room for a few rounds of partial sums besides the row */
+    return mv_smem(w, with_norm, 8, mv_stages_env()) <= (size_t)g_mv_smem_max;
+}
+
+/* Blocks resident per SM for this instance and shared memory (cached for
+ * the last size asked). */
+template <int FMT, int U, bool NORM, bool SW, int S> static int mv_per_sm(size_t smem) {
+    static size_t c_smem = (size_t)-1;
+    static int c_n = 1;
+    if (c_smem != smem) {
+        int n = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, mv_kernel<FMT, U, NORM, SW, S>, 256, smem) !=
+                cudaSuccess ||
+            n < 1) {
+            cudaGetLastError();
+            n = 1;
+        }
+        c_smem = smem, c_n = n;
+    }
+    return c_n;
+}
+
+/* Grid: as many blocks as fit at once, each a run of tiles of equal length
+ * (whole quads with SwiGLU, whole rounds of 8 / W tiles otherwise). */
+template <int FMT, int U, bool NORM, bool SW, int S>
+static cudaError_t mv_launch(mv_args a, const dmat *w, int pdl, cudaStream_t st) {
+    const int tpb = MV_WARPS / a.W, unit = SW ? 4 : tpb, units = (a.tiles + unit - 1) / unit;
+    size_t smem = mv_smem(w, NORM, (unit + tpb - 1) / tpb, S);
+    int slots = mv_per_sm<FMT, U, NORM, SW, S>(smem) * g_mv_n_sm;
+    for (int it = 0; it < 2; it++) {
+        a.per_block = (units + slots - 1) / slots * unit;
+        smem = mv_smem(w, NORM, (a.per_block + tpb - 1) / tpb, S);
+        if (smem > (size_t)g_mv_smem_max) return cudaErrorInvalidConfiguration;
+        int s2 = mv_per_sm<FMT, U, NORM, SW, S>(smem) * g_mv_n_sm;
+        if (s2 >= slots) break;
+        slots = s2;
+    }
+    dim3 grid((unsigned)((a.tiles + a.per_block - 1) / a.per_block));
+    return launch_k(mv_kernel<FMT, U, NORM, SW, S>, grid, dim3(256), smem, st, pdl, a);
+}
+
+template <int FMT, int U, int S>
+static cudaError_t mv_run(const mv_args &a, const dmat *w, bool norm, bool sw, int pdl, cudaStream_t st) {
+    if (norm && sw) return mv_launch<FMT, U, true, true, S>(a, w, pdl, st);
+    if (norm) return mv_launch<FMT, U, true, false, S>(a, w, pdl, st);
+    if (sw) return mv_launch<FMT, U, false, true, S>(a, w, pdl, st);
+    return mv_launch<FMT, U, false, false, S>(a, w, pdl, st);
+}
+
+cudaError_t cu_matvec(const dmat *w, const mv_in *in, float *y, int add, int pdl, cudaStream_t st) {
+    if (!cu_mv_ok(w, in->x != NULL)) return cudaErrorInvalidValue;
+    mv_args a = {};
+    a.wq = (const uint4 *)w->q;
+    a.ws = (const uint2 *)w->s;
+    a.ks = w->ks;
+    a.rows = w->rows;
+    a.tiles = w->rows_pad / 16;
+    a.W = cu_mm_warps(w->ks);
+    if (in->x) {
+        a.x = in->x, a.norm = in->norm, a.eps = in->eps, a.k = w->cols;
+    } else {
+        a.aq = in->src->q, a.ads = in->src->ds, a.a_tok_pad = in->src_tok_pad;
+    }
+    a.y = y;
+    a.bias = w->bias;
+    a.add = add;
+    if (in->kv) {
+        const mv_kv *k = in->kv;
+        if (k->n_rot % 2 || k->hd % 2) return cudaErrorInvalidValue;
+        a.kv = k->kv, a.kv_f32 = k->kv_f32, a.kv_q = k->q_rows, a.kv_dim = k->kv_dim, a.kv_dim_v = k->kv_dim_v;
+        a.hd = k->hd, a.hdv = k->hdv, a.n_rot = k->n_rot, a.bs = k->bs, a.layer = k->layer, a.n_layer = k->n_layer;
+        a.tok = k->tok, a.tables = k->tables, a.cs = k->cs;
+    }
+    bool sw = in->h != NULL;
+    if (sw) {
+        /* whole quads: 32 gate and 32 up rows, no padding rows between */
+        if (in->n_ff % 32 || w->rows != 2 * in->n_ff) return cudaErrorInvalidValue;
+        a.n_ff = in->n_ff, a.hq = in->h->q, a.hds = in->h->ds, a.h_tok_pad = in->h_tok_pad;
+    }
+    static int u_env = -2;
+    if (u_env == -2) u_env = mv_env("QF_CUDA_MV_U", 0);
+    const bool norm = in->x != NULL;
+    const int S = mv_stages_env();
+    if (w->fmt == FMT_Q4_0) {
+        if (S == 2) return mv_run<FMT_Q4_0, 1, 2>(a, w, norm, sw, pdl, st);
+        if (S == 3) return mv_run<FMT_Q4_0, 1, 3>(a, w, norm, sw, pdl, st);
+        if (S == 4) return mv_run<FMT_Q4_0, 1, 4>(a, w, norm, sw, pdl, st);
+        if (u_env == MV_U_Q4 / 2) return mv_run<FMT_Q4_0, MV_U_Q4 / 2, 0>(a, w, norm, sw, pdl, st);
+        return mv_run<FMT_Q4_0, MV_U_Q4, 0>(a, w, norm, sw, pdl, st);
+    }
+    if (S == 2) return mv_run<FMT_Q8_0, 1, 2>(a, w, norm, sw, pdl, st);
+    if (S == 3) return mv_run<FMT_Q8_0, 1, 3>(a, w, norm, sw, pdl, st);
+    if (S == 4) return mv_run<FMT_Q8_0, 1, 4>(a, w, norm, sw, pdl, st);
+    if (u_env == MV_U_Q8 / 2) return mv_run<FMT_Q8_0, MV_U_Q8 / 2, 0>(a, w, norm, sw, pdl, st);
+    return mv_run<FMT_Q8_0, MV_U_Q8, 0>(a, w, norm, sw, pdl, st);
+}

@@ -288,6 +288,11 @@ static bool qk_kernel_ok(const qf_fwd *f) {
     return !f->exact && (t == QF_TYPE_F16 || t == QF_TYPE_F32);
 }
 
+/* Ask for len bytes at p into L2 (one request per cache line). */
+static void prefetch_l2(const uint8_t *p, size_t len) {
+    for (size_t o = 0; o < len; o += 64) __builtin_prefetch(p + o, 0, 2);
+}
+
 /* Query heads per attention work item: the heads that share a kv head go
  * together (each K and V row is read once for all of them), split further
  * only when there would be fewer than two items per thread (batch 1 with
@@ -347,6 +352,17 @@ static void attn_region(void *p, int ith, int nth) {
                 int32_t r0 = seg_lo[sg] > b0 ? seg_lo[sg] - b0 : 0;
                 int32_t r1 = seg_hi[sg] < b0 + bs ? seg_hi[sg] - b0 : bs;
                 const uint8_t *kb = kv_head(f, qf_kv_block_k(f->kv, t->layer, table[b0 / bs]), false, kvh, &krow, &koff);
+                if (f->kv_hm) {
+                    /* each block is a short contiguous piece per head, too
+                     * short for the hardware prefetchers to ramp up: ask L2
+                     * for the next block's keys and this block's values */
+                    if (b0 + bs < seg_hi[sg])
+                        prefetch_l2(kv_head(f, qf_kv_block_k(f->kv, t->layer, table[b0 / bs + 1]), false, kvh, &krow,
+                                            &koff),
+                                    (size_t)bs * krow);
+                    prefetch_l2(kv_head(f, qf_kv_block_v(f->kv, t->layer, table[b0 / bs]), true, kvh, &vrow, &voff),
+                                (size_t)bs * vrow);
+                }
                 if (fast_qk) {
                     qf_gemm(kt, kb, krow, hd, r0, r1, qenc, gs, tmpk, bs);
                 } else {

@@ -27,41 +27,15 @@ static char g_model[700];
 static int sh_run(char **out, bool merge, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int sh_run(char **out, bool merge, const char *fmt, ...) {
-    char cmd[8192], full[8400];
+    char cmd[8192];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(cmd, sizeof cmd, fmt, ap);
     va_end(ap);
-    snprintf(full, sizeof full, "(%s) %s", cmd, merge ? "2>&1" : "2>/dev/null");
-    FILE *p = popen(full, "r");
-    if (!p) return -1;
-    size_t cap = 1 << 16, n = 0, r;
-    char *buf = malloc(cap);
-    while ((r = fread(buf + n, 1, cap - n - 1, p)) > 0) {
-        n += r;
-        if (n + 1 == cap) buf = realloc(buf, cap *= 2);
-    }
-    buf[n] = 0;
-    int st = pclose(p);
-    if (out)
-        *out = buf;
-    else
-        free(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    return qf_test_sh(cmd, merge, out);
 }
 
-static inline char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)(n > 0 ? n : 0) + 1);
-    size_t got = fread(b, 1, (size_t)(n > 0 ? n : 0), f);
-    b[got] = 0;
-    fclose(f);
-    return b;
-}
+static inline char *slurp(const char *path) { return qf_test_slurp(path); }
 
 /* The number at a.b (b may be NULL); NAN when absent or not a number. */
 static inline double jnum(const cJSON *j, const char *a, const char *b) {

@@ -19,7 +19,6 @@
 #if defined(__aarch64__)
 
 #include <arm_neon.h>
-#include <math.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -534,13 +533,8 @@ static void vmad_f16(int64_t d, int64_t n, const void *V, size_t v_row_bytes, co
                 for (int k = 0; k < 4; k++)
                     vst1q_f32(oq + q * ldo + j + 4 * k, acc[q][k]);
         }
-        for (; j < d; j++) /* tail: head sizes that are not multiples of 16 */
-            for (int q = 0; q < m; q++) {
-                float s = oq[q * ldo + j];
-                for (int64_t r = 0; r < n; r++)
-                    s = fmaf(aq[q * lda + r], qf_fp16_to_fp32(((const uint16_t *)(vb + (size_t)r * v_row_bytes))[j]), s);
-                oq[q * ldo + j] = s;
-            }
+        if (j < d) /* tail: head sizes that are not multiples of 16 */
+            qf_ref_vmad_f16(d - j, n, vb + 2 * j, v_row_bytes, aq, lda, m, oq + j, ldo);
     }
 }
 

@@ -102,6 +102,10 @@ typedef struct qf_kernel_table {
     qf_vmad_fn vmad_f16; /* qf_vmad_f16 */
 } qf_kernel_table;
 
+/* qf_vmad_f16's scalar reference (ref_dot.c). */
+void qf_ref_vmad_f16(int64_t d, int64_t n, const void *V, size_t v_row_bytes, const float *a, int64_t lda, int64_t nq,
+                     float *out, int64_t ldo);
+
 /* Fill the scalar table (every supported type; ref_dot.c). */
 void qf_kernels_fill_scalar(qf_kernel_table *t);
 /* Set the entries an ISA file has (the others stay as they are) and return

@@ -358,8 +358,10 @@ QF_SCALAR_GEMM(q5_K)
 QF_SCALAR_GEMM(q6_K)
 #undef QF_SCALAR_GEMM
 
-/* The reference value accumulation: one row, one weight vector at a time. */
-static void vmad_f16(int64_t d, int64_t n, const void *V, size_t v_row_bytes, const float *a, int64_t lda, int64_t nq,
+/* The reference value accumulation: one row, one weight vector at a time
+ * (also the SIMD kernels' tail for head sizes that are not multiples of
+ * their vector width). */
+void qf_ref_vmad_f16(int64_t d, int64_t n, const void *V, size_t v_row_bytes, const float *a, int64_t lda, int64_t nq,
                      float *out, int64_t ldo) {
     for (int64_t q = 0; q < nq; q++) {
         float *o = out + q * ldo;
@@ -375,7 +377,7 @@ static void vmad_f16(int64_t d, int64_t n, const void *V, size_t v_row_bytes, co
 void qf_kernels_fill_scalar(qf_kernel_table *t) {
     memset(t, 0, sizeof *t);
     t->name = "scalar";
-    t->vmad_f16 = vmad_f16;
+    t->vmad_f16 = qf_ref_vmad_f16;
     t->gemm[QF_TYPE_F32] = gemm_f32;
     t->gemm[QF_TYPE_F16] = gemm_f16;
     t->gemm[QF_TYPE_BF16] = gemm_bf16;

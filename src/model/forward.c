@@ -10,7 +10,7 @@
  * the weight rows between threads, so every weight byte is read once per
  * batch whatever the number of tokens; for a batch of several tokens a row
  * is decoded once into a per-thread float buffer and dotted with every
- * token. Attention splits (token, head) pairs. Invariant between regions:
+ * token. Attention splits (token, kv head) pairs. Invariant between regions:
  * x holds the residual stream (n, n_embd) of the batch.
  */
 #include <math.h>
@@ -34,7 +34,6 @@ struct qf_fwd {
     float *g, *u;           /* (n_batch_max, n_ff) */
     float *rope_cs;         /* (n_batch_max, n_rot/2, 2) cos, sin */
     float *wbuf;            /* (n_threads, max_cols) decoded weight row */
-    float *scores;          /* (n_threads, group, n_ctx_max) attention weights */
     float *kvrow;           /* (n_threads, max(hd, hdv)) decoded cache row */
     float *logits;          /* (cap_logits, n_vocab) */
     int32_t cap_logits, n_logits;
@@ -43,7 +42,7 @@ struct qf_fwd {
     uint8_t *act;           /* (n_batch_max, act row) activations encoded for the kernels */
     size_t act_row;         /* bytes per encoded row in act */
     qf_type act_type;       /* encoding of the rows in act */
-    float *attn_tmp;        /* (n_threads, attn_tmp_stride) block scores, maxima, encoded q */
+    float *attn_tmp;        /* (n_threads, attn_tmp_stride) block weights, running max/sum, encoded q */
     bool kv_hm;             /* cache blocks head-major (kv_head) */
     size_t hb_k, hb_v;      /* bytes of one head's K / V values of one slot */
     size_t attn_tmp_stride; /* floats */
@@ -306,8 +305,9 @@ static int32_t attn_heads_per_item(const qf_fwd *f, int32_t n_tokens) {
 
 /* Attention of one token for the query heads [h0, h0 + gs) (all of one kv
  * head) over the attended positions of its sequence: [0, n_sink) and
- * [t0, pos], walked block by block. Scores of head g live at
- * scores + g * n_ctx_max. */
+ * [t0, pos], walked block by block in a single pass (each block's keys and
+ * values are read once, one after the other; no buffer grows with the
+ * context). */
 static void attn_region(void *p, int ith, int nth) {
     const attn_task *t = p;
     qf_fwd *f = t->f;
@@ -316,13 +316,12 @@ static void attn_region(void *p, int ith, int nth) {
     const qf_dot_f32_fn fdot = qf_type_get(QF_TYPE_F32)->dot_f32;
     int32_t hd = hp->head_dim, hdv = hp->head_dim_v, group = hp->n_head / hp->n_head_kv;
     int32_t bs = kp->block_size, gmax = attn_heads_per_item(f, t->b->n), per_kv = (group + gmax - 1) / gmax;
-    int32_t ldsc = f->n_ctx_max;
     qf_type kt = kp->type;
-    float *scores = f->scores + (size_t)ith * group * ldsc;
     float *tmp = f->kvrow + (size_t)ith * ((hd > hdv ? hd : hdv) + 64);
     float *tmpk = f->attn_tmp + (size_t)ith * f->attn_tmp_stride;          /* (group, bs) */
     float *mx = tmpk + (size_t)group * bs;                                 /* (group) running max */
-    uint8_t *qenc = (uint8_t *)(mx + group);                               /* q rows encoded for the kernels */
+    float *sm = mx + group;                                                /* (group) running sum */
+    uint8_t *qenc = (uint8_t *)(sm + group);                               /* q rows encoded for the kernels */
     float scale = 1.0f / sqrtf((float)hd);
     bool fast_qk = qk_kernel_ok(f);
     size_t qrow = fast_qk ? qf_act_row_size(kt, hd) : 0;
@@ -345,23 +344,27 @@ static void attn_region(void *p, int ith, int nth) {
             for (int32_t g = 0; g < gs; g++) qf_act_quantize(kt, q + (size_t)g * hd, qenc + g * qrow, hd);
         size_t krow = 0, vrow = 0; /* distance between slots of this head (set by kv_head) */
         int32_t koff = 0, voff = 0; /* value offset of this head inside a slot (row-major blocks) */
-        int32_t n_att = 0;
-        for (int32_t g = 0; g < gs; g++) mx[g] = -INFINITY;
+        /* one pass over the blocks, online softmax: per head a running
+         * maximum mx and sum sm; when a block raises the maximum, what was
+         * accumulated so far is rescaled by exp(old - new) */
+        float *out = f->att + (size_t)i * hp->n_head * hdv + (size_t)h0 * hdv; /* gs heads, contiguous */
+        memset(out, 0, (size_t)gs * hdv * sizeof(float));
+        for (int32_t g = 0; g < gs; g++) mx[g] = -INFINITY, sm[g] = 0.0f;
         for (int sg = 0; sg < 2; sg++)
             for (int32_t b0 = seg_lo[sg] / bs * bs; b0 < seg_hi[sg]; b0 += bs) {
                 int32_t r0 = seg_lo[sg] > b0 ? seg_lo[sg] - b0 : 0;
                 int32_t r1 = seg_hi[sg] < b0 + bs ? seg_hi[sg] - b0 : bs;
                 const uint8_t *kb = kv_head(f, qf_kv_block_k(f->kv, t->layer, table[b0 / bs]), false, kvh, &krow, &koff);
+                const uint8_t *vb = kv_head(f, qf_kv_block_v(f->kv, t->layer, table[b0 / bs]), true, kvh, &vrow, &voff);
                 if (f->kv_hm) {
                     /* each block is a short contiguous piece per head, too
                      * short for the hardware prefetchers to ramp up: ask L2
-                     * for the next block's keys and this block's values */
+                     * for this block's values and the next block's keys */
+                    prefetch_l2(vb, (size_t)bs * vrow);
                     if (b0 + bs < seg_hi[sg])
                         prefetch_l2(kv_head(f, qf_kv_block_k(f->kv, t->layer, table[b0 / bs + 1]), false, kvh, &krow,
                                             &koff),
                                     (size_t)bs * krow);
-                    prefetch_l2(kv_head(f, qf_kv_block_v(f->kv, t->layer, table[b0 / bs]), true, kvh, &vrow, &voff),
-                                (size_t)bs * vrow);
                 }
                 if (fast_qk) {
                     qf_gemm(kt, kb, krow, hd, r0, r1, qenc, gs, tmpk, bs);
@@ -371,49 +374,42 @@ static void attn_region(void *p, int ith, int nth) {
                         for (int32_t g = 0; g < gs; g++) tmpk[g * bs + r] = fdot(hd, q + (size_t)g * hd, kr);
                     }
                 }
+                /* scores -> unnormalised weights exp(s - mx), in place */
                 for (int32_t g = 0; g < gs; g++) {
-                    float *sc = scores + (size_t)g * ldsc + n_att;
+                    float *w = tmpk + (size_t)g * bs, bm = mx[g];
                     for (int32_t r = r0; r < r1; r++) {
-                        float v = tmpk[g * bs + r] * scale;
-                        sc[r - r0] = v;
-                        if (v > mx[g]) mx[g] = v;
+                        w[r] *= scale;
+                        if (w[r] > bm) bm = w[r];
+                    }
+                    if (bm > mx[g]) {
+                        float c = expf(mx[g] - bm); /* 0 for the first block */
+                        float *o = out + (size_t)g * hdv;
+                        if (c != 1.0f)
+                            for (int32_t d = 0; d < hdv; d++) o[d] *= c;
+                        sm[g] *= c;
+                        mx[g] = bm;
+                    }
+                    for (int32_t r = r0; r < r1; r++) {
+                        w[r] = expf(w[r] - mx[g]);
+                        sm[g] += w[r];
                     }
                 }
-                n_att += r1 - r0;
-            }
-        /* softmax, normalised before the value sum */
-        for (int32_t g = 0; g < gs; g++) {
-            float *sc = scores + (size_t)g * ldsc;
-            double sum = 0.0;
-            for (int32_t j = 0; j < n_att; j++) {
-                float e = expf(sc[j] - mx[g]);
-                sc[j] = e;
-                sum += e;
-            }
-            float inv = (float)(1.0 / sum);
-            for (int32_t j = 0; j < n_att; j++) sc[j] *= inv;
-        }
-        float *out = f->att + (size_t)i * hp->n_head * hdv + (size_t)h0 * hdv; /* gs heads, contiguous */
-        memset(out, 0, (size_t)gs * hdv * sizeof(float));
-        n_att = 0;
-        for (int sg = 0; sg < 2; sg++)
-            for (int32_t b0 = seg_lo[sg] / bs * bs; b0 < seg_hi[sg]; b0 += bs) {
-                int32_t r0 = seg_lo[sg] > b0 ? seg_lo[sg] - b0 : 0;
-                int32_t r1 = seg_hi[sg] < b0 + bs ? seg_hi[sg] - b0 : bs;
-                const uint8_t *vb = kv_head(f, qf_kv_block_v(f->kv, t->layer, table[b0 / bs]), true, kvh, &vrow, &voff);
                 if (kt == QF_TYPE_F16) {
-                    qf_vmad_f16(hdv, r1 - r0, vb + (size_t)r0 * vrow, vrow, scores + n_att, ldsc, gs, out, hdv);
+                    qf_vmad_f16(hdv, r1 - r0, vb + (size_t)r0 * vrow, vrow, tmpk + r0, bs, gs, out, hdv);
                 } else {
                     for (int32_t r = r0; r < r1; r++) {
                         const float *vr = cache_row(f, vb, vrow, r, voff, hdv, tmp);
                         for (int32_t g = 0; g < gs; g++) {
-                            float a = scores[(size_t)g * ldsc + n_att + r - r0], *o = out + (size_t)g * hdv;
+                            float a = tmpk[g * bs + r], *o = out + (size_t)g * hdv;
                             for (int32_t d = 0; d < hdv; d++) o[d] += a * vr[d];
                         }
                     }
                 }
-                n_att += r1 - r0;
             }
+        for (int32_t g = 0; g < gs; g++) {
+            float inv = 1.0f / sm[g], *o = out + (size_t)g * hdv;
+            for (int32_t d = 0; d < hdv; d++) o[d] *= inv;
+        }
     }
 }
 
@@ -463,7 +459,7 @@ size_t qf_fwd_scratch_bytes(const qf_model *m, int32_t n_batch_max, int32_t n_ct
     if (od > mc) mc = od;
     size_t hmax = (size_t)(hp->head_dim > hp->head_dim_v ? hp->head_dim : hp->head_dim_v) + 64;
     size_t group = (size_t)(hp->n_head / hp->n_head_kv);
-    size_t attn = group * ((size_t)n_ctx_max + 64 + 1 + hmax + 16) + 64; /* scores + attn_tmp (block 64 at most) */
+    size_t attn = group * (64 + 2 + hmax + 16) + 64; /* attn_tmp (blocks of 64 at most) */
     size_t floats = nb * (2 * (size_t)hp->n_embd + qd + kd + vd + od + 2 * (size_t)hp->n_ff + hp->n_rot) +
                     (size_t)n_threads * (mc + attn + hmax) + (size_t)hp->n_vocab;
     return floats * sizeof(float) + nb * sizeof(int32_t) + nb * (mc * 4 + 64);
@@ -505,14 +501,13 @@ qf_fwd *qf_fwd_new(const qf_model *m, qf_kv *kv, qf_pool *pool, int32_t n_batch_
     f->rope_cs = qf_calloc(nb * hp->n_rot, sizeof(float));
     f->wbuf = qf_calloc((size_t)f->n_threads * f->max_cols, sizeof(float));
     int32_t group = hp->n_head / hp->n_head_kv;
-    f->scores = qf_calloc((size_t)f->n_threads * group * n_ctx_max, sizeof(float));
     f->kvrow = qf_calloc((size_t)f->n_threads * (hmax + 64), sizeof(float));
     f->out_idx = qf_calloc(nb, sizeof(int32_t));
     /* encoded activations take at most 4 bytes a value (f32), plus block headers */
     f->act = qf_malloc(nb * ((size_t)f->max_cols * 4 + 64));
     /* per thread: q.K of a block for each head of a group, then the group's
      * q rows encoded (at most 4 bytes a value) */
-    f->attn_tmp_stride = (size_t)group * ((size_t)kp->block_size + 1 + (size_t)hmax + 16) + 64;
+    f->attn_tmp_stride = (size_t)group * ((size_t)kp->block_size + 2 + (size_t)hmax + 16) + 64;
     f->attn_tmp = qf_calloc((size_t)f->n_threads * f->attn_tmp_stride, sizeof(float));
     f->hb_k = qf_type_row_size(kp->type, hp->head_dim);
     f->hb_v = qf_type_row_size(kp->type, hp->head_dim_v);
@@ -521,7 +516,7 @@ qf_fwd *qf_fwd_new(const qf_model *m, qf_kv *kv, qf_pool *pool, int32_t n_batch_
     const char *ex = getenv("QF_EXACT");
     f->exact = ex && *ex && strcmp(ex, "0") != 0;
     if (!f->x || !f->xn || !f->q || !f->k || !f->v || !f->att || !f->g || !f->u || !f->rope_cs ||
-        !f->wbuf || !f->scores || !f->kvrow || !f->out_idx || !f->act || !f->attn_tmp)
+        !f->wbuf || !f->kvrow || !f->out_idx || !f->act || !f->attn_tmp)
         goto nomem;
     return f;
 nomem:
@@ -533,7 +528,7 @@ nomem:
 
 void qf_fwd_free(qf_fwd *f) {
     if (!f) return;
-    float *bufs[] = {f->x, f->xn, f->q, f->k, f->v, f->att, f->g, f->u, f->rope_cs, f->wbuf, f->scores,
+    float *bufs[] = {f->x, f->xn, f->q, f->k, f->v, f->att, f->g, f->u, f->rope_cs, f->wbuf,
                      f->kvrow, f->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) qf_free(bufs[i]);
     qf_free(f->out_idx);

@@ -123,6 +123,32 @@ static void gemm_region(void *p, int ith, int nth) {
             for (int64_t r = r0; r < r1; r++) t->y[(size_t)i * w->rows + r] += t->bias[r];
 }
 
+/* The FFN's gate and up products and SwiGLU in one region: each thread
+ * computes the same rows of both and combines them while they are in its
+ * cache (g = silu(g) * u). */
+typedef struct glu_task {
+    const qf_weight *gate, *up;
+    const uint8_t *act;
+    float *g, *u;
+    int32_t n;
+} glu_task;
+
+static void glu_region(void *p, int ith, int nth) {
+    const glu_task *t = p;
+    int64_t rows = t->gate->rows;
+    long tiles = (long)((rows + 15) / 16), lo, hi;
+    qf_split_range(tiles, ith, nth, &lo, &hi);
+    int64_t r0 = lo * 16, r1 = hi * 16 < rows ? hi * 16 : rows;
+    if (r0 >= r1) return;
+    qf_gemm(t->gate->type, t->gate->data, t->gate->row_bytes, t->gate->cols, r0, r1, t->act, t->n, t->g, rows);
+    qf_gemm(t->up->type, t->up->data, t->up->row_bytes, t->up->cols, r0, r1, t->act, t->n, t->u, rows);
+    for (int32_t i = 0; i < t->n; i++) {
+        float *g = t->g + (size_t)i * rows;
+        const float *u = t->u + (size_t)i * rows;
+        for (int64_t r = r0; r < r1; r++) g[r] = g[r] / (1.0f + expf(-g[r])) * u[r];
+    }
+}
+
 /* y (n, w->rows) = x (n, w->cols) W^T (+ bias). reuse: x and the weight's
  * activation type are those of the previous call (Q/K/V, gate/up share
  * their input), so the encoded activations are reused. */
@@ -159,18 +185,37 @@ typedef struct norm_task {
     const float *w;
     int32_t n_rows, dim;
     float eps;
+    qf_type wtype;  /* with act != NULL: encode each normed row for this weight type */
+    uint8_t *act;
+    size_t act_row;
 } norm_task;
 
+/* RMSNorm of rows, and (fast path) the normed rows encoded for the next
+ * matmul in the same region: one pass, one barrier fewer. */
 static void norm_region(void *p, int ith, int nth) {
     const norm_task *t = p;
     long lo, hi;
     qf_split_range(t->n_rows, ith, nth, &lo, &hi);
-    for (long i = lo; i < hi; i++)
-        rmsnorm(t->out + i * (long)t->dim, t->x + i * (long)t->dim, t->w, t->dim, t->eps);
+    for (long i = lo; i < hi; i++) {
+        float *o = t->out + i * (long)t->dim;
+        rmsnorm(o, t->x + i * (long)t->dim, t->w, t->dim, t->eps);
+        if (t->act) qf_act_quantize(t->wtype, o, t->act + (size_t)i * t->act_row, t->dim);
+    }
 }
 
-static void norm_rows(qf_fwd *f, float *out, const float *x, const float *w, int32_t n_rows, int32_t dim) {
-    norm_task t = {out, x, w, n_rows, dim, f->m->hp.rms_eps};
+/* next: the weight the normed rows go to (NULL: none known); on the fast
+ * path its activation encoding is made here and reused by matmul. */
+static void norm_rows(qf_fwd *f, float *out, const float *x, const float *w, int32_t n_rows, int32_t dim,
+                      const qf_weight *next) {
+    norm_task t = {out, x, w, n_rows, dim, f->m->hp.rms_eps, QF_TYPE_F32, NULL, 0};
+    f->act_row = 0; /* whatever was encoded before is stale now */
+    if (next && !f->exact && next->cols == dim) {
+        t.wtype = next->type;
+        t.act = f->act;
+        t.act_row = qf_act_row_size(next->type, dim);
+        f->act_row = t.act_row;
+        f->act_type = qf_act_type(next->type);
+    }
     qf_pool_run(f->pool, norm_region, &t);
 }
 
@@ -591,8 +636,8 @@ qf_status qf_fwd_decode(qf_fwd *f, const qf_batch *b, qf_err *err) {
 
     for (int32_t l = 0; l < hp->n_layer; l++) {
         const qf_layer *ly = &m->layers[l];
-        norm_rows(f, f->xn, f->x, ly->attn_norm, n, E);
-        matmul(f, &ly->wq, f->xn, f->q, ly->bq, n, false);
+        norm_rows(f, f->xn, f->x, ly->attn_norm, n, E, &ly->wq);
+        matmul(f, &ly->wq, f->xn, f->q, ly->bq, n, true);
         matmul(f, &ly->wk, f->xn, f->k, ly->bk, n, true);
         matmul(f, &ly->wv, f->xn, f->v, ly->bv, n, true);
         attn_task at = {f, b, l};
@@ -601,11 +646,16 @@ qf_status qf_fwd_decode(qf_fwd *f, const qf_batch *b, qf_err *err) {
         matmul(f, &ly->wo, f->att, f->xn, NULL, n, false);
         for (size_t i = 0; i < (size_t)n * E; i++) f->x[i] += f->xn[i];
 
-        norm_rows(f, f->xn, f->x, ly->ffn_norm, n, E);
-        matmul(f, &ly->w_gate, f->xn, f->g, NULL, n, false);
-        matmul(f, &ly->w_up, f->xn, f->u, NULL, n, true);
-        swiglu_task sw = {f->g, f->u, (long)n * hp->n_ff};
-        qf_pool_run(f->pool, swiglu_region, &sw);
+        norm_rows(f, f->xn, f->x, ly->ffn_norm, n, E, &ly->w_gate);
+        if (!f->exact && qf_act_type(ly->w_up.type) == f->act_type && ly->w_up.rows == ly->w_gate.rows) {
+            glu_task gt = {&ly->w_gate, &ly->w_up, f->act, f->g, f->u, n};
+            qf_pool_run(f->pool, glu_region, &gt);
+        } else {
+            matmul(f, &ly->w_gate, f->xn, f->g, NULL, n, true);
+            matmul(f, &ly->w_up, f->xn, f->u, NULL, n, true);
+            swiglu_task sw = {f->g, f->u, (long)n * hp->n_ff};
+            qf_pool_run(f->pool, swiglu_region, &sw);
+        }
         matmul(f, &ly->w_down, f->g, f->xn, NULL, n, false);
         for (size_t i = 0; i < (size_t)n * E; i++) f->x[i] += f->xn[i];
     }
@@ -626,8 +676,8 @@ qf_status qf_fwd_decode(qf_fwd *f, const qf_batch *b, qf_err *err) {
         f->logits = nl;
         f->cap_logits = n_out;
     }
-    norm_rows(f, f->xn, f->x, m->output_norm, n_out, E);
-    matmul(f, &m->output, f->xn, f->logits, NULL, n_out, false);
+    norm_rows(f, f->xn, f->x, m->output_norm, n_out, E, &m->output);
+    matmul(f, &m->output, f->xn, f->logits, NULL, n_out, true);
     return QF_OK;
 }
 

@@ -144,9 +144,7 @@ int cmd_gen(int argc, char **argv) {
         } else if (!strcmp(a, "-ngl") || !strcmp(a, "--gpu-layers") || !strcmp(a, "--n-gpu-layers")) {
             NEED();
             if (!cli_parse_int(v, -1, 1 << 20, &n)) BAD();
-            /* the embedded engine starts from qf_engine_params_default(),
-             * which reads this variable */
-            setenv("QFORGE_GPU_LAYERS", v, 1);
+            o.n_gpu_layers = (int)n;
         } else if (!strcmp(a, "--fetch-model")) {
             fetch_only = true;
         } else if (!strcmp(a, "--preset")) {

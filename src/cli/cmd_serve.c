@@ -284,9 +284,7 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "-ngl") || !strcmp(a, "--gpu-layers") || !strcmp(a, "--n-gpu-layers")) {
             NEED();
             if (!cli_parse_int(v, -1, 1 << 20, &n)) BAD();
-            /* every engine the model manager opens starts from
-             * qf_engine_params_default(), which reads this variable */
-            setenv("QFORGE_GPU_LAYERS", v, 1);
+            o.n_gpu_layers = (int)n;
         } else if (!strcmp(a, "--chat-template")) {
             NEED();
             o.chat_template = v;

@@ -42,6 +42,7 @@
 #include "base/cpu.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "engine/engine.h"
 #include "pipeline/chunk.h"
 #include "pipeline/dedup.h"
 #include "pipeline/ingest.h"
@@ -212,6 +213,7 @@ void qf_gen_opts_default(qf_gen_opts *o) {
     o->chunk_overlap = -1;
     o->retries = -1;
     o->near_dedup = true;
+    o->n_gpu_layers = qf_engine_params_default().n_gpu_layers;
 }
 
 static int32_t count_cb(void *ud, const char *t, size_t n) {
@@ -1095,6 +1097,7 @@ static qf_status make_provider(gen *g, qf_err *err) {
         if (ep.n_parallel < per_chunk) ep.n_parallel = per_chunk;
         if (ep.n_parallel > 256) ep.n_parallel = 256;
         ep.n_threads = o->n_threads;
+        ep.n_gpu_layers = o->n_gpu_layers;
         ep.chat_template = o->chat_template;
         ep.no_prefix_cache = o->naive;
         /* room for every running sequence at its longest (chunk + prompt +

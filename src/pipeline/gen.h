@@ -51,6 +51,7 @@ typedef struct qf_gen_opts {
     const char *chat_template;  /* embedded: template family override */
     int32_t n_ctx;              /* embedded: 0 = min(trained, 4096) */
     int n_threads;              /* embedded: 0 = performance cores */
+    int n_gpu_layers;           /* embedded: layers on the GPU, -1 all, 0 none (default: $QFORGE_GPU_LAYERS, else 0) */
 
     qf_preset preset;           /* processing keys (flags already applied) */
     qf_format format;

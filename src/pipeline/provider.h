@@ -91,6 +91,7 @@ typedef struct qf_provider_engine_params {
     int32_t n_parallel;        /* sequences decoded together; 0 = 8 */
     int64_t kv_tokens;         /* kv cache size in tokens; 0 = n_ctx * n_parallel */
     int n_threads;             /* 0: performance cores */
+    int n_gpu_layers;          /* layers on the GPU: -1 all, 0 none */
     const char *chat_template; /* family name override, NULL = the model's */
     bool no_prefix_cache;      /* for the naive baseline of the benchmark */
     double timeout_s;          /* per request; 0 = 1800 */

@@ -115,6 +115,7 @@ static qf_status ensure_engine(eng_provider *e, qf_err *err) {
     ep.n_parallel = e->n_parallel;
     ep.max_queue = e->n_parallel * 4 + 16;
     ep.n_threads = e->p.n_threads;
+    ep.n_gpu_layers = e->p.n_gpu_layers;
     ep.no_prefix_cache = e->p.no_prefix_cache;
     ep.timeout_s = e->p.timeout_s;
     e->engine = qf_engine_new(e->model, &ep, err);

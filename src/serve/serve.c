@@ -41,6 +41,7 @@ qf_serve_opts qf_serve_opts_default(void) {
     o.max_connections = 256;
     o.max_loaded = 1;
     o.kv_type = QF_TYPE_F16;
+    o.n_gpu_layers = qf_engine_params_default().n_gpu_layers;
     return o;
 }
 
@@ -346,6 +347,7 @@ qf_serve *qf_serve_new(const qf_serve_opts *o, qf_err *err) {
     if (s->o.n_batch > 0) mp.engine.n_batch = s->o.n_batch;
     if (s->o.n_threads > 0) mp.engine.n_threads = s->o.n_threads;
     mp.engine.kv_type = s->o.kv_type;
+    mp.engine.n_gpu_layers = s->o.n_gpu_layers;
     mp.engine.timeout_s = s->o.timeout_s;
     s->models = qf_models_new(&mp, err);
     if (!s->models) goto fail;

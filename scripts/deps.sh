@@ -9,7 +9,7 @@ PKGS=(
   libpcre2-dev libhwloc-dev libcjson-dev libxxhash-dev
   libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev libzstd-dev libyaml-dev
   libxml2-dev libpoppler-glib-dev libarchive-dev libncurses-dev
-  curl nodejs npm tmux
+  curl jq zip nodejs npm tmux
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 )
 

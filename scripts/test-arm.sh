@@ -39,7 +39,7 @@ for f in "$SRC"/src/base/err.c "$SRC"/src/base/log.c "$SRC"/src/base/mem.c \
          "$SRC"/src/base/clock.c "$SRC"/src/gguf/*.c "$SRC"/src/quant/*.c; do
     name=$(basename "$(dirname "$f")")_$(basename "$f" .c)
     extra=""
-    [ "$(basename "$f")" = neon.c ] && extra="-march=armv8.2-a+dotprod+fp16 -O3"
+    case "$(basename "$f")" in neon.c | attn_neon.c) extra="-march=armv8.2-a+dotprod+fp16 -O3" ;; esac
     # shellcheck disable=SC2086
     $CC $CFLAGS $extra -c "$f" -o "$OUT/$name.o" || { echo "FAIL: compile $f"; exit 1; }
     objs="$objs $OUT/$name.o"
@@ -48,7 +48,7 @@ rm -f "$OUT/libqf_arm.a"
 # shellcheck disable=SC2086
 aarch64-linux-gnu-ar rcs "$OUT/libqf_arm.a" $objs 2>/dev/null || ar rcs "$OUT/libqf_arm.a" $objs || exit 1
 
-tests="test_kernels test_quant test_quant_data"
+tests="test_kernels test_attn test_quant test_quant_data"
 for t in $tests; do
     # shellcheck disable=SC2086
     $CC $CFLAGS $TFLAGS -static "$SRC/tests/quant/$t.c" "$OUT/libqf_arm.a" -lm -lpthread \

@@ -46,6 +46,7 @@ static void init_tables(void) {
     tables[ISA_AVX2] = tables[ISA_SCALAR];
     available[ISA_AVX2] = qf_kernels_fill_avx2(&tables[ISA_AVX2]);
     if (available[ISA_AVX2]) {
+        qf_kernels_fill_attn_avx2(&tables[ISA_AVX2]);
         best = ISA_AVX2;
         tables[ISA_AVX512] = tables[ISA_AVX2];
         available[ISA_AVX512] = qf_kernels_fill_avx512(&tables[ISA_AVX512]);
@@ -54,7 +55,10 @@ static void init_tables(void) {
 #elif defined(__aarch64__)
     tables[ISA_NEON] = tables[ISA_SCALAR];
     available[ISA_NEON] = qf_kernels_fill_neon(&tables[ISA_NEON]);
-    if (available[ISA_NEON]) best = ISA_NEON;
+    if (available[ISA_NEON]) {
+        qf_kernels_fill_attn_neon(&tables[ISA_NEON]);
+        best = ISA_NEON;
+    }
 #endif
     for (int i = 0; i < ISA_COUNT; i++)
         tables[i].name = isa_names[i];
@@ -153,4 +157,25 @@ void qf_vmad_f16(int64_t d, int64_t n, const void *V, size_t v_row_bytes, const 
     QF_ASSERT(d >= 0 && n >= 0 && nq >= 0 && (nq <= 1 || (lda >= n && ldo >= d)));
     if (d == 0 || n == 0 || nq == 0) return;
     table()->vmad_f16(d, n, V, v_row_bytes, a, lda, nq, out, ldo);
+}
+
+void qf_attn_f16(int64_t dk, int64_t dv, int64_t n, const void *K, size_t k_row_bytes, const void *V,
+                 size_t v_row_bytes, const float *q, int64_t ldq, int64_t nq, float scale, float *m, float *l,
+                 float *out, int64_t ldo, float *p) {
+    QF_ASSERT(dk >= 0 && dv >= 0 && n >= 0 && nq >= 0 && (nq <= 1 || (ldq >= dk && ldo >= dv)));
+    if (n == 0 || nq == 0) return;
+    const qf_kernel_table *t = table();
+    t->attn_sm_f16(dk, n, K, k_row_bytes, q, ldq, nq, scale, m, l, out, dv, ldo, p);
+    if (dv > 0) t->vmad_f16(dv, n, V, v_row_bytes, p, n, nq, out, ldo);
+}
+
+void qf_attn_q8_0(int64_t dk, int64_t dv, int64_t n, const void *K, size_t k_row_bytes, const void *V,
+                  size_t v_row_bytes, const float *q, int64_t ldq, int64_t nq, float scale, float *m, float *l,
+                  float *out, int64_t ldo, float *p) {
+    QF_ASSERT(dk >= 0 && dv >= 0 && n >= 0 && nq >= 0 && (nq <= 1 || (ldq >= dk && ldo >= dv)));
+    QF_ASSERT(dk % 32 == 0 && dv % 32 == 0);
+    if (n == 0 || nq == 0) return;
+    const qf_kernel_table *t = table();
+    t->attn_sm_q8_0(dk, n, K, k_row_bytes, q, ldq, nq, scale, m, l, out, dv, ldo, p);
+    if (dv > 0) t->vmad_q8_0(dv, n, V, v_row_bytes, p, n, nq, out, ldo);
 }

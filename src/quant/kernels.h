@@ -87,6 +87,36 @@ void qf_gemm(qf_type w, const void *W, size_t w_row_bytes, int64_t cols, int64_t
 void qf_vmad_f16(int64_t d, int64_t n, const void *V, size_t v_row_bytes, const float *a, int64_t lda, int64_t nq,
                  float *out, int64_t ldo);
 
+/* One block of attention over an fp16 kv cache, flash-attention style: the
+ * nq query heads that share a kv head see each key and value row once, and
+ * no buffer grows with the context. Over the blocks of a sequence, per
+ * query head g (q row g at q + g * ldq, dk floats, used as given: round it
+ * to fp16 first to match an fp16 cache's keys):
+ *   s_r   = scale * dot(q_g, K_r)  for the n key rows of the block
+ *           (row r: dk fp16 values at K + r * k_row_bytes)
+ *   m[g]  = running maximum of the s_r seen so far (-INFINITY before the
+ *           first block)
+ *   l[g]  = running sum of exp(s_r - m[g]) (0 before the first block)
+ *   out[g * ldo + j] = running sum of exp(s_r - m[g]) * V_r[j], j < dv
+ *           (V_r: dv fp16 values at V + r * v_row_bytes; 0 before the
+ *           first block)
+ * When a block raises m[g], what was summed so far is rescaled by
+ * exp(old - new). After the last block out[g] / l[g] is the attention
+ * output. p is scratch for nq * n floats (the block's weights). Results
+ * equal the scalar reference up to float rounding: the SIMD exp is within
+ * 2 ulp of expf and sums are taken in another order (tests/quant/
+ * test_attn.c checks against float64 attention). Programmer errors
+ * (QF_ASSERT): negative sizes, ldq < dk or ldo < dv with nq > 1. */
+void qf_attn_f16(int64_t dk, int64_t dv, int64_t n, const void *K, size_t k_row_bytes, const void *V,
+                 size_t v_row_bytes, const float *q, int64_t ldq, int64_t nq, float scale, float *m, float *l,
+                 float *out, int64_t ldo, float *p);
+/* The same for a Q8_0 cache: K and V rows are Q8_0 blocks (value j = d * q
+ * of block j / 32), dk and dv multiples of 32 (QF_ASSERT). q stays float
+ * (no rounding needed): the only rounding is the cache's own. */
+void qf_attn_q8_0(int64_t dk, int64_t dv, int64_t n, const void *K, size_t k_row_bytes, const void *V,
+                  size_t v_row_bytes, const float *q, int64_t ldq, int64_t nq, float scale, float *m, float *l,
+                  float *out, int64_t ldo, float *p);
+
 /* The ISA in use: "scalar", "avx2", "avx512" or "neon". Never NULL. */
 const char *qf_kernels_isa(void);
 

@@ -95,16 +95,33 @@ typedef void (*qf_act_fn)(const float *x, void *xq, int64_t cols);
 typedef void (*qf_vmad_fn)(int64_t d, int64_t n, const void *V, size_t v_row_bytes, const float *a, int64_t lda,
                            int64_t nq, float *out, int64_t ldo);
 
+/* The first half of qf_attn_f16 (kernels.h): scores of one block, the
+ * online-softmax update of m, l and out, and the weights p (nq, n) that the
+ * value sum (vmad_f16) then applies. */
+typedef void (*qf_attn_sm_fn)(int64_t dk, int64_t n, const void *K, size_t k_row_bytes, const float *q, int64_t ldq,
+                              int64_t nq, float scale, float *m, float *l, float *out, int64_t dv, int64_t ldo,
+                              float *p);
+
 typedef struct qf_kernel_table {
     const char *name;
     qf_gemm_fn gemm[QF_TYPE_COUNT_MAX];
     qf_act_fn act[QF_TYPE_COUNT_MAX];
-    qf_vmad_fn vmad_f16; /* qf_vmad_f16 */
+    qf_vmad_fn vmad_f16;        /* qf_vmad_f16 */
+    qf_attn_sm_fn attn_sm_f16;  /* qf_attn_f16 before its value sum */
+    qf_vmad_fn vmad_q8_0;       /* qf_vmad_f16's contract for Q8_0 rows (d a multiple of 32) */
+    qf_attn_sm_fn attn_sm_q8_0; /* qf_attn_q8_0 before its value sum */
 } qf_kernel_table;
 
 /* qf_vmad_f16's scalar reference (ref_dot.c). */
 void qf_ref_vmad_f16(int64_t d, int64_t n, const void *V, size_t v_row_bytes, const float *a, int64_t lda, int64_t nq,
                      float *out, int64_t ldo);
+/* The scalar references of the attention entries (attn.c). */
+void qf_ref_attn_sm_f16(int64_t dk, int64_t n, const void *K, size_t k_row_bytes, const float *q, int64_t ldq,
+                        int64_t nq, float scale, float *m, float *l, float *out, int64_t dv, int64_t ldo, float *p);
+void qf_ref_attn_sm_q8_0(int64_t dk, int64_t n, const void *K, size_t k_row_bytes, const float *q, int64_t ldq,
+                         int64_t nq, float scale, float *m, float *l, float *out, int64_t dv, int64_t ldo, float *p);
+void qf_ref_vmad_q8_0(int64_t d, int64_t n, const void *V, size_t v_row_bytes, const float *a, int64_t lda, int64_t nq,
+                      float *out, int64_t ldo);
 
 /* Fill the scalar table (every supported type; ref_dot.c). */
 void qf_kernels_fill_scalar(qf_kernel_table *t);
@@ -116,5 +133,9 @@ void qf_kernels_fill_scalar(qf_kernel_table *t);
 bool qf_kernels_fill_avx2(qf_kernel_table *t);
 bool qf_kernels_fill_avx512(qf_kernel_table *t);
 bool qf_kernels_fill_neon(qf_kernel_table *t);
+/* The attention kernels of an ISA (attn_avx2.c, attn_neon.c), filled into
+ * that ISA's table once its fill above succeeded. */
+void qf_kernels_fill_attn_avx2(qf_kernel_table *t);
+void qf_kernels_fill_attn_neon(qf_kernel_table *t);
 
 #endif

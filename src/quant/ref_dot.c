@@ -378,6 +378,9 @@ void qf_kernels_fill_scalar(qf_kernel_table *t) {
     memset(t, 0, sizeof *t);
     t->name = "scalar";
     t->vmad_f16 = qf_ref_vmad_f16;
+    t->attn_sm_f16 = qf_ref_attn_sm_f16;
+    t->vmad_q8_0 = qf_ref_vmad_q8_0;
+    t->attn_sm_q8_0 = qf_ref_attn_sm_q8_0;
     t->gemm[QF_TYPE_F32] = gemm_f32;
     t->gemm[QF_TYPE_F16] = gemm_f16;
     t->gemm[QF_TYPE_BF16] = gemm_bf16;

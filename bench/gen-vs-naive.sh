@@ -12,7 +12,8 @@
 # env:   PRESET=speed|quality (default speed)   CONCURRENCY=N (gen's
 #        max_concurrent_requests, default 16)   COPIES=N (corpus = the
 #        example documents N times, default 2)   THREADS=N   PAIRS/PASSES
-#        override the preset   CURATE=T adds curation   OUT=dir (default a temp dir)
+#        override the preset   CURATE=T adds curation   KV_TYPE=f16|q8_0 (both
+#        runs)   OUT=dir (default a temp dir)
 # Without MODEL (and $QFORGE_MODEL), a random-weight model of realistic
 # shape is synthesized (llama, 1024 wide, 8 layers, q8_0, with the 32k
 # llama SentencePiece vocabulary from ../shared/testdata when present):
@@ -73,6 +74,7 @@ common=(-m "$MODEL" --preset "$PRESET" --temperature 0 --progress off)
 [ -n "${PASSES:-}" ] && common+=(--passes "$PASSES")
 [ -n "${MAX_TOKENS:-}" ] && common+=(--max-tokens "$MAX_TOKENS")
 [ -n "${CURATE:-}" ] && common+=(--curate "$CURATE")
+[ -n "${KV_TYPE:-}" ] && common+=(--kv-type "$KV_TYPE")
 
 run() { # name, extra args...
   local name=$1; shift

@@ -38,8 +38,10 @@ static const char *k_usage =
     "  -t, --threads N         embedded: compute threads (default: performance cores)\n"
     "      --chat-template NAME  embedded: chat template family instead of the model's\n"
     "  -ngl, --gpu-layers N    embedded: layers on the GPU, -1 = all (default: $QFORGE_GPU_LAYERS or 0)\n"
+    "      --kv-type TYPE      embedded: kv cache elements, f16 (default), q8_0 (half the bytes: more\n"
+    "                          sequences in memory, faster attention) or f32\n"
     "      --fetch-model       download the default model if needed, print its path, exit\n"
-    "      --config FILE       embedded: threads, ctx and parallel slots from a config file (written by\n"
+    "      --config FILE       embedded: threads, ctx, parallel slots and kv_type from a config file (written by\n"
     "                          `qforge tune --autotune`; default ~/.config/qforge/config.yaml if present;\n"
     "                          flags, --max-concurrent and a preset file win)   --no-config: ignore it\n"
     "\n"
@@ -91,7 +93,7 @@ int cmd_gen(int argc, char **argv) {
     const char *preset = "speed", *ollama = NULL, *prompts_init = NULL, *progress = "auto";
     long long workers = -1, maxc = -1, passes = -1, pairs = -1, minans = -1, n;
     double temp = -1, d;
-    bool fetch_only = false, no_config = false;
+    bool fetch_only = false, no_config = false, kv_set = false;
     const char *config = NULL;
     int rc = QF_EXIT_OK;
     for (int i = 1; i < argc; i++) {
@@ -145,6 +147,17 @@ int cmd_gen(int argc, char **argv) {
             NEED();
             if (!cli_parse_int(v, -1, 1 << 20, &n)) BAD();
             o.n_gpu_layers = (int)n;
+        } else if (!strcmp(a, "--kv-type")) {
+            NEED();
+            kv_set = true;
+            if (!strcmp(v, "f16"))
+                o.kv_type = QF_TYPE_F16;
+            else if (!strcmp(v, "q8_0"))
+                o.kv_type = QF_TYPE_Q8_0;
+            else if (!strcmp(v, "f32"))
+                o.kv_type = QF_TYPE_F32;
+            else
+                BAD();
         } else if (!strcmp(a, "--fetch-model")) {
             fetch_only = true;
         } else if (!strcmp(a, "--preset")) {
@@ -306,6 +319,7 @@ int cmd_gen(int argc, char **argv) {
         if (found && !o.n_endpoints) {
             if (!o.n_threads) o.n_threads = cfg.threads;
             if (!o.n_ctx) o.n_ctx = cfg.ctx;
+            if (!kv_set && cfg.has_kv_type) o.kv_type = cfg.kv_type;
             /* engine slots = max_concurrent_requests x generation_passes (pipeline/gen.c) */
             if (cfg.parallel && maxc <= 0 && qf_preset_builtin(preset, &builtin) == QF_OK) {
                 int32_t mc = cfg.parallel / o.preset.generation_passes;

@@ -214,6 +214,7 @@ void qf_gen_opts_default(qf_gen_opts *o) {
     o->retries = -1;
     o->near_dedup = true;
     o->n_gpu_layers = qf_engine_params_default().n_gpu_layers;
+    o->kv_type = QF_TYPE_F16;
 }
 
 static int32_t count_cb(void *ud, const char *t, size_t n) {
@@ -1098,6 +1099,7 @@ static qf_status make_provider(gen *g, qf_err *err) {
         if (ep.n_parallel > 256) ep.n_parallel = 256;
         ep.n_threads = o->n_threads;
         ep.n_gpu_layers = o->n_gpu_layers;
+        ep.kv_type = o->kv_type;
         ep.chat_template = o->chat_template;
         ep.no_prefix_cache = o->naive;
         /* room for every running sequence at its longest (chunk + prompt +

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "base/err.h"
+#include "quant/quant.h"
 #include "tok/chat.h"
 
 typedef struct qf_preq {
@@ -92,6 +93,8 @@ typedef struct qf_provider_engine_params {
     int64_t kv_tokens;         /* kv cache size in tokens; 0 = n_ctx * n_parallel */
     int n_threads;             /* 0: performance cores */
     int n_gpu_layers;          /* layers on the GPU: -1 all, 0 none */
+    qf_type kv_type;           /* kv cache elements: QF_TYPE_F16 (the usual), Q8_0 or F32; set it
+                                  explicitly (a zeroed struct means F32) */
     const char *chat_template; /* family name override, NULL = the model's */
     bool no_prefix_cache;      /* for the naive baseline of the benchmark */
     double timeout_s;          /* per request; 0 = 1800 */

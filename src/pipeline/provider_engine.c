@@ -116,9 +116,13 @@ static qf_status ensure_engine(eng_provider *e, qf_err *err) {
     ep.max_queue = e->n_parallel * 4 + 16;
     ep.n_threads = e->p.n_threads;
     ep.n_gpu_layers = e->p.n_gpu_layers;
+    ep.kv_type = e->p.kv_type;
     ep.no_prefix_cache = e->p.no_prefix_cache;
     ep.timeout_s = e->p.timeout_s;
     e->engine = qf_engine_new(e->model, &ep, err);
+    if (e->engine)
+        qf_debug("engine: %d parallel sequences, kv cache %s for %lld tokens", ep.n_parallel,
+                 qf_type_get(ep.kv_type)->name, (long long)ep.kv_tokens);
     return e->engine ? QF_OK : (err && err->code ? err->code : QF_ERR_NOMEM);
 }
 
@@ -291,6 +295,15 @@ static int32_t eng_count(const qf_provider *pv, const char *text, size_t len) {
 
 static void eng_free(qf_provider *pv) {
     eng_provider *e = (eng_provider *)pv;
+    if (e->engine) {
+        qf_engine_stats st;
+        qf_engine_get_stats(e->engine, &st);
+        qf_debug("engine: %llu steps, %.2f s in forward passes, %llu tokens generated (%.2f per step), %llu prompt "
+                 "tokens computed, %llu from the prefix cache",
+                 (unsigned long long)st.steps, st.busy_s, (unsigned long long)st.generated_tokens_total,
+                 st.steps ? (double)st.generated_tokens_total / (double)st.steps : 0.0,
+                 (unsigned long long)st.prompt_tokens_computed, (unsigned long long)st.prefix_hit_tokens);
+    }
     /* freeing the engine delivers final events for everything in flight */
     qf_engine_free(e->engine);
     for (ereq *q = e->backlog, *n; q; q = n) {

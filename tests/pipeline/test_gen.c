@@ -261,6 +261,19 @@ static void test_engine_examples(void) {
     ASSERT_EQ_INT(jnum(rep, "cache", "hits"), 0);
     ASSERT(jnum(rep, "requests", NULL) >= 1);
     cJSON_Delete(rep);
+
+    /* --kv-type q8_0 reaches the engine, and the job completes on it */
+    rc = sh(&out, "cd %s && QF_LOG=debug %s gen %s/examples/docs/swarming.pdf -o %s/eng-q8.jsonl -m %s %s --kv-type q8_0 "
+                  "--report %s/eng5.json",
+            g_tmp, g_exe, QF_SOURCE_DIR, g_tmp, g_model, common, g_tmp);
+    ASSERT_MSG(rc == 0, "%s", out);
+    ASSERT_MSG(strstr(out, "kv cache q8_0"), "%s", out);
+    free(out);
+    rep = load_json(tpath_buf("eng5.json"));
+    ASSERT(jnum(rep, "requests", NULL) >= 1);
+    ASSERT_EQ_INT(jnum(rep, "pairs", "accepted") + jnum(rep, "pairs", "duplicate") + jnum(rep, "failures_total", NULL),
+                  jnum(rep, "chunks", "done"));
+    cJSON_Delete(rep);
 }
 
 static void test_http_faults_curate(void) {
@@ -521,6 +534,10 @@ static void test_dry_run_and_usage(void) {
     rc = sh(&out, "%s gen %s/examples/docs -o %s/x.jsonl --endpoint http://a --ollama http://b", g_exe, QF_SOURCE_DIR,
             g_tmp);
     ASSERT_EQ_INT(rc, 2);
+    free(out);
+    rc = sh(&out, "%s gen %s/examples/docs -o %s/x.jsonl -m %s --kv-type q4_0", g_exe, QF_SOURCE_DIR, g_tmp, g_model);
+    ASSERT_EQ_INT(rc, 2);
+    ASSERT(strstr(out, "--kv-type"));
     free(out);
     rc = sh(&out, "%s gen %s/examples/docs -o %s/x.jsonl -m %s --preset nonsense", g_exe, QF_SOURCE_DIR, g_tmp, g_model);
     ASSERT_EQ_INT(rc, 1);

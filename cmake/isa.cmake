@@ -1,7 +1,6 @@
 # isa.cmake - per-file instruction-set flags for the quant kernels.
 #
-# Only src/quant/avx2.c, avx512.c, neon.c and attn_{avx2,neon}.c contain
-# ISA-specific code; each
+# Only src/quant/avx2.c, avx512.c and neon.c contain ISA-specific code; each
 # is compiled with its own flags here and guards itself with
 # #if defined(__x86_64__) / defined(__aarch64__), so on other architectures
 # it compiles to nothing. The rest of the library is built for the baseline
@@ -18,7 +17,7 @@ set(QF_QUANT_DIR ${CMAKE_CURRENT_LIST_DIR}/../src/quant)
 get_filename_component(QF_QUANT_DIR ${QF_QUANT_DIR} ABSOLUTE)
 
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
-  set_source_files_properties(${QF_QUANT_DIR}/avx2.c ${QF_QUANT_DIR}/attn_avx2.c PROPERTIES
+  set_source_files_properties(${QF_QUANT_DIR}/avx2.c PROPERTIES
     COMPILE_OPTIONS "-mavx2;-mfma;-mf16c;-O3")
   # AVX-512 F/BW/VL/DQ + VNNI; AMX tiles (int8, bf16) for prompt processing
   # where the compiler knows them (avx512.c checks __AMX_INT8__/__AMX_BF16__,
@@ -33,6 +32,6 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
 elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
   # sdot for the int8 dots, fp16 conversions; neon.c checks the CPU's hwcaps
   # (Linux) before its table is used.
-  set_source_files_properties(${QF_QUANT_DIR}/neon.c ${QF_QUANT_DIR}/attn_neon.c PROPERTIES
+  set_source_files_properties(${QF_QUANT_DIR}/neon.c PROPERTIES
     COMPILE_OPTIONS "-march=armv8.2-a+dotprod+fp16;-O3")
 endif()

@@ -39,7 +39,7 @@ for f in "$SRC"/src/base/err.c "$SRC"/src/base/log.c "$SRC"/src/base/mem.c \
          "$SRC"/src/base/clock.c "$SRC"/src/gguf/*.c "$SRC"/src/quant/*.c; do
     name=$(basename "$(dirname "$f")")_$(basename "$f" .c)
     extra=""
-    case "$(basename "$f")" in neon.c | attn_neon.c) extra="-march=armv8.2-a+dotprod+fp16 -O3" ;; esac
+    [ "$(basename "$f")" = neon.c ] && extra="-march=armv8.2-a+dotprod+fp16 -O3"
     # shellcheck disable=SC2086
     $CC $CFLAGS $extra -c "$f" -o "$OUT/$name.o" || { echo "FAIL: compile $f"; exit 1; }
     objs="$objs $OUT/$name.o"

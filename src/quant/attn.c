@@ -1,7 +1,7 @@
 /* attn.c - scalar references of the attention block kernels (qf_attn_f16
  * and qf_attn_q8_0 in kernels.h), written for reading; the SIMD versions
  * live beside the other kernels of their ISA and must agree with these up
- * to rounding.
+ * to rounding (avx2.c, neon.c: section "attention blocks").
  *
  * One block: the scores s_r = scale * q . K_r, then per query head the
  * online-softmax step: the new running maximum bm = max(m, max_r s_r); if it

@@ -46,7 +46,6 @@ static void init_tables(void) {
     tables[ISA_AVX2] = tables[ISA_SCALAR];
     available[ISA_AVX2] = qf_kernels_fill_avx2(&tables[ISA_AVX2]);
     if (available[ISA_AVX2]) {
-        qf_kernels_fill_attn_avx2(&tables[ISA_AVX2]);
         best = ISA_AVX2;
         tables[ISA_AVX512] = tables[ISA_AVX2];
         available[ISA_AVX512] = qf_kernels_fill_avx512(&tables[ISA_AVX512]);
@@ -55,10 +54,7 @@ static void init_tables(void) {
 #elif defined(__aarch64__)
     tables[ISA_NEON] = tables[ISA_SCALAR];
     available[ISA_NEON] = qf_kernels_fill_neon(&tables[ISA_NEON]);
-    if (available[ISA_NEON]) {
-        qf_kernels_fill_attn_neon(&tables[ISA_NEON]);
-        best = ISA_NEON;
-    }
+    if (available[ISA_NEON]) best = ISA_NEON;
 #endif
     for (int i = 0; i < ISA_COUNT; i++)
         tables[i].name = isa_names[i];

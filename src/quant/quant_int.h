@@ -133,9 +133,5 @@ void qf_kernels_fill_scalar(qf_kernel_table *t);
 bool qf_kernels_fill_avx2(qf_kernel_table *t);
 bool qf_kernels_fill_avx512(qf_kernel_table *t);
 bool qf_kernels_fill_neon(qf_kernel_table *t);
-/* The attention kernels of an ISA (attn_avx2.c, attn_neon.c), filled into
- * that ISA's table once its fill above succeeded. */
-void qf_kernels_fill_attn_avx2(qf_kernel_table *t);
-void qf_kernels_fill_attn_neon(qf_kernel_table *t);
 
 #endif

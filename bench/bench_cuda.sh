@@ -15,11 +15,16 @@
 # Environment knobs of the backend (for measurements): QF_CUDA_GRAPHS=0,
 # QF_CUDA_PDL=0, QF_CUDA_PERSIST=0, QF_CUDA_STAGED=0, QF_CUDA_ATT_ENC=0,
 # QF_CUDA_WARPS=n, QF_CUDA_UNROLL=2; one token: QF_CUDA_MV=0 (mmq instead of
-# the matrix-vector kernel), QF_CUDA_MV_NORM=0, QF_CUDA_SWIGLU=0,
-# QF_CUDA_ATT_FUSE=0 (separate act / k_store kernels), QF_CUDA_MV_U=n
-# (k-steps in flight per warp: 4 or 8 for q4_0, 2 or 4 for q8_0),
-# QF_CUDA_SPLIT_MIN=n (attended positions below which attention is not
-# split).
+# the matrix-vector kernel), QF_CUDA_SWIGLU=0 / QF_CUDA_QKV_STORE=0 (act /
+# k_store kernels again), QF_CUDA_MV_NORM=1, QF_CUDA_ATT_FUSE=1 and
+# QF_CUDA_SEQ=1 (fusions that measured slower), QF_CUDA_MV_S=0|2|3|4 (stage
+# geometry), QF_CUDA_MV_U=n (register path: k-steps in flight per warp),
+# QF_CUDA_MV_EF=0 (normal L2 policy for the weights), QF_CUDA_MV_CYCLIC=1
+# (tiles dealt round robin); attention: QF_CUDA_ATT_PF=0 (no L2 prefetch of
+# the cache), QF_CUDA_ATT_COMBINE=1 (combine kernel), QF_CUDA_SPLIT_MIN=n /
+# QF_CUDA_SPLIT_LEN=n (when and how finely it splits), QF_CUDA_HPC=n.
+# bench_gpu --mv times the matrix-vector kernel alone per 8B shape against a
+# plain read of device memory; bench_gpu --gpu-layers N a partial offload.
 set -eu
 BUILD=${1:-build-cuda}
 BIN=${BENCH_GPU:-$BUILD/bench_gpu}

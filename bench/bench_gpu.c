@@ -2,7 +2,9 @@
  * roofline measured on the same device in the same run.
  *
  *   bench_gpu [--model M.gguf | --synth llama:E:L:H:KV:FF:TYPE] [--tg 128]
- *             [--prompt 16] [--batch 1,32] [--reps 3] [--json OUT]
+ *             [--prompt 16] [--batch 1,32] [--reps 3] [--json OUT] [--profile]
+ *             [--gpu-layers N]
+ *   bench_gpu --mv [--json OUT]
  *
  * For each batch size B: B sequences get a prompt of --prompt tokens (one
  * batch), then --tg decode steps of B tokens (one per sequence, logits for
@@ -15,6 +17,14 @@
  * read + written per second). Ideal tok/s at B = 1 is bandwidth / bytes;
  * the report prints the achieved fraction. --synth writes the model with
  * qf_model_synth (what `qforge model synth` calls) to /tmp, reused if there.
+ *
+ * --gpu-layers N: a partial offload, the last N layers on the device and
+ * the first ones on the CPU (all of its cores); the roofline then counts
+ * only the device's bytes.
+ *
+ * --mv: instead, the one-token matrix-vector kernel alone on the matrices
+ * of an 8B llama (and one of 604 MB, where launch and tail costs vanish),
+ * against a plain read of device memory: the kernel's streaming bandwidth.
  *
  * --profile: one more batch-1 run with QF_CUDA_PROFILE=1 (no graphs, an
  * event between every two kernels): device time per step by kind of
@@ -29,6 +39,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda.h"
+#include "base/cpu.h"
 #include "base/err.h"
 #include "model/model.h"
 #include "model/synth.h"
@@ -52,6 +63,7 @@ static int argmax(const float *x, int n) {
 }
 
 static int g_profile; /* reset the profile after the prefill: decode steps only */
+static int g_ngl = -1;  /* --gpu-layers: -1 all; 0 < N < n_layer the last N (the CPU runs the rest) */
 
 typedef struct run_result {
     double pp_s, tg_s, step_med_s;
@@ -64,7 +76,15 @@ static int run_once(const qf_model *m, int B, int n_prompt, int n_tg, run_result
     qf_kv_params kp = qf_model_kv_params(m, (int64_t)n_ctx * B + 64, B, QF_TYPE_F16, 16);
     qf_kv *kv = qf_kv_new(&kp, &e);
     int nb = B * n_prompt > B ? B * n_prompt : B;
-    qf_gpu_fwd *g = kv ? qf_gpu_fwd_new(m, &kp, nb, n_ctx, -1, &e) : NULL;
+    qf_gpu_fwd *g = kv ? qf_gpu_fwd_new(m, &kp, nb, n_ctx, g_ngl, &e) : NULL;
+    qf_pool *pool = NULL;
+    qf_fwd *cpu = NULL;
+    if (g && qf_gpu_fwd_cpu_layers(g) > 0) { /* partial offload: the CPU pass for the first layers */
+        pool = qf_pool_new(qf_cpu_default_threads(), NULL, &e);
+        cpu = pool ? qf_fwd_new(m, kv, pool, nb, n_ctx, &e) : NULL;
+        if (cpu) qf_gpu_fwd_set_cpu(g, cpu);
+        else qf_gpu_fwd_free(g), g = NULL;
+    }
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)nb), *pos = malloc(sizeof(int32_t) * (size_t)nb);
     int32_t *seq = malloc(sizeof(int32_t) * (size_t)nb);
     int8_t *lg = malloc((size_t)nb);
@@ -103,6 +123,8 @@ fail:
     fprintf(stderr, "bench_gpu: decode: %s\n", e.msg);
 out:
     qf_gpu_fwd_free(g);
+    qf_fwd_free(cpu);
+    qf_pool_free(pool);
     qf_kv_free(kv);
     free(tok), free(pos), free(seq), free(lg), free(steps);
     return rc;
@@ -124,13 +146,50 @@ static int parse_synth(const char *spec, qf_synth_params *p, char *path, size_t 
     return 0;
 }
 
+/* --mv: microseconds and GB/s of the matrix-vector kernel per shape. */
+static int mv_bench(const char *json) {
+    double rbw = qf_cuda_read_bandwidth((size_t)2 << 30, 10), cbw = qf_cuda_copy_bandwidth((size_t)2 << 30, 10);
+    printf("read-only bandwidth %.0f GB/s | d2d copy (read+write) %.0f GB/s\n", rbw / 1e9, cbw / 1e9);
+    FILE *jf = json ? fopen(json, "w") : NULL;
+    if (jf) fprintf(jf, "{\"read_bw\": %.0f, \"copy_bw\": %.0f, \"mv\": [", rbw, cbw);
+    static const struct {
+        const char *name;
+        int rows, cols, n_ff;
+    } shapes[] = {
+        {"big", 147456, 4096, 0},   {"gate_up", 28672, 4096, 14336}, {"down", 4096, 14336, 0},
+        {"qkv", 6144, 4096, 0},     {"wo", 4096, 4096, 0},
+    };
+    const qf_type types[2] = {QF_TYPE_Q4_0, QF_TYPE_Q8_0};
+    int first = 1;
+    for (int t = 0; t < 2; t++)
+        for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+            double bytes = (double)shapes[i].rows * shapes[i].cols / 32 * (t ? 34 : 18);
+            double us = qf_cuda_bench_matvec(types[t], shapes[i].rows, shapes[i].cols, shapes[i].n_ff, 20);
+            printf("mv %s %-8s %6d x %5d: %8.2f MB %9.2f us %7.0f GB/s\n", t ? "q8_0" : "q4_0", shapes[i].name,
+                   shapes[i].rows, shapes[i].cols, bytes / 1e6, us, us > 0 ? bytes / us / 1e3 : 0.0);
+            if (jf)
+                fprintf(jf, "%s{\"type\": \"%s\", \"shape\": \"%s\", \"bytes\": %.0f, \"us\": %.3f}", first ? "" : ", ",
+                        t ? "q8_0" : "q4_0", shapes[i].name, bytes, us);
+            first = 0;
+        }
+    if (jf) {
+        fprintf(jf, "]}\n");
+        fclose(jf);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *model = NULL, *synth = NULL, *json = NULL, *batches = "1,32";
-    int n_tg = 128, n_prompt = 16, reps = 3, profile = 0;
+    int n_tg = 128, n_prompt = 16, reps = 3, profile = 0, mv = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--profile")) {
             profile = 1;
+            continue;
+        }
+        if (!strcmp(a, "--mv")) {
+            mv = 1;
             continue;
         }
         if (!v) {
@@ -144,15 +203,24 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--batch")) batches = v;
         else if (!strcmp(a, "--reps")) reps = atoi(v);
         else if (!strcmp(a, "--json")) json = v;
+        else if (!strcmp(a, "--gpu-layers")) g_ngl = atoi(v);
         else {
             fprintf(stderr, "bench_gpu: unknown option %s\n", a);
             return 2;
         }
         i++;
     }
+    if (mv) {
+        if (!qf_gpu_available(NULL, 0)) {
+            fprintf(stderr, "bench_gpu: no GPU\n");
+            return 77;
+        }
+        return mv_bench(json);
+    }
     if ((!model && !synth) || n_tg < 1 || n_prompt < 1 || reps < 1) {
         fprintf(stderr, "usage: bench_gpu (--model M.gguf | --synth llama:E:L:H:KV:FF:TYPE) [--tg N] [--prompt N] "
-                        "[--batch 1,32] [--reps N] [--json OUT] [--profile]\n");
+                        "[--batch 1,32] [--reps N] [--json OUT] [--profile] [--gpu-layers N]\n"
+                        "       bench_gpu --mv [--json OUT]\n");
         return 2;
     }
     char name[256];
@@ -191,7 +259,7 @@ int main(int argc, char **argv) {
     /* weight bytes per step and upload time, from a batch-1 instance */
     qf_kv_params kp = qf_model_kv_params(m, 256, 1, QF_TYPE_F16, 16);
     double tu = now_s();
-    qf_gpu_fwd *g = qf_gpu_fwd_new(m, &kp, 1, 128, -1, &e);
+    qf_gpu_fwd *g = qf_gpu_fwd_new(m, &kp, 1, 128, g_ngl, &e);
     if (!g) {
         fprintf(stderr, "bench_gpu: %s\n", e.msg);
         return 1;

@@ -8,6 +8,12 @@
  * the model's mapping) into the device's staging buffer, then hands it to
  * the device's step function.
  *
+ * Partial offload (cpu_layers > 0): the embedding rows are replaced by
+ * the hidden states after the CPU's layers [0, cpu_layers), which the
+ * attached qf_fwd writes straight into the step buffer (after this file
+ * prepared the kv, so the CPU's own prepare finds nothing to copy and
+ * every copy-on-write copy is seen here and mirrored on the device).
+ *
  * Copy-on-write detection: qf_kv_seq_prepare only ever replaces an
  * existing table entry when that block was shared (it copies the block on
  * the host and swaps in the copy); every other change appends entries.
@@ -37,6 +43,8 @@ static const qf_dev_ops *const k_devs[] = {
 struct qf_gpu_fwd {
     const qf_model *m;
     const qf_dev_ops *ops;
+    int32_t cpu_layers; /* layers [0, cpu_layers) run on the CPU (partial offload) */
+    qf_fwd *cpu;        /* their forward pass (borrowed), NULL until set */
     qf_dev *dev;
     qf_kv_params kp;
     int32_t n_batch_max, n_ctx_max;
@@ -71,10 +79,9 @@ qf_gpu_fwd *qf_gpu_fwd_new(const qf_model *m, const qf_kv_params *kp, int32_t n_
         QF_ERR_SET(err, QF_ERR_UNSUPPORTED, "gpu: no device (backend %s)", qf_gpu_backend_name());
         return NULL;
     }
-    if (n_gpu_layers == 0 || (n_gpu_layers > 0 && n_gpu_layers < hp->n_layer)) {
-        QF_ERR_SET(err, n_gpu_layers == 0 ? QF_ERR_INVALID : QF_ERR_UNSUPPORTED,
-                   "gpu: %d of %d layers requested; only the whole model (-1) can be offloaded", n_gpu_layers,
-                   hp->n_layer);
+    if (n_gpu_layers == 0 || n_gpu_layers < -1) {
+        QF_ERR_SET(err, QF_ERR_INVALID, "gpu: %d of %d layers requested (-1 = all, 1..%d the last ones)",
+                   n_gpu_layers, hp->n_layer, hp->n_layer);
         return NULL;
     }
     if (n_batch_max <= 0 || n_ctx_max <= 0 || kp->n_layer != hp->n_layer ||
@@ -88,6 +95,7 @@ qf_gpu_fwd *qf_gpu_fwd_new(const qf_model *m, const qf_kv_params *kp, int32_t n_
     if (!f) goto nomem;
     f->m = m;
     f->ops = ops;
+    f->cpu_layers = n_gpu_layers > 0 && n_gpu_layers < hp->n_layer ? hp->n_layer - n_gpu_layers : 0;
     f->kp = *kp;
     f->n_batch_max = n_batch_max;
     f->n_ctx_max = n_ctx_max;
@@ -98,7 +106,7 @@ qf_gpu_fwd *qf_gpu_fwd_new(const qf_model *m, const qf_kv_params *kp, int32_t n_
     f->seq_tab = qf_malloc((size_t)n_batch_max * sizeof *f->seq_tab);
     if (!f->seq_slot || !f->seqs || !f->seq_lo || !f->seq_hi || !f->seq_tab) goto nomem;
     for (int32_t s = 0; s < kp->n_seq_max; s++) f->seq_slot[s] = -1;
-    qf_dev_config cfg = {*kp, n_batch_max, n_ctx_max};
+    qf_dev_config cfg = {*kp, n_batch_max, n_ctx_max, f->cpu_layers};
     f->dev = ops->open(m, &cfg, err);
     if (!f->dev) {
         qf_gpu_fwd_free(f);
@@ -212,8 +220,16 @@ static qf_status prepare_all(qf_gpu_fwd *f, qf_kv *kv, int32_t n_seq, qf_err *er
     return st;
 }
 
+int32_t qf_gpu_fwd_cpu_layers(const qf_gpu_fwd *f) { return f->cpu_layers; }
+
+void qf_gpu_fwd_set_cpu(qf_gpu_fwd *f, qf_fwd *cpu) { f->cpu = cpu; }
+
 qf_status qf_gpu_fwd_decode(qf_gpu_fwd *f, qf_kv *kv, const qf_batch *b, qf_err *err) {
     f->n_logits = 0;
+    if (f->cpu_layers > 0 && !f->cpu)
+        return QF_ERR_SET(err, QF_ERR_INVALID, "gpu: partial offload (%d of %d layers on the CPU) without a CPU "
+                                               "forward pass (qf_gpu_fwd_set_cpu)",
+                          f->cpu_layers, f->m->hp.n_layer);
     qf_status st = check_batch(f, kv, b, err);
     if (st != QF_OK) return st;
     const qf_model *m = f->m;
@@ -269,8 +285,9 @@ qf_status qf_gpu_fwd_decode(qf_gpu_fwd *f, qf_kv *kv, const qf_batch *b, qf_err 
         int32_t att = sink_end + b->pos[i] - t0 + 1;
         if (att > max_attend) max_attend = att;
         if (b->logits && b->logits[i]) out[j++] = i;
-        et->to_float((const uint8_t *)m->tok_embd.data + (size_t)b->tok[i] * m->tok_embd.row_bytes,
-                     x + (size_t)i * hp->n_embd, hp->n_embd);
+        if (!f->cpu_layers)
+            et->to_float((const uint8_t *)m->tok_embd.data + (size_t)b->tok[i] * m->tok_embd.row_bytes,
+                         x + (size_t)i * hp->n_embd, hp->n_embd);
     }
     for (int32_t k = 0; k < n_seq; k++) {
         int32_t nt;
@@ -278,6 +295,9 @@ qf_status qf_gpu_fwd_decode(qf_gpu_fwd *f, qf_kv *kv, const qf_batch *b, qf_err 
         if (nt) memcpy(tab + f->seq_tab[k], t, (size_t)nt * sizeof *t);
         f->seq_slot[f->seqs[k]] = -1;
     }
+    /* partial offload: the CPU's layers, their output straight into the step buffer */
+    if (f->cpu_layers) st = qf_fwd_decode_range(f->cpu, b, 0, f->cpu_layers, false, x, err);
+    if (st != QF_OK) return st;
     qf_step s = {n, n_out, (int32_t)n_tab, max_attend, n_seq == n, buf, L.bytes};
     st = f->ops->step(f->dev, &s, err);
     if (st == QF_OK) f->n_logits = n_out;
@@ -344,23 +364,18 @@ qf_gpu_fwd *qf_gpu_fwd_try_new(const qf_model *m, const qf_kv_params *kp, int32_
                 n_gpu_layers, qf_gpu_backend_name());
         return NULL;
     }
-    if (n_gpu_layers > 0 && n_gpu_layers < nl) {
-        qf_warn("--gpu-layers %d: offloading part of the model (%d of %d layers) is not implemented yet; running "
-                "on the CPU (--gpu-layers -1 offloads every layer)",
-                n_gpu_layers, n_gpu_layers, nl);
-        return NULL;
-    }
     qf_err e = {0};
-    qf_gpu_fwd *f = qf_gpu_fwd_new(m, kp, n_batch_max, n_ctx_max, -1, &e);
+    qf_gpu_fwd *f = qf_gpu_fwd_new(m, kp, n_batch_max, n_ctx_max, n_gpu_layers >= nl ? -1 : n_gpu_layers, &e);
     if (!f) {
         qf_warn("--gpu-layers %d: %s cannot take %s: %s; running on the CPU", n_gpu_layers, name, m->name, e.msg);
         return NULL;
     }
     qf_gpu_mem mem;
     qf_gpu_fwd_mem(f, &mem);
-    qf_info("gpu: %s (%s): %d of %d layers and the output head offloaded; device memory: weights %.1f MiB, kv "
-            "cache %.1f MiB, scratch %.1f MiB",
-            name, qf_gpu_backend_name(), nl, nl, mem.weights / 1048576.0, mem.kv / 1048576.0,
+    qf_info("gpu: %s (%s): %d of %d layers (%d..%d) and the output head offloaded%s; device memory: weights %.1f "
+            "MiB, kv cache %.1f MiB, scratch %.1f MiB",
+            name, qf_gpu_backend_name(), nl - f->cpu_layers, nl, f->cpu_layers, nl - 1,
+            f->cpu_layers ? ", the first ones run on the CPU" : "", mem.weights / 1048576.0, mem.kv / 1048576.0,
             mem.scratch / 1048576.0);
     return f;
 }

@@ -15,7 +15,13 @@
  *     storage is not read or written by this backend;
  *   - a step: the batch description (positions, block tables, embedding
  *     rows) goes in with one copy, every layer runs on the device, the
- *     logits rows asked for come back with one copy.
+ *     logits rows asked for come back with one copy. A partial offload
+ *     (--gpu-layers N < n_layer) runs the first layers on the CPU first
+ *     (qf_fwd_decode_range, host kv storage) and sends their hidden states
+ *     instead of the embedding rows: the device runs the last N layers and
+ *     the head, as llama.cpp offloads the last layers (llama.cpp keeps the
+ *     head on the CPU unless N > n_layer; here it goes with the device, so
+ *     the hidden state crosses once per step and the logits come back).
  *
  * Which device: the one compiled in (QF_CUDA=ON builds the CUDA backend).
  * A build without one answers qf_gpu_available() = false and
@@ -60,9 +66,12 @@ const char *qf_gpu_backend_name(void);
  *   same n_layer, kv dims, block_size and n_blocks.
  * n_batch_max: most tokens per decode call; n_ctx_max: most positions one
  *   token attends to (as qf_fwd_new).
- * n_gpu_layers: -1 (or >= n_layer) = every layer and the output head. A
- *   split between device and CPU is not implemented: 0 < n < n_layer gives
- *   QF_ERR_UNSUPPORTED.
+ * n_gpu_layers: -1 (or >= n_layer) = every layer and the output head;
+ *   0 < N < n_layer = a partial offload: the device runs the last N layers
+ *   [n_layer - N, n_layer) and the output head, and holds weights and kv
+ *   only for those; the first n_layer - N layers run on the CPU through a
+ *   qf_fwd that the caller attaches with qf_gpu_fwd_set_cpu before the
+ *   first decode. 0 gives QF_ERR_INVALID.
  * Errors: QF_ERR_UNSUPPORTED (no device, a device below compute capability
  * 8.0, model shapes the kernels do not handle: head dims not multiples of 8
  * or above 256, n_rot odd, n_embd / n_ff not multiples of 4, float weights
@@ -75,6 +84,20 @@ qf_gpu_fwd *qf_gpu_fwd_new(const qf_model *m, const qf_kv_params *kp, int32_t n_
                            int32_t n_gpu_layers, qf_err *err);
 void qf_gpu_fwd_free(qf_gpu_fwd *f); /* NULL is a no-op */
 
+/* Layers the CPU runs before the device takes over: n_layer - N for a
+ * partial offload of N layers, 0 when the device runs them all. */
+int32_t qf_gpu_fwd_cpu_layers(const qf_gpu_fwd *f);
+
+/* The CPU forward pass of a partial offload (qf_gpu_fwd_cpu_layers > 0):
+ * a qf_fwd over the same model and the same kv cache that decode is given,
+ * with n_batch_max / n_ctx_max at least this pass's. Borrowed: it must
+ * outlive f or be replaced (NULL detaches). Each decode then runs layers
+ * [0, cpu_layers) of the batch on it (qf_fwd_decode_range; host kv storage
+ * for those layers), writes the hidden states straight into the step
+ * buffer that goes to the device (one host-to-device copy per step, as
+ * with a full offload), and the device runs the rest and the head. */
+void qf_gpu_fwd_set_cpu(qf_gpu_fwd *f, qf_fwd *cpu);
+
 /* Run the batch: the contract of qf_fwd_decode. It validates the batch and
  * makes every sequence's written range writable with qf_kv_seq_prepare on
  * kv (so kv is not const); copy-on-write block copies that prepare makes
@@ -83,8 +106,9 @@ void qf_gpu_fwd_free(qf_gpu_fwd *f); /* NULL is a no-op */
  * this step. kv must be the cache whose parameters were given to
  * qf_gpu_fwd_new (QF_ERR_INVALID otherwise). Errors: those of
  * qf_fwd_decode (QF_ERR_INVALID bad batch, QF_ERR_RANGE position beyond
- * n_ctx_max or kv full), QF_ERR_INTERNAL (device failure: the device state
- * is then unspecified; free it). */
+ * n_ctx_max or kv full), QF_ERR_INVALID also for a partial offload
+ * without a CPU pass attached, QF_ERR_INTERNAL (device failure: the device
+ * state is then unspecified; free it). */
 qf_status qf_gpu_fwd_decode(qf_gpu_fwd *f, qf_kv *kv, const qf_batch *b, qf_err *err);
 
 /* Logits (n_vocab floats) of the j-th requested token of the last decode,
@@ -109,14 +133,15 @@ int32_t qf_gpu_layers_env(void);
 
 /* The GPU forward pass a caller asked for, or NULL for the CPU path; never
  * a hard failure. n_gpu_layers: 0 = none (returns NULL silently), -1 or
- * >= n_layer = every layer and the output head. Otherwise NULL with one
- * warning that says why and that the CPU runs instead (as llama.cpp does
- * when it cannot offload): the build has no GPU backend (not configured
- * with -DQF_CUDA=ON), no usable device is present, a partial offload
- * (0 < n < n_layer, not implemented yet) was asked for, or the device
- * cannot take the model (memory, shapes; the device's message is quoted).
- * On success one info line names the device and the memory used.
- * Arguments as qf_gpu_fwd_new. */
+ * >= n_layer = every layer and the output head, 0 < N < n_layer = the last
+ * N layers and the output head (then qf_gpu_fwd_cpu_layers > 0 and the
+ * caller attaches its CPU pass with qf_gpu_fwd_set_cpu). Otherwise NULL
+ * with one warning that says why and that the CPU runs instead (as
+ * llama.cpp does when it cannot offload): the build has no GPU backend
+ * (not configured with -DQF_CUDA=ON), no usable device is present, or the
+ * device cannot take the model (memory, shapes; the device's message is
+ * quoted). On success one info line names the device, the layers
+ * offloaded and the memory used. Arguments as qf_gpu_fwd_new. */
 qf_gpu_fwd *qf_gpu_fwd_try_new(const qf_model *m, const qf_kv_params *kp, int32_t n_batch_max, int32_t n_ctx_max,
                                int32_t n_gpu_layers);
 
@@ -128,8 +153,8 @@ typedef struct qf_gpu_mem {
 void qf_gpu_fwd_mem(const qf_gpu_fwd *f, qf_gpu_mem *out /* out */);
 
 /* Weight bytes one decode step streams from device memory (every layer
- * matrix and the output head, as stored on the device): the numerator of
- * the memory-bandwidth roofline of token generation. */
+ * matrix on the device and the output head, as stored there): the
+ * numerator of the memory-bandwidth roofline of token generation. */
 size_t qf_gpu_fwd_step_weight_bytes(const qf_gpu_fwd *f);
 
 #endif

@@ -13,7 +13,9 @@
  *                      to positions [0, sink_end) and [t0, pos]; its
  *                      sequence's block table starts at tables[table offset]
  *   out    (n_out)     batch index of each logits row, in order
- *   x      (n_tok, n_embd) float: embedding rows
+ *   x      (n_tok, n_embd) float: embedding rows, or with a partial
+ *                      offload the hidden states entering the device's
+ *                      first layer (computed by the CPU)
  *   tables (n_tab)     block tables of the batch's sequences, concatenated
  * The offsets depend only on n_tok, n_out and n_embd, so a captured launch
  * sequence (CUDA graph) can be replayed for every step of the same shape.
@@ -58,6 +60,10 @@ typedef struct qf_dev_config {
     qf_kv_params kv;         /* geometry of the host kv (the device pool mirrors it) */
     int32_t n_batch_max;     /* most tokens per step */
     int32_t n_ctx_max;       /* most positions attended by one token */
+    int32_t layer0;          /* first layer on the device: it runs layers [layer0, n_layer) and the
+                                output head; layer0 > 0 (partial offload): the x rows of a step are
+                                the hidden states entering layer0, not embeddings, and the device
+                                needs weights and kv only for its layers */
 } qf_dev_config;
 
 typedef struct qf_dev qf_dev;

@@ -77,7 +77,7 @@ struct qf_engine {
     qf_engine_params p;
     qf_pool *pool;
     qf_kv *kv;
-    qf_fwd *fwd;          /* the CPU forward pass, or NULL when gpu runs the model */
+    qf_fwd *fwd;          /* the CPU pass (all, or the first layers of a partial offload), or NULL */
     qf_gpu_fwd *gpu;      /* the GPU forward pass (n_gpu_layers), or NULL */
     qf_gvocab *gvocab;    /* token trie for constrained decoding, built on first use */
     int32_t n_vocab, bs;
@@ -782,9 +782,11 @@ qf_engine *qf_engine_new(const qf_model *m, const qf_engine_params *in, qf_err *
     /* the GPU when asked for and able (it warns otherwise), else the CPU; the
      * kv bookkeeping stays in e->kv either way (the GPU mirrors its copies) */
     e->gpu = qf_gpu_fwd_try_new(m, &kp, p.n_batch, p.n_ctx, p.n_gpu_layers);
-    if (!e->gpu) {
+    if (!e->gpu || qf_gpu_fwd_cpu_layers(e->gpu) > 0) {
+        /* the CPU runs the model, or its first layers (partial offload) */
         e->fwd = qf_fwd_new(m, e->kv, e->pool, p.n_batch, p.n_ctx, err);
         if (!e->fwd) goto fail;
+        if (e->gpu) qf_gpu_fwd_set_cpu(e->gpu, e->fwd);
     }
     size_t nb = (size_t)p.n_batch;
     e->slots = qf_calloc((size_t)p.n_parallel, sizeof *e->slots);

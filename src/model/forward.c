@@ -15,6 +15,7 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -225,6 +226,7 @@ typedef struct attn_task {
     qf_fwd *f;
     const qf_batch *b;
     int32_t layer;
+    _Atomic long next; /* attn_region: next work item to take */
 } attn_task;
 
 /* Rotate pairs of one head: NORM pairs (2i, 2i+1), NEOX pairs (i, i+n_rot/2). */
@@ -264,24 +266,20 @@ static const uint8_t *kv_head(const qf_fwd *f, const uint8_t *blk, bool is_v, in
     return blk;
 }
 
-/* Per token: q/k head norms, RoPE, then K,V rows into the cache. */
+/* Per token: k head norm and RoPE, then the K,V rows into the cache (the
+ * query heads get theirs inside attn_region, where they are read anyway). */
 static void qk_post_region(void *p, int ith, int nth) {
     const attn_task *t = p;
     qf_fwd *f = t->f;
     const qf_hparams *hp = &f->m->hp;
     const qf_layer *ly = &f->m->layers[t->layer];
     const qf_kv_params *kp = qf_kv_get_params(f->kv);
-    int32_t qd = hp->n_head * hp->head_dim, kd = kp->kv_dim, vd = kp->kv_dim_v;
+    int32_t kd = kp->kv_dim, vd = kp->kv_dim_v;
     long lo, hi;
     qf_split_range(t->b->n, ith, nth, &lo, &hi);
     for (long i = lo; i < hi; i++) {
-        float *q = f->q + i * qd, *k = f->k + i * kd, *v = f->v + i * vd;
+        float *k = f->k + i * kd, *v = f->v + i * vd;
         const float *cs = f->rope_cs + i * hp->n_rot;
-        for (int32_t h = 0; h < hp->n_head; h++) {
-            float *qh = q + h * hp->head_dim;
-            if (ly->q_norm) rmsnorm(qh, qh, ly->q_norm, hp->head_dim, hp->rms_eps);
-            rope_head(qh, cs, hp->n_rot, hp->rope_kind);
-        }
         for (int32_t h = 0; h < hp->n_head_kv; h++) {
             float *kh = k + h * hp->head_dim;
             if (ly->k_norm) rmsnorm(kh, kh, ly->k_norm, hp->head_dim, hp->rms_eps);
@@ -352,11 +350,15 @@ static int32_t attn_heads_per_item(const qf_fwd *f, int32_t n_tokens) {
  * head) over the attended positions of its sequence: [0, n_sink) and
  * [t0, pos], walked block by block in a single pass (each block's keys and
  * values are read once, one after the other; no buffer grows with the
- * context). */
+ * context). The heads' q norm and RoPE are applied here, where q is read
+ * anyway. Work items differ in length (sequences at different positions),
+ * so threads take them one at a time from a shared counter; an item's
+ * result does not depend on which thread computes it. */
 static void attn_region(void *p, int ith, int nth) {
-    const attn_task *t = p;
+    attn_task *t = p;
     qf_fwd *f = t->f;
     const qf_hparams *hp = &f->m->hp;
+    const qf_layer *ly = &f->m->layers[t->layer];
     const qf_kv_params *kp = qf_kv_get_params(f->kv);
     const qf_dot_f32_fn fdot = qf_type_get(QF_TYPE_F32)->dot_f32;
     int32_t hd = hp->head_dim, hdv = hp->head_dim_v, group = hp->n_head / hp->n_head_kv;
@@ -368,11 +370,14 @@ static void attn_region(void *p, int ith, int nth) {
     float *sm = mx + group;                                                /* (group) running sum */
     uint8_t *qenc = (uint8_t *)(sm + group);                               /* q rows encoded for the kernels */
     float scale = 1.0f / sqrtf((float)hd);
-    bool fast_qk = qk_kernel_ok(f);
+    /* f16 and (head-major) q8_0 caches: the flash kernels (scores, online
+     * softmax and value sum in one call per block); f32: q.K through qf_gemm */
+    bool flash = !f->exact && (kt == QF_TYPE_F16 || (kt == QF_TYPE_Q8_0 && f->kv_hm && hd % 32 == 0 && hdv % 32 == 0));
+    bool fast_qk = !flash && qk_kernel_ok(f);
     size_t qrow = fast_qk ? qf_act_row_size(kt, hd) : 0;
-    long lo, hi;
-    qf_split_range((long)t->b->n * hp->n_head_kv * per_kv, ith, nth, &lo, &hi);
-    for (long w = lo; w < hi; w++) {
+    long total = (long)t->b->n * hp->n_head_kv * per_kv;
+    (void)ith, (void)nth;
+    for (long w; (w = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed)) < total;) {
         long i = w / ((long)hp->n_head_kv * per_kv);
         int32_t rem = (int32_t)(w % ((long)hp->n_head_kv * per_kv)), kvh = rem / per_kv;
         int32_t h0 = kvh * group + (rem % per_kv) * gmax;
@@ -384,9 +389,22 @@ static void attn_region(void *p, int ith, int nth) {
         int32_t t0 = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
         if (t0 <= n_sink) t0 = 0, n_sink = 0;
         int32_t seg_lo[2] = {0, t0}, seg_hi[2] = {n_sink, pos + 1}; /* [lo, hi) */
-        const float *q = f->q + (size_t)i * hp->n_head * hd + (size_t)h0 * hd; /* gs heads, contiguous */
-        if (fast_qk)
+        float *q = f->q + (size_t)i * hp->n_head * hd + (size_t)h0 * hd; /* gs heads, contiguous */
+        const float *cs = f->rope_cs + (size_t)i * hp->n_rot;
+        for (int32_t g = 0; g < gs; g++) {
+            float *qh = q + (size_t)g * hd;
+            if (ly->q_norm) rmsnorm(qh, qh, ly->q_norm, hd, hp->rms_eps);
+            rope_head(qh, cs, hp->n_rot, hp->rope_kind);
+        }
+        const float *qk = q; /* q as the scores see it */
+        if (flash && kt == QF_TYPE_F16) {
+            /* rounded to fp16 like the keys, as the fp16 q.K kernels did */
+            float *qr = (float *)qenc;
+            for (int32_t j = 0; j < gs * hd; j++) qr[j] = qf_fp16_to_fp32(qf_fp32_to_fp16(q[j]));
+            qk = qr;
+        } else if (fast_qk) {
             for (int32_t g = 0; g < gs; g++) qf_act_quantize(kt, q + (size_t)g * hd, qenc + g * qrow, hd);
+        }
         size_t krow = 0, vrow = 0; /* distance between slots of this head (set by kv_head) */
         int32_t koff = 0, voff = 0; /* value offset of this head inside a slot (row-major blocks) */
         /* one pass over the blocks, online softmax: per head a running
@@ -404,27 +422,37 @@ static void attn_region(void *p, int ith, int nth) {
                 if (f->kv_hm) {
                     /* each block is a short contiguous piece per head, too
                      * short for the hardware prefetchers to ramp up: ask L2
-                     * for this block's values and the next block's keys */
+                     * for this block's values and the next block's keys
+                     * (measured: +13% at 16 sequences of ~350 positions;
+                     * prefetching the next block's values too, or two
+                     * blocks ahead, gained nothing) */
                     prefetch_l2(vb, (size_t)bs * vrow);
                     if (b0 + bs < seg_hi[sg])
                         prefetch_l2(kv_head(f, qf_kv_block_k(f->kv, t->layer, table[b0 / bs + 1]), false, kvh, &krow,
                                             &koff),
                                     (size_t)bs * krow);
                 }
+                if (flash) {
+                    (kt == QF_TYPE_F16 ? qf_attn_f16 : qf_attn_q8_0)(
+                        hd, hdv, r1 - r0, kb + (size_t)r0 * krow + qf_type_row_size(kt, koff), krow,
+                        vb + (size_t)r0 * vrow + qf_type_row_size(kt, voff), vrow, qk, hd, gs, scale, mx, sm, out, hdv,
+                        tmpk);
+                    continue;
+                }
                 if (fast_qk) {
                     qf_gemm(kt, kb, krow, hd, r0, r1, qenc, gs, tmpk, bs);
                 } else {
                     for (int32_t r = r0; r < r1; r++) {
                         const float *kr = cache_row(f, kb, krow, r, koff, hd, tmp);
-                        for (int32_t g = 0; g < gs; g++) tmpk[g * bs + r] = fdot(hd, q + (size_t)g * hd, kr);
+                        for (int32_t g = 0; g < gs; g++) tmpk[g * bs + r] = fdot(hd, qk + (size_t)g * hd, kr);
                     }
                 }
                 /* scores -> unnormalised weights exp(s - mx), in place */
                 for (int32_t g = 0; g < gs; g++) {
-                    float *w = tmpk + (size_t)g * bs, bm = mx[g];
+                    float *wr = tmpk + (size_t)g * bs, bm = mx[g];
                     for (int32_t r = r0; r < r1; r++) {
-                        w[r] *= scale;
-                        if (w[r] > bm) bm = w[r];
+                        wr[r] *= scale;
+                        if (wr[r] > bm) bm = wr[r];
                     }
                     if (bm > mx[g]) {
                         float c = expf(mx[g] - bm); /* 0 for the first block */
@@ -435,19 +463,15 @@ static void attn_region(void *p, int ith, int nth) {
                         mx[g] = bm;
                     }
                     for (int32_t r = r0; r < r1; r++) {
-                        w[r] = expf(w[r] - mx[g]);
-                        sm[g] += w[r];
+                        wr[r] = expf(wr[r] - mx[g]);
+                        sm[g] += wr[r];
                     }
                 }
-                if (kt == QF_TYPE_F16) {
-                    qf_vmad_f16(hdv, r1 - r0, vb + (size_t)r0 * vrow, vrow, tmpk + r0, bs, gs, out, hdv);
-                } else {
-                    for (int32_t r = r0; r < r1; r++) {
-                        const float *vr = cache_row(f, vb, vrow, r, voff, hdv, tmp);
-                        for (int32_t g = 0; g < gs; g++) {
-                            float a = tmpk[g * bs + r], *o = out + (size_t)g * hdv;
-                            for (int32_t d = 0; d < hdv; d++) o[d] += a * vr[d];
-                        }
+                for (int32_t r = r0; r < r1; r++) {
+                    const float *vr = cache_row(f, vb, vrow, r, voff, hdv, tmp);
+                    for (int32_t g = 0; g < gs; g++) {
+                        float a = tmpk[g * bs + r], *o = out + (size_t)g * hdv;
+                        for (int32_t d = 0; d < hdv; d++) o[d] += a * vr[d];
                     }
                 }
             }
@@ -620,27 +644,47 @@ static qf_status check_batch(qf_fwd *f, const qf_batch *b, qf_err *err) {
 }
 
 qf_status qf_fwd_decode(qf_fwd *f, const qf_batch *b, qf_err *err) {
-    qf_status st = check_batch(f, b, err);
-    if (st != QF_OK) return st;
+    return qf_fwd_decode_range(f, b, 0, f->m->hp.n_layer, true, NULL, err);
+}
+
+const float *qf_fwd_logits(const qf_fwd *f, int32_t j) {
+    if (j < 0 || j >= f->n_logits) return NULL;
+    return f->logits + (size_t)j * f->m->hp.n_vocab;
+}
+
+int32_t qf_fwd_n_logits(const qf_fwd *f) { return f->n_logits; }
+
+/* ---- part of a step (layer ranges for a split with another device) ---- */
+
+qf_status qf_fwd_decode_range(qf_fwd *f, const qf_batch *b, int32_t l0, int32_t l1, bool head, float *x_io,
+                              qf_err *err) {
     const qf_model *m = f->m;
     const qf_hparams *hp = &m->hp;
-    const qf_kv_params *kp = qf_kv_get_params(f->kv);
+    if (l0 < 0 || l1 < l0 || l1 > hp->n_layer || (head && l1 != hp->n_layer) || (l0 > 0 && !x_io))
+        return QF_ERR_SET(err, QF_ERR_INVALID, "forward: layer range [%d, %d)%s of %d layers%s", l0, l1,
+                          head ? " + head" : "", hp->n_layer, l0 > 0 && !x_io ? " without hidden states" : "");
+    qf_status st = check_batch(f, b, err);
+    if (st != QF_OK) return st;
     int32_t n = b->n, E = hp->n_embd;
 
-    /* embeddings: decode the token rows */
-    const qf_type_traits *et = qf_type_get(m->tok_embd.type);
-    for (int32_t i = 0; i < n; i++)
-        et->to_float((const uint8_t *)m->tok_embd.data + (size_t)b->tok[i] * m->tok_embd.row_bytes,
-                     f->x + (size_t)i * E, E);
+    if (l0 == 0) {
+        /* embeddings: decode the token rows */
+        const qf_type_traits *et = qf_type_get(m->tok_embd.type);
+        for (int32_t i = 0; i < n; i++)
+            et->to_float((const uint8_t *)m->tok_embd.data + (size_t)b->tok[i] * m->tok_embd.row_bytes,
+                         f->x + (size_t)i * E, E);
+    } else {
+        memcpy(f->x, x_io, (size_t)n * E * sizeof(float));
+    }
     rope_tables(f, b);
 
-    for (int32_t l = 0; l < hp->n_layer; l++) {
+    for (int32_t l = l0; l < l1; l++) {
         const qf_layer *ly = &m->layers[l];
         norm_rows(f, f->xn, f->x, ly->attn_norm, n, E, &ly->wq);
         matmul(f, &ly->wq, f->xn, f->q, ly->bq, n, true);
         matmul(f, &ly->wk, f->xn, f->k, ly->bk, n, true);
         matmul(f, &ly->wv, f->xn, f->v, ly->bv, n, true);
-        attn_task at = {f, b, l};
+        attn_task at = {f, b, l, 0};
         qf_pool_run(f->pool, qk_post_region, &at);
         qf_pool_run(f->pool, attn_region, &at);
         matmul(f, &ly->wo, f->att, f->xn, NULL, n, false);
@@ -659,7 +703,11 @@ qf_status qf_fwd_decode(qf_fwd *f, const qf_batch *b, qf_err *err) {
         matmul(f, &ly->w_down, f->g, f->xn, NULL, n, false);
         for (size_t i = 0; i < (size_t)n * E; i++) f->x[i] += f->xn[i];
     }
-    (void)kp;
+    if (x_io) memcpy(x_io, f->x, (size_t)n * E * sizeof(float));
+    if (!head) {
+        f->n_logits = 0;
+        return QF_OK;
+    }
 
     /* gather the rows that want logits, then norm + output projection */
     int32_t n_out = 0;
@@ -680,10 +728,3 @@ qf_status qf_fwd_decode(qf_fwd *f, const qf_batch *b, qf_err *err) {
     matmul(f, &m->output, f->xn, f->logits, NULL, n_out, true);
     return QF_OK;
 }
-
-const float *qf_fwd_logits(const qf_fwd *f, int32_t j) {
-    if (j < 0 || j >= f->n_logits) return NULL;
-    return f->logits + (size_t)j * f->m->hp.n_vocab;
-}
-
-int32_t qf_fwd_n_logits(const qf_fwd *f) { return f->n_logits; }

@@ -134,6 +134,26 @@ const float *qf_fwd_logits(const qf_fwd *f, int32_t j);
 void qf_fwd_set_exact(qf_fwd *f, bool exact);
 int32_t qf_fwd_n_logits(const qf_fwd *f);
 
+/* Part of a decode step: layers [l0, l1) of the batch and, with head, the
+ * output norm + projection; for a split of the layers between the CPU and
+ * a device (backend/backend.h, --gpu-layers). 0 <= l0 <= l1 <= n_layer;
+ * head needs l1 == n_layer.
+ * x_io: (b->n, n_embd) floats, the hidden states of the batch in batch
+ *   order. l0 == 0 starts from the token embeddings (x_io not read; may be
+ *   NULL); l0 > 0 starts from x_io (required). When x_io != NULL the hidden
+ *   states leaving layer l1 - 1 are written back to it (before the head).
+ * Each call validates the batch and prepares the kv cache exactly as
+ * qf_fwd_decode (preparing an already prepared range changes nothing), and
+ * reads/writes the keys and values of layers [l0, l1) only, so the calls
+ * for [0, k) and [k, n_layer) of one batch give the logits of
+ * qf_fwd_decode bit for bit; qf_fwd_decode(f, b, err) is
+ * qf_fwd_decode_range(f, b, 0, n_layer, true, NULL, err).
+ * Logits as after qf_fwd_decode when head; none (qf_fwd_n_logits = 0)
+ * otherwise. Errors: those of qf_fwd_decode; QF_ERR_INVALID for a bad
+ * range or a missing x_io. */
+qf_status qf_fwd_decode_range(qf_fwd *f, const qf_batch *b, int32_t l0, int32_t l1, bool head, float *x_io,
+                              qf_err *err);
+
 /* Scratch bytes qf_fwd_new allocates for these sizes (for memory plans). */
 size_t qf_fwd_scratch_bytes(const qf_model *m, int32_t n_batch_max, int32_t n_ctx_max,
                             int n_threads);

@@ -1,6 +1,7 @@
 /* session.c - a single sequence (id 0) over qf_fwd, or over the GPU
  * backend's qf_gpu_fwd when n_gpu_layers asks for it and a device can take
- * the model. The kv bookkeeping is the same qf_kv either way. */
+ * the model (with a partial offload the qf_fwd runs the first layers for
+ * it). The kv bookkeeping is the same qf_kv either way. */
 #include "model/session.h"
 
 #include "backend/backend.h"
@@ -12,7 +13,7 @@ struct qf_session {
     const qf_model *m;
     qf_pool *pool;
     qf_kv *kv;
-    qf_fwd *fwd;     /* CPU path, or NULL when gpu runs the model */
+    qf_fwd *fwd;     /* CPU path (or the first layers of a partial offload); NULL when gpu runs it all */
     qf_gpu_fwd *gpu; /* GPU path or NULL */
     int32_t n_ctx, n_batch, n_past;
     int32_t *pos, *seq;
@@ -46,10 +47,12 @@ qf_session *qf_session_new(const qf_model *m, const qf_session_params *p, qf_err
     if (!s->kv) goto fail;
     if (p->n_gpu_layers && p->exact) qf_info("session: exact (reference) math runs on the CPU; GPU layers ignored");
     else s->gpu = qf_gpu_fwd_try_new(m, &kp, s->n_batch, s->n_ctx, p->n_gpu_layers);
-    if (!s->gpu) {
+    if (!s->gpu || qf_gpu_fwd_cpu_layers(s->gpu) > 0) {
+        /* the CPU runs the model, or its first layers (partial offload) */
         s->fwd = qf_fwd_new(m, s->kv, s->pool, s->n_batch, s->n_ctx, err);
         if (!s->fwd) goto fail;
         if (p->exact) qf_fwd_set_exact(s->fwd, true);
+        if (s->gpu) qf_gpu_fwd_set_cpu(s->gpu, s->fwd);
     }
     s->pos = qf_calloc((size_t)s->n_batch, sizeof(int32_t));
     s->seq = qf_calloc((size_t)s->n_batch, sizeof(int32_t));

@@ -246,8 +246,11 @@ static void test_bad_args(void) {
     ASSERT(m);
     qf_err e = {0};
     qf_kv_params kp = qf_model_kv_params(m, 256, 2, QF_TYPE_F16, 16);
-    ASSERT(qf_gpu_fwd_new(m, &kp, 8, 128, 2, &e) == NULL && e.code == QF_ERR_UNSUPPORTED);
+    ASSERT(qf_gpu_fwd_new(m, &kp, 8, 128, -2, &e) == NULL && e.code == QF_ERR_INVALID);
     ASSERT(qf_gpu_fwd_new(m, &kp, 8, 128, 0, &e) == NULL && e.code == QF_ERR_INVALID);
+    qf_gpu_fwd *part = qf_gpu_fwd_new(m, &kp, 8, 128, 2, &e); /* partial offload: the last 2 layers */
+    ASSERT(part && qf_gpu_fwd_cpu_layers(part) == m->hp.n_layer - 2);
+    qf_gpu_fwd_free(part);
     ASSERT(qf_gpu_fwd_new(m, &kp, 0, 128, -1, &e) == NULL && e.code == QF_ERR_INVALID);
     qf_kv_params bad = kp;
     bad.kv_dim += 8;
@@ -731,36 +734,48 @@ static void test_synth_models(void) {
 
 /* The one-token kernels (matrix-vector products normalizing their own
  * input, the SwiGLU epilogue, attention storing its own K/V), all on and
- * as configured by default, against the separate kernels (QF_CUDA_MV=0):
- * the same logits bit for bit, prefill and 8 decode steps. */
+ * as configured by default, against the separate kernels (QF_CUDA_MV=0,
+ * and QF_CUDA_ATT_COMBINE=1: split attention combined by its own kernel;
+ * QF_CUDA_SEQ=1: Wo, gate|up, down and the next Q|K|V in one kernel):
+ * the same logits bit for bit, a 72-token prefill and 8 decode steps that
+ * attend to more than 64 positions (split attention). */
 static void check_fusions(const qf_model *m, const char *what) {
+    enum { NP = 72, NT = 80 }; /* decode steps past 64 positions: split attention */
     int nv = m->hp.n_vocab;
-    int32_t toks[24];
-    for (int i = 0; i < 24; i++) toks[i] = (i * 53 + 5) % nv;
+    int32_t toks[NT];
+    for (int i = 0; i < NT; i++) toks[i] = (i * 53 + 5) % nv;
     /* 0: every fusion on (some are off by default: measured slower),
-     * 1: the defaults, 2: the separate kernels */
-    runner r[3];
+     * 1: the defaults, 2: the separate kernels (and the combine kernel of
+     * split attention instead of the last split block), 3: a layer's
+     * matrices in one kernel (QF_CUDA_SEQ, off by default: slower) */
+    runner r[4];
     setenv("QF_CUDA_ATT_FUSE", "1", 1);
     setenv("QF_CUDA_MV_NORM", "1", 1);
-    int ok = runner_init(&r[0], m, true, QF_TYPE_F16, 64, 1, 32) == 0;
+    int ok = runner_init(&r[0], m, true, QF_TYPE_F16, 96, 1, 32) == 0;
     unsetenv("QF_CUDA_ATT_FUSE");
     unsetenv("QF_CUDA_MV_NORM");
-    ok = ok && runner_init(&r[1], m, true, QF_TYPE_F16, 64, 1, 32) == 0;
+    ok = ok && runner_init(&r[1], m, true, QF_TYPE_F16, 96, 1, 32) == 0;
     setenv("QF_CUDA_MV", "0", 1);
-    ok = ok && runner_init(&r[2], m, true, QF_TYPE_F16, 64, 1, 32) == 0;
+    setenv("QF_CUDA_ATT_COMBINE", "1", 1);
+    ok = ok && runner_init(&r[2], m, true, QF_TYPE_F16, 96, 1, 32) == 0;
     unsetenv("QF_CUDA_MV");
+    unsetenv("QF_CUDA_ATT_COMBINE");
+    setenv("QF_CUDA_SEQ", "1", 1);
+    ok = ok && runner_init(&r[3], m, true, QF_TYPE_F16, 96, 1, 32) == 0;
+    unsetenv("QF_CUDA_SEQ");
     ASSERT(ok);
     double worst = 0;
     int steps = 0;
-    const float *l[3];
-    for (int k = 0; k < 3; k++) l[k] = runner_eval(&r[k], 0, 0, toks, 16);
-    for (int i = 16; l[0] && l[1] && l[2]; i++) {
+    const float *l[4];
+    for (int k = 0; k < 4; k++) l[k] = runner_eval(&r[k], 0, 0, toks, NP);
+    for (int i = NP; l[0] && l[1] && l[2] && l[3]; i++) {
         worst = fmax(worst, fmax(max_abs_diff(l[0], l[2], nv), max_abs_diff(l[1], l[2], nv)));
+        worst = fmax(worst, max_abs_diff(l[3], l[2], nv));
         steps++;
-        if (i == 24) break;
-        for (int k = 0; k < 3; k++) l[k] = runner_eval(&r[k], 0, i, &toks[i], 1);
+        if (i == NT) break;
+        for (int k = 0; k < 4; k++) l[k] = runner_eval(&r[k], 0, i, &toks[i], 1);
     }
-    for (int k = 0; k < 3; k++) runner_free(&r[k]);
+    for (int k = 0; k < 4; k++) runner_free(&r[k]);
     fprintf(stderr, "  fused / default vs separate kernels, %s: max|d| %.3g over %d steps\n", what, worst, steps);
     ASSERT_EQ_INT(steps, 9);
     ASSERT_MSG(worst == 0, "%s: fused kernels differ by %g", what, worst);

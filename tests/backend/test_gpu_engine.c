@@ -9,10 +9,13 @@
  *     (fork + copy on write of the shared partial block, mirrored on the
  *     device), and a repeated prompt served from the prefix cache (the
  *     device blocks are reused);
+ *   - partial offload (n_gpu_layers = N < n_layer: the CPU runs the first
+ *     layers, the device the last N and the head): the same checks for the
+ *     session and the engine; the device holds only its layers' weights and
+ *     kv; a decode without the CPU pass attached is refused.
  * Without one (or without a GPU backend in the build) the same engine and
- * session calls with n_gpu_layers = -1 fall back to the CPU: results equal
- * the CPU's bit for bit. Both: the environment default and refusals
- * (partial offload falls back to the CPU, not an error).
+ * session calls with n_gpu_layers = -1 or N fall back to the CPU: results
+ * equal the CPU's bit for bit. Both: the environment default and refusals.
  */
 #include <math.h>
 #include <pthread.h>
@@ -21,6 +24,7 @@
 
 #include "backend/backend.h"
 #include "engine/engine.h"
+#include "model/model.h"
 #include "model/session.h"
 #include "qf_test.h"
 
@@ -56,10 +60,60 @@ static void test_try_new_refusals(void) {
     qf_kv_params kp = qf_model_kv_params(g_m, 128, 1, QF_TYPE_F32, 16);
     ASSERT(qf_gpu_fwd_try_new(g_m, &kp, 8, 64, 0) == NULL);
     ASSERT(qf_gpu_fwd_try_new(g_m, &kp, 8, 64, -3) == NULL);
-    if (g_m->hp.n_layer > 1) ASSERT(qf_gpu_fwd_try_new(g_m, &kp, 8, 64, 1) == NULL); /* partial */
     qf_gpu_fwd *f = qf_gpu_fwd_try_new(g_m, &kp, 8, 64, g_m->hp.n_layer + 5); /* more than there are: all */
     ASSERT(g_gpu ? f != NULL : f == NULL);
+    if (f) ASSERT_EQ_INT(qf_gpu_fwd_cpu_layers(f), 0);
     qf_gpu_fwd_free(f);
+    qf_err e = {0};
+    ASSERT(qf_gpu_fwd_new(g_m, &kp, 8, 64, 0, &e) == NULL);
+    ASSERT_EQ_INT(e.code, g_gpu ? QF_ERR_INVALID : QF_ERR_UNSUPPORTED);
+    ASSERT(qf_gpu_fwd_new(g_m, &kp, 8, 64, -2, &e) == NULL);
+    ASSERT_EQ_INT(e.code, g_gpu ? QF_ERR_INVALID : QF_ERR_UNSUPPORTED);
+}
+
+/* A partial offload: the last N layers on the device, only their weights
+ * and kv there; decode needs the CPU pass for the first layers. */
+static void test_partial_new(void) {
+    int32_t nl = g_m->hp.n_layer;
+    ASSERT(nl > 2);
+    qf_kv_params kp = qf_model_kv_params(g_m, 128, 1, QF_TYPE_F32, 16);
+    qf_gpu_fwd *p = qf_gpu_fwd_try_new(g_m, &kp, 8, 64, 2);
+    if (!g_gpu) {
+        ASSERT(p == NULL); /* warned, the CPU runs */
+        return;
+    }
+    qf_gpu_fwd *all = qf_gpu_fwd_try_new(g_m, &kp, 8, 64, -1);
+    ASSERT(p && all);
+    if (!p || !all) goto out;
+    ASSERT_EQ_INT(qf_gpu_fwd_cpu_layers(p), nl - 2);
+    qf_gpu_mem mp, ma;
+    qf_gpu_fwd_mem(p, &mp);
+    qf_gpu_fwd_mem(all, &ma);
+    ASSERT_MSG(mp.weights < ma.weights && mp.kv * (size_t)nl == ma.kv * 2, "partial %zu/%zu, all %zu/%zu",
+               mp.weights, mp.kv, ma.weights, ma.kv);
+    ASSERT(qf_gpu_fwd_step_weight_bytes(p) < qf_gpu_fwd_step_weight_bytes(all));
+    qf_err e = {0};
+    qf_kv *kv = qf_kv_new(&kp, &e);
+    qf_pool *pool = qf_pool_new(1, NULL, &e);
+    qf_fwd *cpu = kv && pool ? qf_fwd_new(g_m, kv, pool, 8, 64, &e) : NULL;
+    ASSERT(cpu);
+    int32_t tok[1] = {5}, pos[1] = {0}, seq[1] = {0};
+    int8_t want[1] = {1};
+    qf_batch b = {1, tok, pos, seq, want};
+    if (cpu) {
+        ASSERT_EQ_INT(qf_gpu_fwd_decode(p, kv, &b, &e), QF_ERR_INVALID);
+        ASSERT(strstr(e.msg, "qf_gpu_fwd_set_cpu") != NULL);
+        qf_gpu_fwd_set_cpu(p, cpu);
+        ASSERT_EQ_INT(qf_gpu_fwd_decode(p, kv, &b, &e), QF_OK);
+        ASSERT_EQ_INT(qf_gpu_fwd_n_logits(p), 1);
+        ASSERT(qf_gpu_fwd_logits(p, 0) != NULL);
+    }
+    qf_fwd_free(cpu);
+    qf_pool_free(pool);
+    qf_kv_free(kv);
+out:
+    qf_gpu_fwd_free(p);
+    qf_gpu_fwd_free(all);
 }
 
 /* ---- session ---- */
@@ -84,12 +138,12 @@ static int argmax(const float *x, int n) {
     return b;
 }
 
-static void test_session(void) {
+static void session_vs_cpu(int32_t n_gpu_layers) {
     enum { NP = 40, NG = 24 };
     int nv = g_m->hp.n_vocab;
     int32_t prompt[NP];
     for (int i = 0; i < NP; i++) prompt[i] = (i * 37 + 11) % nv;
-    qf_session *c = session(0), *g = session(-1);
+    qf_session *c = session(0), *g = session(n_gpu_layers);
     ASSERT(c && g);
     qf_err e = {0};
     ASSERT_EQ_INT(qf_session_eval(c, prompt, NP, &e), QF_OK);
@@ -121,11 +175,17 @@ static void test_session(void) {
     }
     qf_session_free(c);
     qf_session_free(g);
-    fprintf(stderr, "  session %s: max|d| vs cpu %.2e, greedy same %d/%d\n", g_gpu ? "gpu" : "fallback", worst,
-            same, NG + 1);
+    fprintf(stderr, "  session %s, --gpu-layers %d: max|d| vs cpu %.2e, greedy same %d/%d\n",
+            g_gpu ? "gpu" : "fallback", n_gpu_layers, worst, same, NG + 1);
     ASSERT_EQ_INT(same, NG + 1);
     if (g_gpu) ASSERT_MSG(worst <= 1e-3, "session logits differ from the CPU by %g", worst);
     else ASSERT_MSG(worst == 0, "the fallback is not the CPU path: %g", worst);
+}
+
+static void test_session(void) {
+    session_vs_cpu(-1);
+    session_vs_cpu(2);                     /* the last two layers on the device */
+    session_vs_cpu(g_m->hp.n_layer - 1);   /* all but the first */
 }
 
 /* ---- engine ---- */
@@ -229,10 +289,10 @@ static int run_workload(int32_t n_gpu_layers, workload *w) {
     return rc;
 }
 
-static void test_engine(void) {
+static void engine_vs_cpu(int32_t n_gpu_layers) {
     static workload cpu, gpu;
     ASSERT_EQ_INT(run_workload(0, &cpu), 0);
-    ASSERT_EQ_INT(run_workload(-1, &gpu), 0);
+    ASSERT_EQ_INT(run_workload(n_gpu_layers, &gpu), 0);
     for (int r = 0; r <= NREQ; r++) {
         int nc = r == NREQ - 1 ? 2 : 1;
         for (int k = 0; k < nc; k++) {
@@ -247,8 +307,14 @@ static void test_engine(void) {
     /* the repeated prompt found its blocks in the prefix cache on both paths */
     ASSERT(gpu.c[NREQ].usage.cached_tokens > 0);
     ASSERT_EQ_INT(gpu.c[NREQ].usage.cached_tokens, cpu.c[NREQ].usage.cached_tokens);
-    fprintf(stderr, "  engine %s: %d requests x %d greedy tokens identical to the CPU engine (%d cached)\n",
-            g_gpu ? "gpu" : "fallback", NREQ + 2, NGEN, gpu.c[NREQ].usage.cached_tokens);
+    fprintf(stderr,
+            "  engine %s, --gpu-layers %d: %d requests x %d greedy tokens identical to the CPU engine (%d cached)\n",
+            g_gpu ? "gpu" : "fallback", n_gpu_layers, NREQ + 2, NGEN, gpu.c[NREQ].usage.cached_tokens);
+}
+
+static void test_engine(void) {
+    engine_vs_cpu(-1);
+    engine_vs_cpu(2); /* partial: the CPU's layers on the host kv, the device's on its own */
 }
 
 int main(void) {
@@ -265,6 +331,7 @@ int main(void) {
     fprintf(stderr, "backend %s, device: %s\n", qf_gpu_backend_name(), g_gpu ? name : "none (CPU fallback checked)");
     RUN_TEST(test_env_default);
     RUN_TEST(test_try_new_refusals);
+    RUN_TEST(test_partial_new);
     RUN_TEST(test_session);
     RUN_TEST(test_engine);
     qf_model_free(g_m);

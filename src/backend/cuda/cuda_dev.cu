@@ -5,7 +5,9 @@
  * they share a format, gate/up likewise, so a layer runs 4 matrix kernels);
  * types the kernels do not take are expanded to f16 on the host first. The
  * kv pool is one allocation, block-major (a block's keys and values of all
- * layers are contiguous, so a copy-on-write copy is one memcpy).
+ * layers are contiguous, so a copy-on-write copy is one memcpy). A partial
+ * offload (cfg->layer0 > 0) uploads and keeps kv for layers [layer0,
+ * n_layer) only; d->L, the kv pool and the kernels number them from 0.
  *
  * step: one host-to-device copy of the packed step, then per layer:
  *   act(RMSNorm, encode) -> QKV -> k_store (k norm + RoPE, K/V into the
@@ -21,9 +23,14 @@
  * launch; the whole sequence is captured once per step shape (tokens,
  * logits rows, attention split, heads per block, one token per sequence or
  * not) into a CUDA graph and replayed, so a decode step costs one graph
- * launch. QF_CUDA_GRAPHS=0, QF_CUDA_PDL=0, QF_CUDA_ATT_ENC=0, QF_CUDA_MV=0,
- * QF_CUDA_SWIGLU=0 and QF_CUDA_QKV_STORE=0 turn these off, QF_CUDA_MV_NORM=1
- * and QF_CUDA_ATT_FUSE=1 turn on two fusions that measured slower
+ * launch. Attention prefetches the cached keys/values it will read into L2
+ * before its PDL wait (QF_CUDA_ATT_PF) and, split over several blocks,
+ * combines the splits in the last block to finish (QF_CUDA_ATT_COMBINE=1:
+ * a combine kernel). QF_CUDA_GRAPHS=0, QF_CUDA_PDL=0, QF_CUDA_ATT_ENC=0,
+ * QF_CUDA_MV=0, QF_CUDA_SWIGLU=0, QF_CUDA_QKV_STORE=0 and QF_CUDA_ATT_PF=0
+ * turn these off; QF_CUDA_MV_NORM=1, QF_CUDA_ATT_FUSE=1 and QF_CUDA_SEQ=1
+ * (a layer's Wo, gate|up, down and the next Q|K|V in one persistent kernel,
+ * cu_matvec_seq: two kernels a layer) turn on fusions that measured slower
  * (debugging, measurements); QF_CUDA_PROFILE=1 times every kernel.
  *
  * Invariant: every device buffer a captured graph names is allocated before
@@ -75,6 +82,8 @@ struct qf_dev {
     size_t kv_bytes;
     int kv_f32;
     float *x, *qkv, *att, *gu, *logits, *cs, *part;
+    int *att_cnt;   /* (n_batch_max, n_head) split counters of attention (zero between steps) */
+    int att_combine; /* QF_CUDA_ATT_COMBINE=1: a combine kernel instead of the last split block */
     int qkv_stride, att_stride, gu_stride;
     size_t part_floats;
     act_bufs act;
@@ -86,10 +95,13 @@ struct qf_dev {
     int use_graphs, use_pdl, use_att_enc;
     /* batch-1 fusions (QF_CUDA_MV_NORM, QF_CUDA_SWIGLU, QF_CUDA_ATT_FUSE) */
     int use_mv, use_mv_norm, use_swiglu, use_att_fuse, use_qkv_store;
+    int use_seq;    /* QF_CUDA_SEQ: one token, a layer's Wo, gate|up, down and the next Q|K|V in one kernel */
+    unsigned long long *bar; /* its grid barrier */
     int split_min;  /* most attended positions that run unsplit (QF_CUDA_SPLIT_MIN) */
     int split_len;  /* fewest positions per split (QF_CUDA_SPLIT_LEN) */
     int hpc_env;    /* QF_CUDA_HPC: query heads per attention block, 0 = chosen per step */
     int att_early;  /* QF_CUDA_ATT_EARLY: attention triggers the next kernel at its start */
+    int att_pf;     /* QF_CUDA_ATT_PF: attention prefetches its cached keys/values before the PDL wait */
     act_set h8;     /* SwiGLU output of a fused gate/up matvec: token 0, ds stride 1 */
     /* QF_CUDA_PROFILE=1: events around every kernel of a step (no graphs) */
     int prof;
@@ -100,9 +112,9 @@ struct qf_dev {
 
 /* ---- profiling: device time per kind of kernel (QF_CUDA_PROFILE=1) ---- */
 
-enum { PC_ROPE = 0, PC_EMBED, PC_ACT, PC_QKV, PC_KSTORE, PC_ATTN, PC_WO, PC_GU, PC_DOWN, PC_HEAD, PC_COUNT };
+enum { PC_ROPE = 0, PC_EMBED, PC_ACT, PC_QKV, PC_KSTORE, PC_ATTN, PC_WO, PC_GU, PC_DOWN, PC_HEAD, PC_SEQ, PC_COUNT };
 static const char *const k_pc_name[PC_COUNT] = {"rope", "embed", "act", "qkv", "k_store", "attention",
-                                                "wo", "gate_up", "down", "head"};
+                                                "wo", "gate_up", "down", "head", "mv_seq"};
 static double g_pc_ms[PC_COUNT], g_pc_bytes[PC_COUNT];
 static long g_pc_calls[PC_COUNT], g_pc_steps;
 
@@ -220,6 +232,7 @@ static qf_status mat_alloc(qf_dev *d, dmat *m, int fmt, int rows, int cols, cons
     qf_status st = dalloc(&m->q, qb, &d->w_bytes, name, err);
     if (st == QF_OK && sb) st = dalloc(&m->s, sb, &d->w_bytes, name, err);
     m->bytes = qb + sb;
+    m->qbytes = qb;
     return st;
 }
 
@@ -373,13 +386,17 @@ static qf_dev *cuda_open(const qf_model *m, const qf_dev_config *cfg, qf_err *er
     d->use_mv_norm = env_on("QF_CUDA_MV_NORM", 0);
     d->use_swiglu = env_on("QF_CUDA_SWIGLU", 1);
     d->use_qkv_store = env_on("QF_CUDA_QKV_STORE", 1);
+    /* measured slower than the kernel chain with PDL (docs/backend.md) */
+    d->use_seq = env_on("QF_CUDA_SEQ", 0);
     /* measured slower than k_store + attention on the H100 (docs/backend.md) */
     d->use_att_fuse = env_on("QF_CUDA_ATT_FUSE", 0);
     d->split_min = getenv("QF_CUDA_SPLIT_MIN") ? atoi(getenv("QF_CUDA_SPLIT_MIN")) : 64;
     d->split_len = getenv("QF_CUDA_SPLIT_LEN") ? atoi(getenv("QF_CUDA_SPLIT_LEN")) : 32;
-    if (d->split_len < 32) d->split_len = 32;
+    if (d->split_len < 8) d->split_len = 8;
     d->hpc_env = getenv("QF_CUDA_HPC") ? atoi(getenv("QF_CUDA_HPC")) : 0;
     d->att_early = env_on("QF_CUDA_ATT_EARLY", 0);
+    d->att_pf = env_on("QF_CUDA_ATT_PF", 1);
+    d->att_combine = env_on("QF_CUDA_ATT_COMBINE", 0);
     d->prof = env_on("QF_CUDA_PROFILE", 0);
     if (d->prof) {
         /* kernels one after the other, each between two events */
@@ -397,7 +414,9 @@ static qf_dev *cuda_open(const qf_model *m, const qf_dev_config *cfg, qf_err *er
     }
     qf_status st = QF_OK;
     void *raw_d = NULL;
-    int nb = cfg->n_batch_max, E = hp->n_embd, nl = hp->n_layer;
+    /* the device's layers: [layer0, n_layer) of the model, 0.. here */
+    const int layer0 = cfg->layer0, nl = hp->n_layer - cfg->layer0;
+    int nb = cfg->n_batch_max, E = hp->n_embd;
     int qd = hp->n_head * hp->head_dim, kd = hp->n_head_kv * hp->head_dim, vd = hp->n_head_kv * hp->head_dim_v;
     int od = hp->n_head * hp->head_dim_v;
     cudaDeviceProp prop;
@@ -419,7 +438,7 @@ static qf_dev *cuda_open(const qf_model *m, const qf_dev_config *cfg, qf_err *er
     {   /* weights */
         size_t raw_max = 0;
         for (int l = 0; l < nl; l++) {
-            const qf_layer *ly = &m->layers[l];
+            const qf_layer *ly = &m->layers[layer0 + l];
             const qf_weight *ws[7] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_up, &ly->w_down};
             for (int i = 0; i < 7; i++)
                 if ((size_t)ws[i]->rows * ws[i]->row_bytes > raw_max) raw_max = (size_t)ws[i]->rows * ws[i]->row_bytes;
@@ -433,10 +452,10 @@ static qf_dev *cuda_open(const qf_model *m, const qf_dev_config *cfg, qf_err *er
         }
         bool warned = false;
         for (int l = 0; l < nl; l++) {
-            const qf_layer *ly = &m->layers[l];
+            const qf_layer *ly = &m->layers[layer0 + l];
             dlayer *D = &d->L[l];
             char name[64];
-            snprintf(name, sizeof name, "blk.%d", l);
+            snprintf(name, sizeof name, "blk.%d", layer0 + l);
             const qf_weight *ws[7] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_up, &ly->w_down};
             for (int i = 0; i < 7 && !warned; i++)
                 if (native_fmt(ws[i]->type) < 0) {
@@ -505,7 +524,7 @@ static qf_dev *cuda_open(const qf_model *m, const qf_dev_config *cfg, qf_err *er
         const qf_kv_params *kp = &cfg->kv;
         d->kv_f32 = kp->type == QF_TYPE_F32;
         size_t es = d->kv_f32 ? 4 : 2;
-        d->kv_bytes = (size_t)kp->n_blocks * (size_t)kp->n_layer * (size_t)kp->block_size *
+        d->kv_bytes = (size_t)kp->n_blocks * (size_t)nl * (size_t)kp->block_size *
                       (size_t)(kp->kv_dim + kp->kv_dim_v) * es;
         if ((st = dalloc(&d->kv, d->kv_bytes, NULL, "the kv cache", err)) != QF_OK) goto fail;
         if (kp->type == QF_TYPE_Q8_0) qf_info("cuda: kv cache kept in f16 on the device (host kv type q8_0)");
@@ -534,6 +553,9 @@ static qf_dev *cuda_open(const qf_model *m, const qf_dev_config *cfg, qf_err *er
             (st = dalloc((void **)&d->logits, (size_t)nb * hp->n_vocab * 4, sc, "logits", err)) != QF_OK ||
             (st = dalloc((void **)&d->cs, (size_t)nb * (hp->n_rot > 0 ? hp->n_rot : 1) * 4, sc, "rope", err)) != QF_OK ||
             (st = dalloc((void **)&d->part, d->part_floats * 4, sc, "attention", err)) != QF_OK ||
+            (st = dalloc((void **)&d->att_cnt, (size_t)nb * hp->n_head * sizeof(int), sc, "attention", err)) !=
+                QF_OK ||
+            (st = dalloc((void **)&d->bar, sizeof(unsigned long long), sc, "barrier", err)) != QF_OK ||
             (st = dalloc((void **)&d->h8.q, kmax, sc, "activations", err)) != QF_OK ||
             (st = dalloc((void **)&d->h8.ds, kmax / 32 * sizeof(float2), sc, "activations", err)) != QF_OK)
             goto fail;
@@ -568,7 +590,7 @@ static void cuda_close(qf_dev *d) {
     if (d->st) cudaStreamSynchronize(d->st);
     graphs_clear(d);
     if (d->L)
-        for (int l = 0; l < d->m->hp.n_layer; l++) {
+        for (int l = 0; l < d->m->hp.n_layer - d->cfg.layer0; l++) {
             dlayer *D = &d->L[l];
             for (int i = 0; i < 3; i++) mat_free(&D->qkv[i]);
             for (int i = 0; i < 2; i++) mat_free(&D->gu[i]);
@@ -582,7 +604,7 @@ static void cuda_close(qf_dev *d) {
     qf_free(d->L);
     mat_free(&d->out);
     void *bufs[] = {d->out_norm, d->freq, d->kv,      d->x,          d->qkv,        d->att,
-                    d->gu,       d->logits, d->cs, d->part,     d->act.a8_0.q, d->act.a8_0.ds,
+                    d->gu,       d->logits, d->cs, d->part,     d->act.a8_0.q, d->act.a8_0.ds, d->att_cnt, d->bar,
                     d->act.a8_k.q, d->act.a8_k.ds, d->act.f, d->stage_d, d->h8.q,     d->h8.ds};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) cudaFree(bufs[i]);
     if (d->stage_h) cudaFreeHost(d->stage_h);
@@ -668,6 +690,95 @@ static cudaError_t mv_normed(qf_dev *d, const dmat *m, const float *x, const flo
     return cu_matvec(m, &in, y, 0, d->use_pdl, d->st);
 }
 
+/* One token through every layer with cu_matvec_seq: the formats and the
+ * fusions it needs (Q|K|V with the kv store, attention encoding Wo's
+ * input, gate|up with the SwiGLU epilogue; one quantized format). */
+static bool seq_ok(const qf_dev *d, const attn_params *ap) {
+    const qf_hparams *hp = &d->m->hp;
+    if (!d->use_seq || !cu_matvec_seq_available() || !d->use_att_enc || !d->use_qkv_store || !d->use_swiglu ||
+        d->use_mv_norm || ap->fuse_store || hp->rope_kind != QF_ROPE_NORM || hp->head_dim_v % 32 ||
+        hp->n_ff % 32 || hp->n_embd % 32)
+        return false;
+    const int nl = hp->n_layer - d->cfg.layer0, fmt = d->L[0].wo.fmt;
+    for (int l = 0; l < nl; l++) {
+        const dlayer *D = &d->L[l];
+        if (D->n_qkv != 1 || D->n_gu != 1 || D->k_norm || D->act_wo != ACT_Q8_0 || D->act_down != ACT_Q8_0)
+            return false;
+        const dmat *ms[4] = {&D->qkv[0], &D->wo, &D->gu[0], &D->down};
+        for (int i = 0; i < 4; i++)
+            if (ms[i]->fmt != fmt || !cu_mv_ok(ms[i], 0)) return false;
+    }
+    return true;
+}
+
+/* The layers of a one-token step with cu_matvec_seq: [Q|K|V of layer 0],
+ * then per layer attention and [Wo, gate|up, down, Q|K|V of the next
+ * layer]: two kernels a layer. */
+static cudaError_t enqueue_seq(qf_dev *d, attn_params *ap, const int *tok, const int *tab) {
+    const qf_hparams *hp = &d->m->hp;
+    const int nl = hp->n_layer - d->cfg.layer0, pdl = d->use_pdl;
+    mv_kv kvs;
+    memset(&kvs, 0, sizeof kvs);
+    kvs.kv = d->kv;
+    kvs.kv_f32 = d->kv_f32;
+    kvs.q_rows = hp->n_head * hp->head_dim;
+    kvs.kv_dim = d->cfg.kv.kv_dim;
+    kvs.kv_dim_v = d->cfg.kv.kv_dim_v;
+    kvs.hd = hp->head_dim;
+    kvs.hdv = hp->head_dim_v;
+    kvs.n_rot = hp->n_rot;
+    kvs.bs = d->cfg.kv.block_size;
+    kvs.n_layer = nl;
+    kvs.tok = tok;
+    kvs.tables = tab;
+    kvs.cs = d->cs;
+    mvs_in ph[4];
+    int n_ph = 0;
+    size_t bytes = 0;
+    memset(ph, 0, sizeof ph);
+    for (int l = 0; l <= nl; l++) {
+        const dlayer *D = l < nl ? &d->L[l] : NULL;
+        if (D) {
+            mvs_in *q = &ph[n_ph++];
+            q->w = &D->qkv[0], q->x = d->x, q->norm = D->attn_norm, q->y = d->qkv, q->kv_layer = l;
+            bytes += D->qkv[0].bytes;
+        }
+        prof_mark(d, PC_SEQ, bytes);
+        CK(cu_matvec_seq(ph, n_ph, hp->rms_eps, &kvs, d->bar, pdl, d->st));
+        memset(ph, 0, sizeof ph);
+        n_ph = 0;
+        bytes = 0;
+        if (!D) break;
+        ap->layer = l;
+        ap->q_norm = D->q_norm;
+        ap->k_norm = NULL;
+        ap->aq8 = d->act.a8_0.q;
+        ap->ads8 = d->act.a8_0.ds;
+        prof_mark(d, PC_ATTN, 0);
+        CK(cu_attention(ap, pdl, d->st));
+        mvs_in *w = &ph[n_ph++];
+        w->w = &D->wo, w->src = &d->act.a8_0, w->src_tok_pad = d->act.tok_pad, w->y = d->x, w->add = 1;
+        w->kv_layer = -1;
+        mvs_in *g = &ph[n_ph++];
+        g->w = &D->gu[0], g->x = d->x, g->norm = D->ffn_norm, g->y = d->gu, g->h = &d->h8, g->n_ff = hp->n_ff;
+        g->kv_layer = -1;
+        mvs_in *dn = &ph[n_ph++];
+        dn->w = &D->down, dn->src = &d->h8, dn->src_tok_pad = 1, dn->y = d->x, dn->add = 1, dn->kv_layer = -1;
+        bytes += D->wo.bytes + D->gu[0].bytes + D->down.bytes;
+    }
+    return cudaSuccess;
+}
+
+/* Q|K|V of device layer l through the matrix-vector kernel with the kv
+ * store epilogue (one token of a llama-style model: RoPE on adjacent
+ * pairs, no k norm), no k_store kernel. */
+static bool qkv_store_ok(const qf_dev *d, const attn_params *ap, int l, bool one) {
+    const qf_hparams *hp = &d->m->hp;
+    const dlayer *D = &d->L[l];
+    return one && d->use_qkv_store && !ap->fuse_store && D->n_qkv == 1 && !D->k_norm &&
+           hp->rope_kind == QF_ROPE_NORM && cu_mv_ok(&D->qkv[0], 0);
+}
+
 /* The launch sequence of one step (captured into a graph or run directly).
  * One token (n == 1) takes the fused kernels where the formats allow: the
  * RMSNorms inside the Q/K/V and gate/up matrix-vector kernels, SwiGLU in
@@ -696,7 +807,8 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc) {
     ap.tables = tab;
     ap.kv = d->kv;
     ap.kv_f32 = d->kv_f32;
-    ap.n_layer = hp->n_layer;
+    const int nl = hp->n_layer - d->cfg.layer0; /* the device's layers, numbered from 0 */
+    ap.n_layer = nl;
     ap.bs = d->cfg.kv.block_size;
     ap.kv_dim = d->cfg.kv.kv_dim;
     ap.kv_dim_v = d->cfg.kv.kv_dim_v;
@@ -714,16 +826,21 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc) {
     ap.n_split = n_split;
     ap.fuse_store = d->use_att_fuse && s->one_per_seq;
     ap.early_trigger = d->att_early;
+    ap.prefetch = d->att_pf;
     ap.out = d->att;
     ap.part = d->part;
+    ap.cnt = d->att_combine ? NULL : d->att_cnt;
     ap.a_kmax = d->act.kmax;
     ap.a_tok_pad = d->act.tok_pad;
-    for (int l = 0; l < hp->n_layer; l++) {
+    /* one token, every layer fit for it: two kernels a layer (enqueue_seq);
+     * otherwise the kernels below */
+    const bool seq = one && seq_ok(d, &ap);
+    if (seq) CK(enqueue_seq(d, &ap, tok, tab));
+    for (int l = 0; !seq && l < nl; l++) {
         const dlayer *D = &d->L[l];
         /* Q/K/V; one token of a llama-style model: the matrix-vector kernel
          * also stores K (rotated) and V in the cache, no k_store */
-        const bool qkv_store = one && d->use_qkv_store && !ap.fuse_store && D->n_qkv == 1 && !D->k_norm &&
-                               hp->rope_kind == QF_ROPE_NORM && cu_mv_ok(&D->qkv[0], 0);
+        const bool qkv_store = qkv_store_ok(d, &ap, l, one);
         mv_kv kvs;
         memset(&kvs, 0, sizeof kvs);
         if (qkv_store) {
@@ -737,7 +854,7 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc) {
             kvs.n_rot = hp->n_rot;
             kvs.bs = d->cfg.kv.block_size;
             kvs.layer = l;
-            kvs.n_layer = hp->n_layer;
+            kvs.n_layer = nl;
             kvs.tok = tok;
             kvs.tables = tab;
             kvs.cs = d->cs;
@@ -773,17 +890,24 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc) {
         ap.ads8 = att_enc ? d->act.a8_0.ds : NULL;
         prof_mark(d, PC_ATTN, 0);
         CK(cu_attention(&ap, pdl, d->st));
-        if (att_enc) {
+        /* feed-forward: gate|up, SwiGLU, down */
+        const bool gu_mv = one && D->n_gu == 1 && cu_mv_ok(&D->gu[0], 1);
+        const bool sw = gu_mv && d->use_swiglu && D->act_down == ACT_Q8_0 && hp->n_ff % 32 == 0 &&
+                        cu_mv_ok(&D->down, 0);
+        if (att_enc && one && cu_mv_ok(&D->wo, 0)) {
+            mv_in in;
+            memset(&in, 0, sizeof in);
+            in.src = &d->act.a8_0;
+            in.src_tok_pad = d->act.tok_pad;
+            prof_mark(d, PC_WO, D->wo.bytes);
+            CK(cu_matvec(&D->wo, &in, d->x, 1, pdl, d->st));
+        } else if (att_enc) {
             prof_mark(d, PC_WO, D->wo.bytes);
             CK(cu_matmul(&D->wo, &d->act, n, d->x, E, 1, pdl, d->st));
         } else {
             act_args s_att = {d->att, NULL, d->att_stride, NULL, NULL, eps, d->att_stride, 0, n};
             CK(mm_group(d, &D->wo, 1, D->act_wo, &s_att, d->x, E, 1, PC_WO));
         }
-        /* feed-forward: gate|up, SwiGLU, down */
-        const bool gu_mv = one && D->n_gu == 1 && cu_mv_ok(&D->gu[0], 1);
-        const bool sw = gu_mv && d->use_swiglu && D->act_down == ACT_Q8_0 && hp->n_ff % 32 == 0 &&
-                        cu_mv_ok(&D->down, 0);
         if (gu_mv && d->use_mv_norm) {
             CK(mv_normed(d, &D->gu[0], d->x, D->ffn_norm, d->gu, sw, NULL, PC_GU));
         } else if (sw) {
@@ -966,6 +1090,124 @@ out:
     cudaFree(b);
     cudaGetLastError();
     return best;
+}
+
+static __global__ void read_kernel(const uint4 *p, size_t n, uint4 *sink) {
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    uint4 acc = make_uint4(0, 0, 0, 0);
+    for (; i + 3 * stride < n; i += 4 * stride) {
+        uint4 a = __ldcs(p + i), b = __ldcs(p + i + stride), c = __ldcs(p + i + 2 * stride),
+              e = __ldcs(p + i + 3 * stride);
+        acc.x ^= a.x ^ b.x ^ c.x ^ e.x, acc.y ^= a.y ^ b.y ^ c.y ^ e.y;
+        acc.z ^= a.z ^ b.z ^ c.z ^ e.z, acc.w ^= a.w ^ b.w ^ c.w ^ e.w;
+    }
+    for (; i < n; i += stride) {
+        uint4 a = __ldcs(p + i);
+        acc.x ^= a.x, acc.y ^= a.y, acc.z ^= a.z, acc.w ^= a.w;
+    }
+    if ((acc.x & acc.y & acc.z & acc.w) == 0xffffffffu) *sink = acc; /* keeps the loads */
+}
+
+static int cmp_f(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+extern "C" double qf_cuda_read_bandwidth(size_t bytes, int reps) {
+    void *a = NULL, *sink = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    double bw = 0.0;
+    int n_sm = 0;
+    float *ms = (float *)qf_malloc((size_t)(reps > 0 ? reps : 1) * sizeof(float));
+    bytes &= ~(size_t)15;
+    if (!ms || reps < 1 || cudaMalloc(&a, bytes) != cudaSuccess || cudaMalloc(&sink, 16) != cudaSuccess ||
+        cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess ||
+        cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess)
+        goto out;
+    cudaMemset(a, 1, bytes);
+    for (int i = -2; i < reps; i++) {
+        cudaEventRecord(e0, 0);
+        read_kernel<<<n_sm * 8, 256>>>((const uint4 *)a, bytes / 16, (uint4 *)sink);
+        cudaEventRecord(e1, 0);
+        cudaEventSynchronize(e1);
+        if (i >= 0) cudaEventElapsedTime(&ms[i], e0, e1);
+    }
+    qsort(ms, (size_t)reps, sizeof *ms, cmp_f);
+    if (ms[reps / 2] > 0) bw = (double)bytes / (ms[reps / 2] * 1e-3);
+out:
+    qf_free(ms);
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    cudaFree(a);
+    cudaFree(sink);
+    cudaGetLastError();
+    return bw;
+}
+
+extern "C" double qf_cuda_bench_matvec(qf_type type, int32_t rows, int32_t cols, int32_t n_ff, int reps) {
+    int fmt = native_fmt(type);
+    if ((fmt != FMT_Q4_0 && fmt != FMT_Q8_0) || rows <= 0 || cols <= 0 || reps < 1) return 0.0;
+    qf_dev d;
+    memset(&d, 0, sizeof d);
+    dmat m;
+    memset(&m, 0, sizeof m);
+    act_set a8 = {NULL, NULL}, h8 = {NULL, NULL};
+    float *y = NULL, *ms = (float *)qf_malloc((size_t)reps * sizeof(float));
+    unsigned long long *bar = NULL;
+    /* QF_CUDA_BENCH_SEQ=k: the matrix k times as the phases of one cu_matvec_seq */
+    const int seq = getenv("QF_CUDA_BENCH_SEQ") ? atoi(getenv("QF_CUDA_BENCH_SEQ")) : 0;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    double us = 0.0;
+    qf_err err;
+    memset(&err, 0, sizeof err);
+    size_t kmax = round_up((size_t)(cols > n_ff ? cols : n_ff), 256);
+    cu_mv_off = 0;
+    if (!ms || cu_mm_init() != cudaSuccess || cudaStreamCreate(&d.st) != cudaSuccess) goto out;
+    if (mat_alloc(&d, &m, fmt, rows, cols, "bench", &err) != QF_OK ||
+        dalloc((void **)&a8.q, kmax, NULL, "bench", &err) != QF_OK ||
+        dalloc((void **)&a8.ds, kmax / 32 * sizeof(float2), NULL, "bench", &err) != QF_OK ||
+        dalloc((void **)&h8.q, kmax, NULL, "bench", &err) != QF_OK ||
+        dalloc((void **)&h8.ds, kmax / 32 * sizeof(float2), NULL, "bench", &err) != QF_OK ||
+        dalloc((void **)&y, (size_t)rows * sizeof(float), NULL, "bench", &err) != QF_OK ||
+        dalloc((void **)&bar, sizeof *bar, NULL, "bench", &err) != QF_OK ||
+        cudaMemset(m.q, 0x5a, m.qbytes) != cudaSuccess || cudaEventCreate(&e0) != cudaSuccess ||
+        cudaEventCreate(&e1) != cudaSuccess || !cu_mv_ok(&m, 0))
+        goto out;
+    {
+        mv_in in;
+        memset(&in, 0, sizeof in);
+        in.src = &a8;
+        in.src_tok_pad = 1;
+        if (n_ff > 0) in.h = &h8, in.h_tok_pad = 1, in.n_ff = n_ff;
+        mvs_in ph[4];
+        memset(ph, 0, sizeof ph);
+        for (int k = 0; k < 4; k++) {
+            ph[k].w = &m, ph[k].src = &a8, ph[k].src_tok_pad = 1, ph[k].y = y, ph[k].kv_layer = -1;
+            if (n_ff > 0) ph[k].h = &h8, ph[k].n_ff = n_ff;
+        }
+        for (int i = -3; i < reps; i++) {
+            cudaEventRecord(e0, d.st);
+            if (seq > 0 ? cu_matvec_seq(ph, seq < 4 ? seq : 4, 1e-5f, NULL, bar, 0, d.st) != cudaSuccess
+                        : cu_matvec(&m, &in, y, 0, 0, d.st) != cudaSuccess)
+                goto out;
+            cudaEventRecord(e1, d.st);
+            cudaEventSynchronize(e1);
+            if (i >= 0) cudaEventElapsedTime(&ms[i], e0, e1);
+        }
+        qsort(ms, (size_t)reps, sizeof *ms, cmp_f);
+        us = ms[reps / 2] * 1e3;
+    }
+out:
+    mat_free(&m);
+    void *bufs[] = {a8.q, a8.ds, h8.q, h8.ds, y, bar};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) cudaFree(bufs[i]);
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    if (d.st) cudaStreamDestroy(d.st);
+    qf_free(ms);
+    cudaGetLastError();
+    return us;
 }
 
 extern "C" qf_status qf_cuda_test_matmul(qf_type type, int32_t rows, int32_t cols, int32_t n, const void *w,

@@ -5,8 +5,11 @@
  * rows of the tile layout of cuda_int.h) is split along k over W warps, the
  * same W and the same split as mmq (cuda_mm.cu) uses, so a block works on
  * 8 / W tiles at a time. The grid is as many blocks as fit on the device at
- * once, each walking a contiguous run of tiles of equal length (the block's
- * per-row setup is done once for all of them).
+ * once, each walking a contiguous run of tiles of equal length (whole
+ * rounds of 8 / W tiles, whole quads with SwiGLU); QF_CUDA_MV_CYCLIC=1
+ * deals the same chunks round robin instead (every block then has the same
+ * number of chunks or one fewer; measured 1% slower). The block's per-row
+ * setup is done once for all its tiles.
  *
  * Weight stream. A warp's k-range of a tile is contiguous in the tile
  * layout (quants and scales), so on sm_90 one lane copies it into the
@@ -14,8 +17,9 @@
  * completion counted on an mbarrier per stage): two stages of 4 KB of
  * quants per warp by default, the first ones requested before the PDL wait
  * (weights never depend on the previous kernel), each stage refilled with
- * the warp's next piece as soon as it has been read. The copy engine keeps
- * far more bytes in flight than per-thread loads can (measured: 414 vs 346
+ * the warp's next piece as soon as it has been read, with the L2
+ * evict-first policy (QF_CUDA_MV_EF=0: normal). The copy engine keeps far
+ * more bytes in flight than per-thread loads can (measured: 414 vs 346
  * tok/s for an 8B Q4_0 model on the H100). Before sm_90 (or with
  * QF_CUDA_MV_S=0) each warp keeps U k-steps requested in registers
  * instead: the slot a k-step used is refilled with the k-step U ahead,
@@ -42,7 +46,8 @@
  * tiles holding gate and up rows 32q .. 32q+31, so after its products a
  * block computes h = silu(gate) * up for its quads and encodes each as one
  * Q8_0 group (act_kernel's arithmetic) for the down matrix: no act kernel
- * between them. KV store (the Q|K|V matrix of a llama-style model:
+ * between them (the gate and up values come from shared memory, not back
+ * from global memory). KV store (the Q|K|V matrix of a llama-style model:
  * adjacent-pair RoPE, no k norm): the rows of the key heads are rotated
  * (the pair partner is the neighbouring lane's row) and stored with the
  * value rows into the token's cache slot, k_store's arithmetic: no k_store
@@ -71,7 +76,12 @@ typedef struct mv_args {
     float *y;
     const float *bias;
     int add;
-    int per_block;     /* tiles per block (its run of the tile sequence) */
+    /* which tiles a block takes: cyc = 0: the run [b per_block, (b + 1)
+     * per_block) of the tile sequence; cyc = 1: chunks of `unit` tiles
+     * dealt round robin (chunk c to block c mod grid). rounds: most rounds
+     * of tpb tiles of any block (partial sums in shared memory) */
+    int per_block, cyc, unit, rounds;
+    int ef; /* stream this matrix with the L2 evict-first policy */
     /* kv store (QKV matrix, llama-style adjacent-pair RoPE, no k norm):
      * rows [kv_q, kv_q + kv_dim) are the key heads, the next kv_dim_v rows
      * the value heads; the token's position and block come from tok and
@@ -184,16 +194,34 @@ template <bool SWIGLU> DEV int mv_tile(int s, int gate_tiles) {
     return w < 2 ? 2 * q + w : gate_tiles + 2 * q + (w - 2);
 }
 
+/* Sequence position of the j-th tile of this block (mv_args.cyc). */
+DEV int mv_pos(const mv_args &a, int j) {
+    if (!a.cyc) return (int)blockIdx.x * a.per_block + j;
+    return ((j / a.unit) * (int)gridDim.x + (int)blockIdx.x) * a.unit + j % a.unit;
+}
+
+/* Tiles of this block. Round robin: whole chunks, the last chunk of the
+ * sequence (its owner is block (n_chunks - 1) mod grid) may be short. */
+DEV int mv_ntiles(const mv_args &a) {
+    const int b = (int)blockIdx.x, G = (int)gridDim.x;
+    if (!a.cyc) return min(a.per_block, a.tiles - b * a.per_block);
+    const int nch = (a.tiles + a.unit - 1) / a.unit;
+    if (b >= nch) return 0;
+    int nt = ((nch - 1 - b) / G + 1) * a.unit;
+    if ((nch - 1) % G == b) nt -= nch * a.unit - a.tiles;
+    return nt;
+}
+
 /* Advance a warp's cursor by one k-step: the next k-step of the tile, or
  * k0 of the warp's tile in the next round. */
 template <int FMT, bool SWIGLU>
-DEV void mv_next(mv_cur &c, const mv_args &a, int k0, int k1, int rw, int s0, int tpb, int tt, int lane) {
+DEV void mv_next(mv_cur &c, const mv_args &a, int k0, int k1, int rw, int tpb, int tt, int lane) {
     if (++c.k < k1) {
         c.w += mv_un<FMT>::N * 32;
         c.s += 8;
     } else {
         c.k = k0;
-        if (++c.r < rw) mv_seek<FMT>(c, a, mv_tile<SWIGLU>(s0 + c.r * tpb + tt, a.n_ff / 16), k0, lane);
+        if (++c.r < rw) mv_seek<FMT>(c, a, mv_tile<SWIGLU>(mv_pos(a, c.r * tpb + tt), a.n_ff / 16), k0, lane);
     }
 }
 
@@ -219,22 +247,40 @@ DEV void mbar_init(uint64_t *bar) {
 #endif
 }
 
+/* L2 policy of the weight stream: evict first (default, QF_CUDA_MV_EF:
+ * the bytes are not read again this step, so they should not push out
+ * what is: activations, the kv cache) or normal. */
+DEV uint64_t mv_policy(int evict_first) {
+    uint64_t pol = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (evict_first) asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
+    else asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;" : "=l"(pol));
+#else
+    (void)evict_first;
+#endif
+    return pol;
+}
+
 /* The stage's copies: bytes expected on bar, then one bulk copy each of
- * quants and scales (sizes multiples of 16, 16-byte aligned). */
-DEV void mbar_bulk2(uint64_t *bar, void *dq, const void *sq, uint32_t nq, void *ds, const void *ss, uint32_t ns) {
+ * quants and scales (sizes multiples of 16, 16-byte aligned), with the L2
+ * policy pol. */
+DEV void mbar_bulk2(uint64_t *bar, void *dq, const void *sq, uint32_t nq, void *ds, const void *ss, uint32_t ns,
+                    uint64_t pol) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     const uint32_t b = smem_u32(bar);
     /* earlier generic reads of the stage before the async-proxy writes */
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(b), "r"(nq + ns) : "memory");
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                     smem_u32(dq)),
-                 "l"(sq), "r"(nq), "r"(b)
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, "
+                 "[%3], %4;" ::"r"(smem_u32(dq)),
+                 "l"(sq), "r"(nq), "r"(b), "l"(pol)
                  : "memory");
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                     smem_u32(ds)),
-                 "l"(ss), "r"(ns), "r"(b)
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, "
+                 "[%3], %4;" ::"r"(smem_u32(ds)),
+                 "l"(ss), "r"(ns), "r"(b), "l"(pol)
                  : "memory");
+#else
+    (void)pol;
 #endif
 }
 
@@ -255,14 +301,14 @@ DEV void mbar_wait(uint64_t *bar, uint32_t parity) {
  * k-range of that round's tile) into stage i % S. Lane 0 issues. */
 template <int FMT, int S, bool SWIGLU>
 DEV void mvb_issue(const mv_args &a, uint8_t *stages, uint64_t *bars, int i, int n_units, int nch, int k0, int k1,
-                   int s0, int tpb, int tt, int lane) {
+                   int tpb, int tt, int lane, uint64_t pol) {
     if (lane != 0 || i >= n_units) return;
     constexpr int C = mvb_c<FMT, S>::C, UN = mv_un<FMT>::N, SS = mvb_c<FMT, S>::N;
     const int r = i / nch, c = i % nch, kb = k0 + c * C, n = min(C, k1 - kb);
-    const size_t ts = (size_t)mv_tile<SWIGLU>(s0 + r * tpb + tt, a.n_ff / 16) * (size_t)a.ks + (size_t)kb;
+    const size_t ts = (size_t)mv_tile<SWIGLU>(mv_pos(a, r * tpb + tt), a.n_ff / 16) * (size_t)a.ks + (size_t)kb;
     uint8_t *st = stages + (size_t)(i % SS) * mvb_stage<FMT, S>::BYTES;
     mbar_bulk2(&bars[i % SS], st, (const uint8_t *)a.wq + ts * UN * 512, (uint32_t)(n * UN * 512),
-               st + mvb_stage<FMT, S>::QB, (const uint8_t *)a.ws + ts * 64, (uint32_t)(n * 64));
+               st + mvb_stage<FMT, S>::QB, (const uint8_t *)a.ws + ts * 64, (uint32_t)(n * 64), pol);
 }
 
 template <int FMT, int U, bool NORM, bool SWIGLU, int S>
@@ -274,16 +320,17 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
     const int W = a.W, tpb = MV_WARPS / W, tt = warp / W, w = warp % W;
     const int k0 = (int)((long)a.ks * w / W), k1 = (int)((long)a.ks * (w + 1) / W);
     const int kpad = a.ks * 64, gt = a.n_ff / 16;
-    /* this block's tiles: sequence positions [s0, s0 + nt); rounds of tpb */
-    const int s0 = blockIdx.x * a.per_block, nt = min(a.per_block, a.tiles - s0);
+    /* this block's tiles: its positions j < nt (mv_pos), rounds of tpb */
+    const int nt = mv_ntiles(a);
     const int rw = tt < tpb ? (nt - tt + tpb - 1) / tpb : 0; /* rounds of this warp */
-    const int rounds = (a.per_block + tpb - 1) / tpb;
+    const int rounds = a.rounds;
     uint8_t *sq = smem;
     float2 *sds = (float2 *)(smem + kpad);
     float *xs = (float *)(smem + kpad + (size_t)a.ks * 2 * sizeof(float2));
     float *red = xs + (NORM ? a.k : 0); /* (rounds, 8 warps, 16 rows) */
+    float *ys = red + (size_t)rounds * MV_WARPS * 16; /* SwiGLU: (nt, 16) the block's outputs */
     constexpr int C = mvb_c<FMT, S>::C, SS = mvb_c<FMT, S>::N;
-    uint8_t *stages = (uint8_t *)(red + (size_t)rounds * MV_WARPS * 16) +
+    uint8_t *stages = (uint8_t *)(ys + (size_t)rounds * MV_WARPS * 16) +
                       (size_t)warp * SS * mvb_stage<FMT, S>::BYTES; /* this warp's stages */
     const int nch = (k1 - k0 + C - 1) / C, n_units = rw * nch;
 
@@ -292,19 +339,21 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
      * (cp.async: many copies in flight, no registers held) */
     mvw<FMT> B[S ? 1 : U];
     mv_cur lc = {a.wq, a.ws, 0, k0}; /* next k-step to request */
+    uint64_t pol = 0;
     if (S) {
+        pol = mv_policy(a.ef);
         if (lane == 0)
             for (int j = 0; j < SS; j++) mbar_init(&bars[warp][j]);
         __syncwarp();
         for (int j = 0; j < SS; j++)
-            mvb_issue<FMT, S, SWIGLU>(a, stages, bars[warp], j, n_units, nch, k0, k1, s0, tpb, tt, lane);
+            mvb_issue<FMT, S, SWIGLU>(a, stages, bars[warp], j, n_units, nch, k0, k1, tpb, tt, lane, pol);
     } else {
-        if (rw > 0) mv_seek<FMT>(lc, a, mv_tile<SWIGLU>(s0 + tt, gt), k0, lane);
+        if (rw > 0) mv_seek<FMT>(lc, a, mv_tile<SWIGLU>(mv_pos(a, tt), gt), k0, lane);
 #pragma unroll
         for (int u = 0; u < (S ? 1 : U); u++)
             if (lc.r < rw) {
                 mv_load<FMT>(B[u], lc);
-                mv_next<FMT, SWIGLU>(lc, a, k0, k1, rw, s0, tpb, tt, lane);
+                mv_next<FMT, SWIGLU>(lc, a, k0, k1, rw, tpb, tt, lane);
             }
     }
     /* the norm weights of the values this thread encodes (e = tid + 256 i),
@@ -390,7 +439,7 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
                 acc0 = acc1 = 0.0f;
             }
             __syncwarp();
-            mvb_issue<FMT, S, SWIGLU>(a, stages, bars[warp], i + SS, n_units, nch, k0, k1, s0, tpb, tt, lane);
+            mvb_issue<FMT, S, SWIGLU>(a, stages, bars[warp], i + SS, n_units, nch, k0, k1, tpb, tt, lane, pol);
         }
     } else {
         /* the k-steps of this warp's tiles, round by round; slot u always
@@ -411,7 +460,7 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
                     }
                     if (lc.r < rw) {
                         mv_load<FMT>(B[u], lc);
-                        mv_next<FMT, SWIGLU>(lc, a, k0, k1, rw, s0, tpb, tt, lane);
+                        mv_next<FMT, SWIGLU>(lc, a, k0, k1, rw, tpb, tt, lane);
                     }
                 }
             }
@@ -429,14 +478,16 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
     }
     for (int o0 = 0; o0 < rounds * tpb * 16; o0 += 256) {
         const int o = o0 + tid, r = o / (tpb * 16), t2 = (o / 16) % tpb, rr = o % 16, sp = r * tpb + t2;
-        const int row = sp < nt ? mv_tile<SWIGLU>(s0 + sp, gt) * 16 + rr : a.rows;
+        const int row = sp < nt ? mv_tile<SWIGLU>(mv_pos(a, sp), gt) * 16 + rr : a.rows;
         const bool ok = o < rounds * tpb * 16 && sp < nt && row < a.rows;
         float val = 0.0f;
         if (ok) {
             for (int ww = 0; ww < W; ww++) val += red[(r * MV_WARPS + t2 * W + ww) * 16 + rr];
             if (a.bias) val += a.bias[row];
             float *yp = a.y + row;
-            *yp = a.add ? *yp + val : val;
+            const float out = a.add ? *yp + val : val;
+            *yp = out;
+            if (SWIGLU) ys[sp * 16 + rr] = out;
         }
         if (a.kv) {
             /* k_store's arithmetic: RoPE on adjacent pairs, then the cache's
@@ -466,9 +517,10 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
     if (SWIGLU) {
         /* this block's quads: silu(gate) * up, encoded for the down matrix */
         __syncthreads();
-        for (int q = s0 / 4 + warp; q < (s0 + nt) / 4; q += MV_WARPS) {
-            const int e = q * 32 + lane;
-            float gv = a.y[e], uv = a.y[a.n_ff + e];
+        for (int jq = warp; jq < nt / 4; jq += MV_WARPS) {
+            const int q = mv_pos(a, 4 * jq) / 4, e = q * 32 + lane;
+            /* position 4 jq + w holds gate tile 2q + w (w < 2), else up tile 2q + w - 2 */
+            float gv = ys[64 * jq + lane], uv = ys[64 * jq + 32 + lane];
             float v = gv / (1.0f + expf(-gv)) * uv;
             mv_encode32(v, e, a.hq, &a.hds[(size_t)q * a.h_tok_pad], lane);
         }
@@ -501,6 +553,9 @@ template <int FMT, int U, int S> static cudaError_t mv_allow_fmt(void) {
     return e;
 }
 
+typedef struct mvs_args mvs_args;
+template <int FMT> static __global__ void mvs_kernel(const mvs_args a);
+
 /* Register path: k-steps in flight per warp, 8 KB of weights
  * (QF_CUDA_MV_U=8 for q4_0 / 4 for q8_0: half of that, 3 blocks per SM).
  * Bulk path (sm_90, default there): QF_CUDA_MV_S=2 (default), 3 or 4 (see
@@ -518,8 +573,8 @@ cudaError_t cu_mv_init(void) {
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
     if (e != cudaSuccess) return e;
     g_mv_bulk = major >= 9;
-    /* the static arrays of the kernel take a few hundred bytes */
-    g_mv_smem_max = v - 1024;
+    /* room for the kernels' static arrays (mvs_kernel: about 1.1 KB) */
+    g_mv_smem_max = v - 2048;
     e = mv_allow_fmt<FMT_Q4_0, MV_U_Q4, 0>();
     if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q4_0, MV_U_Q4 / 2, 0>();
     if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q8_0, MV_U_Q8, 0>();
@@ -530,6 +585,10 @@ cudaError_t cu_mv_init(void) {
     if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q8_0, 1, 3>();
     if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q4_0, 1, 4>();
     if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q8_0, 1, 4>();
+    if (e == cudaSuccess)
+        e = cudaFuncSetAttribute(mvs_kernel<FMT_Q4_0>, cudaFuncAttributeMaxDynamicSharedMemorySize, g_mv_smem_max);
+    if (e == cudaSuccess)
+        e = cudaFuncSetAttribute(mvs_kernel<FMT_Q8_0>, cudaFuncAttributeMaxDynamicSharedMemorySize, g_mv_smem_max);
     return e;
 }
 
@@ -542,7 +601,7 @@ int cu_mm_warps(int ks);
 static size_t mv_smem(const dmat *w, int with_norm, int rounds, int stages) {
     size_t s = (size_t)w->ks * 64 + (size_t)w->ks * 2 * sizeof(float2);
     if (with_norm) s += (size_t)w->cols * sizeof(float);
-    s += (size_t)rounds * MV_WARPS * 16 * sizeof(float);
+    s += (size_t)rounds * MV_WARPS * 16 * sizeof(float) * 2; /* partial sums, SwiGLU outputs */
     if (!stages) return s;
     int per_warp = w->fmt == FMT_Q8_0 ? (stages == 2   ? 2 * mvb_stage<FMT_Q8_0, 2>::BYTES
                                          : stages == 4 ? 4 * mvb_stage<FMT_Q8_0, 4>::BYTES
@@ -585,8 +644,11 @@ template <int FMT, int U, bool NORM, bool SW, int S> static int mv_per_sm(size_t
     return c_n;
 }
 
-/* Grid: as many blocks as fit at once, each a run of tiles of equal length
- * (whole quads with SwiGLU, whole rounds of 8 / W tiles otherwise). */
+/* Grid: as many blocks as fit at once, each at most per_block tiles (whole
+ * quads with SwiGLU, whole rounds of 8 / W tiles otherwise): a run of them
+ * (default), or with QF_CUDA_MV_CYCLIC=1 chunks dealt round robin. */
+static int g_mv_cyc = -1;
+
 template <int FMT, int U, bool NORM, bool SW, int S>
 static cudaError_t mv_launch(mv_args a, const dmat *w, int pdl, cudaStream_t st) {
     const int tpb = MV_WARPS / a.W, unit = SW ? 4 : tpb, units = (a.tiles + unit - 1) / unit;
@@ -600,7 +662,10 @@ static cudaError_t mv_launch(mv_args a, const dmat *w, int pdl, cudaStream_t st)
         if (s2 >= slots) break;
         slots = s2;
     }
-    dim3 grid((unsigned)((a.tiles + a.per_block - 1) / a.per_block));
+    a.unit = unit;
+    a.rounds = (a.per_block + tpb - 1) / tpb;
+    a.cyc = g_mv_cyc;
+    dim3 grid((unsigned)(a.cyc ? (units < slots ? units : slots) : (a.tiles + a.per_block - 1) / a.per_block));
     return launch_k(mv_kernel<FMT, U, NORM, SW, S>, grid, dim3(256), smem, st, pdl, a);
 }
 
@@ -642,8 +707,10 @@ cudaError_t cu_matvec(const dmat *w, const mv_in *in, float *y, int add, int pdl
         if (in->n_ff % 32 || w->rows != 2 * in->n_ff) return cudaErrorInvalidValue;
         a.n_ff = in->n_ff, a.hq = in->h->q, a.hds = in->h->ds, a.h_tok_pad = in->h_tok_pad;
     }
-    static int u_env = -2;
-    if (u_env == -2) u_env = mv_env("QF_CUDA_MV_U", 0);
+    static int u_env = -2, ef_env = -2;
+    if (u_env == -2) u_env = mv_env("QF_CUDA_MV_U", 0), ef_env = mv_env("QF_CUDA_MV_EF", 1);
+    if (g_mv_cyc < 0) g_mv_cyc = mv_env("QF_CUDA_MV_CYCLIC", 0) != 0;
+    a.ef = ef_env;
     const bool norm = in->x != NULL;
     const int S = mv_stages_env();
     if (w->fmt == FMT_Q4_0) {
@@ -658,4 +725,414 @@ cudaError_t cu_matvec(const dmat *w, const mv_in *in, float *y, int add, int pdl
     if (S == 4) return mv_run<FMT_Q8_0, 1, 4>(a, w, norm, sw, pdl, st);
     if (u_env == MV_U_Q8 / 2) return mv_run<FMT_Q8_0, MV_U_Q8 / 2, 0>(a, w, norm, sw, pdl, st);
     return mv_run<FMT_Q8_0, MV_U_Q8, 0>(a, w, norm, sw, pdl, st);
+}
+
+/* ---- a sequence of matrices in one kernel (one token, sm_90) ----
+ *
+ * cu_matvec_seq runs up to MVS_MAX matrix-vector products one after the
+ * other in one persistent kernel, with a grid-wide barrier between them:
+ * e.g. Wo -> gate|up -> down -> the next layer's Q|K|V. What it buys over
+ * one kernel each: every warp's weight stream is a single sequence of
+ * units across all the matrices, so while a block waits at a barrier (or
+ * normalizes the new input row) its stages already fill with the next
+ * matrix's first weights; the tail of one matrix and the start of the
+ * next overlap instead of each kernel paying launch, ramp-up and drain.
+ *
+ * Each phase is one matrix with the arithmetic of mv_kernel, bit for bit:
+ * same tiles, k split over W warps, int8 mma per 32-group, partial sums in
+ * warp order, bias, residual add; inputs either a pre-encoded row (written
+ * by an earlier kernel or an earlier phase) or the RMSNorm of x encoded by
+ * every block itself (act_kernel's arithmetic: each thread sums the
+ * squares of values tid + 256 i in order, in double); epilogues the
+ * SwiGLU encoding of gate|up and the kv store of Q|K|V. Tiles are dealt to
+ * blocks round robin in chunks (as mv_kernel with QF_CUDA_MV_CYCLIC).
+ *
+ * Co-residency: the grid is what fits on the device at once. Every block
+ * calls pdl_trigger after its prologue, so no later kernel of the stream
+ * can launch (and take room) before all blocks of this one are resident;
+ * earlier kernels finish on their own. So the barrier cannot wait on a
+ * block that never starts. Data written by other blocks in an earlier
+ * phase is read through L2 only (ld.cg, cp.async.cg): L1 is not coherent.
+ */
+
+#define MVS_MAX 4
+
+typedef struct mvs_phase {
+    const uint8_t *wq, *ws; /* tile layout quants, scales */
+    int ks, rows, tiles, W, unit, rounds, sw;
+    /* input: pre-encoded (aq: int8 row in fragment order, ads: {d, sum}
+     * per group with stride a_tok_pad), or x normed with nw (k values) */
+    const uint8_t *aq;
+    const float2 *ads;
+    int a_tok_pad;
+    const float *x, *nw;
+    int k;
+    /* output */
+    float *y;
+    const float *bias;
+    int add;
+    int n_ff;     /* SwiGLU epilogue: h = silu(gate) * up encoded into hq/hds (tok_pad 1) */
+    uint8_t *hq;
+    float2 *hds;
+    int kv_layer; /* >= 0: store K (rotated) and V of this device layer */
+} mvs_phase;
+
+typedef struct mvs_args {
+    mvs_phase ph[MVS_MAX];
+    int n_ph, ef, kpad_max, ks_max, red_max;
+    float eps;
+    unsigned long long *bar; /* grid barrier: generation << 32 | arrivals */
+    /* kv store (mv_kv) */
+    void *kv;
+    int kv_f32, kv_q, kv_dim, kv_dim_v, hd, n_rot, bs, n_layer;
+    const int *tok, *tables;
+    const float *cs;
+} mvs_args;
+
+typedef struct mvs_geo {
+    int tpb, tt, k0, k1, nt, rw, nch;
+} mvs_geo;
+
+template <int FMT> DEV mvs_geo mvs_geom(const mvs_phase &P, int warp) {
+    constexpr int C = mvb_c<FMT, 2>::C;
+    mvs_geo g;
+    const int W = P.W, w = warp % W, b = (int)blockIdx.x, G = (int)gridDim.x;
+    g.tpb = MV_WARPS / W;
+    g.tt = warp / W;
+    g.k0 = (int)((long)P.ks * w / W);
+    g.k1 = (int)((long)P.ks * (w + 1) / W);
+    const int nch_t = (P.tiles + P.unit - 1) / P.unit;
+    g.nt = 0;
+    if (b < nch_t) {
+        g.nt = ((nch_t - 1 - b) / G + 1) * P.unit;
+        if ((nch_t - 1) % G == b) g.nt -= nch_t * P.unit - P.tiles;
+    }
+    g.rw = g.tt < g.tpb ? (g.nt - g.tt + g.tpb - 1) / g.tpb : 0;
+    g.nch = (g.k1 - g.k0 + C - 1) / C;
+    return g;
+}
+
+/* tile of this block's j-th position in phase P */
+DEV int mvs_tile(const mvs_phase &P, int j) {
+    const int s = ((j / P.unit) * (int)gridDim.x + (int)blockIdx.x) * P.unit + j % P.unit;
+    if (!P.sw) return s;
+    const int q = s >> 2, w = s & 3;
+    return w < 2 ? 2 * q + w : P.n_ff / 16 + 2 * q + (w - 2);
+}
+
+/* The issue side of a warp's stream (lane 0): the next unit to request,
+ * as (phase, round, chunk), advanced one unit at a time, so a request
+ * costs no divisions. geo[p] is the warp's geometry of phase p. */
+typedef struct mvs_cur {
+    int p, r, c, u;
+} mvs_cur;
+
+DEV void mvs_cur_skip(mvs_cur &k, const mvs_geo *geo, int n_ph) {
+    while (k.p < n_ph && (k.r >= geo[k.p].rw || geo[k.p].nch == 0)) k.p++, k.r = 0, k.c = 0;
+}
+
+/* Request the cursor's unit (number k.u) into stage k.u % 2 and advance. */
+template <int FMT>
+DEV void mvs_issue(const mvs_args &a, const mvs_geo *geo, mvs_cur &k, uint8_t *stages, uint64_t *bars, int lane,
+                   uint64_t pol) {
+    if (lane != 0 || k.p >= a.n_ph) return;
+    constexpr int C = mvb_c<FMT, 2>::C, UN = mv_un<FMT>::N;
+    const mvs_phase &P = a.ph[k.p];
+    const mvs_geo &g = geo[k.p];
+    const int kb = g.k0 + k.c * C, n = min(C, g.k1 - kb), j = k.r * g.tpb + g.tt;
+    const size_t ts = (size_t)mvs_tile(P, j) * (size_t)P.ks + (size_t)kb;
+    uint8_t *st = stages + (size_t)(k.u & 1) * mvb_stage<FMT, 2>::BYTES;
+    mbar_bulk2(&bars[k.u & 1], st, P.wq + ts * UN * 512, (uint32_t)(n * UN * 512), st + mvb_stage<FMT, 2>::QB,
+               P.ws + ts * 64, (uint32_t)(n * 64), pol);
+    k.u++;
+    if (++k.c == g.nch) {
+        k.c = 0;
+        k.r++;
+        mvs_cur_skip(k, geo, a.n_ph);
+    }
+}
+
+/* All blocks of the grid meet here. One 64-bit word: arrivals in the low
+ * half, a generation in the high half; the last to arrive clears the
+ * arrivals and bumps the generation with one atomic, which releases the
+ * others (so any grid size may use the word, one launch at a time). */
+DEV void mvs_grid_sync(unsigned long long *bar) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        const unsigned long long old = atomicAdd(bar, 1ull);
+        if ((unsigned)(old & 0xffffffffu) == gridDim.x - 1) {
+            atomicAdd(bar, (1ull << 32) - gridDim.x);
+        } else {
+            const unsigned g0 = (unsigned)(old >> 32);
+            volatile unsigned long long *v = bar;
+            while ((unsigned)(*v >> 32) == g0) {
+            }
+        }
+        __threadfence();
+    }
+    __syncthreads();
+}
+
+template <int FMT>
+static __global__ void __launch_bounds__(256, 2) mvs_kernel(const mvs_args a) {
+    extern __shared__ __align__(16) uint8_t smem[];
+    __shared__ double ssq[MV_WARPS];
+    __shared__ __align__(8) uint64_t bars[MV_WARPS][2];
+    constexpr int C = mvb_c<FMT, 2>::C, SB = mvb_stage<FMT, 2>::BYTES, QB = mvb_stage<FMT, 2>::QB;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    uint8_t *stages = smem + (size_t)warp * 2 * SB;
+    uint8_t *sq = smem + (size_t)MV_WARPS * 2 * SB;
+    float2 *sds = (float2 *)(sq + a.kpad_max);
+    float *red = (float *)(sds + (size_t)a.ks_max * 2);
+    float *ys = red + a.red_max;
+
+    /* the warp's geometry of every phase, once */
+    __shared__ mvs_geo sgeo[MV_WARPS][MVS_MAX];
+    mvs_geo *geo = sgeo[warp];
+    if (lane < a.n_ph) geo[lane] = mvs_geom<FMT>(a.ph[lane], warp);
+    __syncwarp();
+    const uint64_t pol = mv_policy(a.ef);
+    if (lane == 0) {
+        mbar_init(&bars[warp][0]);
+        mbar_init(&bars[warp][1]);
+    }
+    __syncwarp();
+    mvs_cur cur = {0, 0, 0, 0};
+    mvs_cur_skip(cur, geo, a.n_ph);
+    mvs_issue<FMT>(a, geo, cur, stages, bars[warp], lane, pol);
+    mvs_issue<FMT>(a, geo, cur, stages, bars[warp], lane, pol);
+    pdl_trigger();
+    pdl_wait();
+
+    int u = 0; /* the warp's next unit to consume */
+    for (int p = 0; p < a.n_ph; p++) {
+        const mvs_phase &P = a.ph[p];
+        const mvs_geo g = geo[p];
+        if (p > 0) mvs_grid_sync(a.bar);
+        /* the input row of this phase into sq / sds */
+        if (P.aq) {
+            for (int i = tid; i < P.ks * 4; i += 256) cp16(sq + 16 * i, P.aq + 16 * i);
+            cp_commit();
+            for (int i = tid; i < 2 * P.ks; i += 256) sds[i] = __ldcg(&P.ads[(size_t)i * P.a_tok_pad]);
+            cp_wait_all();
+        } else {
+            /* RMSNorm + encoding, act_kernel's arithmetic; the row was
+             * written by an earlier phase: through L2 */
+            float xv[MV_NR], nv[MV_NR];
+#pragma unroll
+            for (int i = 0; i < MV_NR; i++) {
+                const int e = tid + 256 * i;
+                xv[i] = e < P.k ? __ldcg(P.x + e) : 0.0f;
+                nv[i] = e < P.k ? P.nw[e] : 0.0f;
+            }
+            double ss = 0.0;
+#pragma unroll
+            for (int i = 0; i < MV_NR; i++)
+                if (tid + 256 * i < P.k) ss += (double)xv[i] * xv[i];
+            for (int e = tid + 256 * MV_NR; e < P.k; e += 256) {
+                const float v = __ldcg(P.x + e);
+                ss += (double)v * v;
+            }
+            ss = warp_sum_d(ss);
+            if (lane == 0) ssq[warp] = ss;
+            __syncthreads();
+            double tot = 0.0;
+            for (int i = 0; i < MV_WARPS; i++) tot += ssq[i];
+            const float scale = (float)(1.0 / sqrt(tot / (double)P.k + (double)a.eps));
+            /* group g = warp + 8 i holds values e = g * 32 + lane = tid + 256 i */
+#pragma unroll
+            for (int i = 0; i < MV_NR; i++) {
+                const int gi = warp + MV_WARPS * i, e = gi * 32 + lane;
+                if (gi >= 2 * P.ks) break;
+                if (gi * 32 < P.k) {
+                    mv_encode32(xv[i] * scale * nv[i], e, sq, &sds[gi], lane);
+                } else { /* padding beyond k: zero weights meet zero activations */
+                    sq[frag_off(e)] = 0;
+                    if (lane == 0) sds[gi] = make_float2(0.0f, 0.0f);
+                }
+            }
+            for (int gi = warp + MV_WARPS * MV_NR; gi < 2 * P.ks; gi += MV_WARPS) {
+                const int e = gi * 32 + lane;
+                if (gi * 32 < P.k) {
+                    mv_encode32(__ldcg(P.x + e) * scale * P.nw[e], e, sq, &sds[gi], lane);
+                } else {
+                    sq[frag_off(e)] = 0;
+                    if (lane == 0) sds[gi] = make_float2(0.0f, 0.0f);
+                }
+            }
+        }
+        __syncthreads();
+
+        /* this phase's units: stage u % 2 holds unit u; refilled with unit
+         * u + 2 (maybe of a later phase) once the warp has read it */
+        float acc0 = 0.0f, acc1 = 0.0f;
+        for (int r = 0, c = 0; r < g.rw && g.nch > 0; u++) {
+            const int kb = g.k0 + c * C, n = min(C, g.k1 - kb);
+            mbar_wait(&bars[warp][u & 1], (uint32_t)((u >> 1) & 1));
+            const uint8_t *st = stages + (size_t)(u & 1) * SB;
+#pragma unroll
+            for (int kk = 0; kk < C; kk++) {
+                if (kk < n) {
+                    mvw<FMT> b;
+#pragma unroll
+                    for (int v = 0; v < mv_un<FMT>::N; v++)
+                        b.w[v] = *(const uint4 *)(st + ((size_t)(kk * mv_un<FMT>::N + v) * 32 + lane) * 16);
+                    b.s = *(const uint2 *)(st + QB + kk * 64 + (lane >> 2) * 8);
+                    mv_step<FMT>(b, sq, sds, kb + kk, lane, acc0, acc1);
+                }
+            }
+            if (c == g.nch - 1) {
+                if ((lane & 3) == 0) {
+                    red[(r * MV_WARPS + warp) * 16 + (lane >> 2)] = acc0;
+                    red[(r * MV_WARPS + warp) * 16 + (lane >> 2) + 8] = acc1;
+                }
+                acc0 = acc1 = 0.0f;
+            }
+            __syncwarp();
+            /* the stage is free: the unit two ahead (maybe of a later phase) */
+            mvs_issue<FMT>(a, geo, cur, stages, bars[warp], lane, pol);
+            if (++c == g.nch) c = 0, r++;
+        }
+        __syncthreads();
+
+        /* outputs (mv_kernel's epilogue) */
+        size_t kv_base = 0;
+        int kv_slot = 0;
+        if (P.kv_layer >= 0) {
+            const int pos = a.tok[0], blk = a.tables[a.tok[1] + pos / a.bs];
+            kv_base = ((size_t)blk * a.n_layer + P.kv_layer) * (size_t)a.bs * (size_t)(a.kv_dim + a.kv_dim_v);
+            kv_slot = pos % a.bs;
+        }
+        const int W = P.W, tpb = g.tpb;
+        for (int o0 = 0; o0 < P.rounds * tpb * 16; o0 += 256) {
+            const int o = o0 + tid, r = o / (tpb * 16), t2 = (o / 16) % tpb, rr = o % 16, sp = r * tpb + t2;
+            const int row = sp < g.nt ? mvs_tile(P, sp) * 16 + rr : P.rows;
+            const bool ok = o < P.rounds * tpb * 16 && sp < g.nt && row < P.rows;
+            float val = 0.0f;
+            if (ok) {
+                for (int ww = 0; ww < W; ww++) val += red[(r * MV_WARPS + t2 * W + ww) * 16 + rr];
+                if (P.bias) val += P.bias[row];
+                float *yp = P.y + row;
+                const float out = P.add ? __ldcg(yp) + val : val;
+                *yp = out;
+                if (P.sw) ys[sp * 16 + rr] = out;
+            }
+            if (P.kv_layer >= 0) {
+                const float other = __shfl_xor_sync(0xffffffffu, val, 1);
+                const int kr = row - a.kv_q;
+                if (ok && kr >= 0 && kr < a.kv_dim) {
+                    const int h = kr / a.hd, dd = kr % a.hd;
+                    float v = val;
+                    if (dd < a.n_rot) {
+                        const int j = dd >> 1;
+                        const float cc = a.cs[2 * j], sn = a.cs[2 * j + 1];
+                        const float x0 = dd & 1 ? other : val, x1 = dd & 1 ? val : other;
+                        v = dd & 1 ? x0 * sn + x1 * cc : x0 * cc - x1 * sn;
+                    }
+                    const size_t off = kv_base + (size_t)kv_slot * a.kv_dim + (size_t)h * a.hd + dd;
+                    if (a.kv_f32) ((float *)a.kv)[off] = v;
+                    else ((__half *)a.kv)[off] = __float2half_rn(v);
+                } else if (ok && kr >= a.kv_dim && kr < a.kv_dim + a.kv_dim_v) {
+                    const size_t off =
+                        kv_base + (size_t)a.bs * a.kv_dim + (size_t)kv_slot * a.kv_dim_v + (size_t)(kr - a.kv_dim);
+                    if (a.kv_f32) ((float *)a.kv)[off] = val;
+                    else ((__half *)a.kv)[off] = __float2half_rn(val);
+                }
+            }
+        }
+        if (P.sw) {
+            __syncthreads();
+            for (int jq = warp; jq < g.nt / 4; jq += MV_WARPS) {
+                const int q = (jq * (int)gridDim.x + (int)blockIdx.x), e = q * 32 + lane;
+                const float gv = ys[64 * jq + lane], uv = ys[64 * jq + 32 + lane];
+                const float v = gv / (1.0f + expf(-gv)) * uv;
+                mv_encode32(v, e, P.hq, &P.hds[q], lane);
+            }
+        }
+        __syncthreads(); /* sq, sds, red are rewritten by the next phase */
+    }
+}
+
+static size_t mvs_smem(const mvs_args &a, int fmt) {
+    size_t st = (size_t)MV_WARPS * 2 *
+                (fmt == FMT_Q8_0 ? mvb_stage<FMT_Q8_0, 2>::BYTES : mvb_stage<FMT_Q4_0, 2>::BYTES);
+    return st + (size_t)a.kpad_max + (size_t)a.ks_max * 2 * sizeof(float2) + (size_t)a.red_max * 2 * sizeof(float);
+}
+
+int cu_matvec_seq_available(void) { return mv_stages_env() == 2; }
+
+static int g_mvs_blocks[2] = {-1, -1}; /* blocks per SM of mvs_kernel<Q4_0 / Q8_0> at the smem last asked */
+static size_t g_mvs_smem[2];
+
+cudaError_t cu_matvec_seq(const mvs_in *ph, int n_ph, float eps, const mv_kv *kv, unsigned long long *bar, int pdl,
+                          cudaStream_t st) {
+    if (n_ph < 1 || n_ph > MVS_MAX || !bar || mv_stages_env() != 2) return cudaErrorInvalidValue;
+    const int fmt = ph[0].w->fmt, fi = fmt == FMT_Q8_0;
+    mvs_args a;
+    memset(&a, 0, sizeof a);
+    a.n_ph = n_ph;
+    a.eps = eps;
+    a.bar = bar;
+    static int ef_env = -2;
+    if (ef_env == -2) ef_env = mv_env("QF_CUDA_MV_EF", 1);
+    a.ef = ef_env;
+    if (kv) {
+        if (kv->n_rot % 2 || kv->hd % 2) return cudaErrorInvalidValue;
+        a.kv = kv->kv, a.kv_f32 = kv->kv_f32, a.kv_q = kv->q_rows, a.kv_dim = kv->kv_dim, a.kv_dim_v = kv->kv_dim_v;
+        a.hd = kv->hd, a.n_rot = kv->n_rot, a.bs = kv->bs, a.n_layer = kv->n_layer;
+        a.tok = kv->tok, a.tables = kv->tables, a.cs = kv->cs;
+    }
+    for (int p = 0; p < n_ph; p++) {
+        const dmat *w = ph[p].w;
+        if (w->fmt != fmt || !cu_mv_ok(w, 0) || (!ph[p].src && (w->cols % 32 || !ph[p].norm)) ||
+            (ph[p].h && (ph[p].n_ff % 32 || w->rows != 2 * ph[p].n_ff)) || (ph[p].kv_layer >= 0 && !kv))
+            return cudaErrorInvalidValue;
+        if (w->kpad > a.kpad_max) a.kpad_max = w->kpad;
+        if (w->ks > a.ks_max) a.ks_max = w->ks;
+    }
+    /* grid: what fits at once (the barrier needs every block resident);
+     * the partial sums' room depends on the grid: settle both */
+    size_t smem = mvs_smem(a, fmt);
+    for (int it = 0; it < 3; it++) {
+        if (g_mvs_blocks[fi] < 0 || g_mvs_smem[fi] != smem) {
+            int nb = 0;
+            cudaError_t e = fi ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, mvs_kernel<FMT_Q8_0>, 256, smem)
+                               : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, mvs_kernel<FMT_Q4_0>, 256, smem);
+            if (e != cudaSuccess || nb < 1) {
+                cudaGetLastError();
+                return cudaErrorInvalidConfiguration;
+            }
+            g_mvs_blocks[fi] = nb, g_mvs_smem[fi] = smem;
+        }
+        const int G = g_mvs_blocks[fi] * g_mv_n_sm;
+        a.red_max = 0;
+        for (int p = 0; p < n_ph; p++) {
+            const dmat *w = ph[p].w;
+            mvs_phase *P = &a.ph[p];
+            const int W = cu_mm_warps(w->ks), tpb = MV_WARPS / W, sw = ph[p].h != NULL;
+            P->wq = (const uint8_t *)w->q, P->ws = (const uint8_t *)w->s;
+            P->ks = w->ks, P->rows = w->rows, P->tiles = w->rows_pad / 16, P->W = W;
+            P->unit = sw ? 4 : tpb, P->sw = sw;
+            const int units = (P->tiles + P->unit - 1) / P->unit, per_block = (units + G - 1) / G * P->unit;
+            P->rounds = (per_block + tpb - 1) / tpb;
+            if (P->rounds * MV_WARPS * 16 > a.red_max) a.red_max = P->rounds * MV_WARPS * 16;
+            if (ph[p].src) {
+                P->aq = ph[p].src->q, P->ads = ph[p].src->ds, P->a_tok_pad = ph[p].src_tok_pad;
+            } else {
+                P->x = ph[p].x, P->nw = ph[p].norm, P->k = w->cols;
+            }
+            P->y = ph[p].y, P->bias = w->bias, P->add = ph[p].add;
+            if (sw) P->n_ff = ph[p].n_ff, P->hq = ph[p].h->q, P->hds = ph[p].h->ds;
+            P->kv_layer = ph[p].kv_layer;
+        }
+        const size_t need = mvs_smem(a, fmt);
+        if (need > (size_t)g_mv_smem_max) return cudaErrorInvalidConfiguration;
+        if (need <= smem) {
+            if (fi) return launch_k(mvs_kernel<FMT_Q8_0>, dim3((unsigned)G), dim3(256), smem, st, pdl, a);
+            return launch_k(mvs_kernel<FMT_Q4_0>, dim3((unsigned)G), dim3(256), smem, st, pdl, a);
+        }
+        smem = need; /* the partial sums need more room: again with the occupancy of that size */
+    }
+    return cudaErrorInvalidConfiguration;
 }

@@ -16,8 +16,9 @@
  *             [t0, pos], read through the block table). The block norms and
  *             rotates its query heads itself, then walks its positions in
  *             chunks of 32 (see attn_kernel); with several splits (long
- *             contexts, few tokens) partial (max, sum, numerator) go to a
- *             combine kernel.
+ *             contexts, few tokens) partial (max, sum, numerator) are
+ *             combined by the last split block to finish (a counter per
+ *             token and head group), or by a combine kernel.
  */
 #include <math.h>
 
@@ -38,6 +39,8 @@ DEV float act_val(const act_in &in, int e) {
     return v;
 }
 
+#define ACT_NR 16 /* row values per thread requested together (rows up to 4096 in one round) */
+
 /* One block per (token, slice of 256 values): a thread per value. With a
  * norm every block first sums the squares of the whole row (the rows are
  * small and in L2), so a single token still spreads over K / 256 blocks. */
@@ -51,10 +54,29 @@ static __global__ void __launch_bounds__(256) act_kernel(const act_args a, const
     const int src = a.rows ? a.rows[i] : i;
     act_in in = {a.x + (size_t)src * a.ldx, a.x2 ? a.x2 + (size_t)src * a.ldx : NULL, NULL, 1.0f};
     if (a.norm) {
+        /* the row is in L2: request ACT_NR values at once (one round trip
+         * instead of one per unrolled group), then sum in the same order */
         double ss = 0.0;
-        for (int k = tid; k < a.k; k += 256) {
-            float v = act_val(in, k);
-            ss += (double)v * v;
+        for (int k0 = tid; k0 < a.k; k0 += 256 * ACT_NR) {
+            float v[ACT_NR];
+#pragma unroll
+            for (int j = 0; j < ACT_NR; j++) {
+                const int k = k0 + 256 * j;
+                v[j] = k < a.k ? in.x[k] : 0.0f;
+            }
+            if (in.x2) {
+                float u[ACT_NR];
+#pragma unroll
+                for (int j = 0; j < ACT_NR; j++) {
+                    const int k = k0 + 256 * j;
+                    u[j] = k < a.k ? in.x2[k] : 0.0f;
+                }
+#pragma unroll
+                for (int j = 0; j < ACT_NR; j++) v[j] = v[j] / (1.0f + expf(-v[j])) * u[j];
+            }
+#pragma unroll
+            for (int j = 0; j < ACT_NR; j++)
+                if (k0 + 256 * j < a.k) ss += (double)v[j] * v[j];
         }
         ss = warp_sum_d(ss);
         if (lane == 0) red[warp] = ss;
@@ -211,6 +233,29 @@ DEV void encode_out(const attn_params &p, int i, int h, int d, float val) {
         p.ads8[(size_t)(e / 32) * p.a_tok_pad + i] = make_float2(__half2float(__float2half_rn(dsc)), __int_as_float(sum));
 }
 
+/* Split-K combine of head hh (token * n_head + head): the splits' partial
+ * (numerator, max, sum) in split order, then the output (and its encoding
+ * for Wo). Threads of one block, stride nth; partials read through L2 (they
+ * were written by other blocks). */
+DEV void attn_combine_head(const attn_params &p, size_t hh, int tid, int nth) {
+    const float *pt = p.part + hh * p.n_split * (size_t)(p.hdv + 2);
+    float M = -INFINITY;
+    for (int s = 0; s < p.n_split; s++) M = fmaxf(M, __ldcg(&pt[(size_t)s * (p.hdv + 2) + p.hdv]));
+    for (int d = tid; d < p.hdv; d += nth) {
+        float num = 0.0f, den = 0.0f;
+        for (int s = 0; s < p.n_split; s++) {
+            const float *q = pt + (size_t)s * (p.hdv + 2);
+            const float qm = __ldcg(&q[p.hdv]);
+            if (qm == -INFINITY) continue;
+            float e = expf(qm - M);
+            num += __ldcg(&q[d]) * e;
+            den += __ldcg(&q[p.hdv + 1]) * e;
+        }
+        p.out[hh * p.hdv + d] = num / den;
+        if (p.aq8) encode_out(p, (int)(hh / p.n_head), (int)(hh % p.n_head), d, num / den);
+    }
+}
+
 template <typename KT> __device__ __forceinline__ void load8(const KT *p, float *o);
 template <> __device__ __forceinline__ void load8<__half>(const __half *p, float *o) {
     uint4 v = *(const uint4 *)p;
@@ -231,6 +276,37 @@ DEV float ldkv(const float *p) { return *p; }
 template <typename KT> DEV float kt_round(float v);
 template <> __device__ __forceinline__ float kt_round<__half>(float v) { return __half2float(__float2half_rn(v)); }
 template <> __device__ __forceinline__ float kt_round<float>(float v) { return v; }
+
+/* Before the PDL wait: the keys and values this block will read, into L2.
+ * Every attended position but the step's own was written by an earlier
+ * step, and the positions and block tables come from the step buffer,
+ * copied in before the step's first kernel; so this overlaps the cache's
+ * memory latency with the kernels still running before attention. */
+template <typename KT> DEV void attn_prefetch(const attn_params &p, int hpc) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const int G = p.n_head / p.n_head_kv;
+    const int i = blockIdx.x, kvh = (int)blockIdx.y * hpc / G, sp = blockIdx.z;
+    const int pos = p.tok[4 * i], toff = p.tok[4 * i + 1], sink = p.tok[4 * i + 2], t0 = p.tok[4 * i + 3];
+    const int L = sink + pos - t0 + 1, chunk = (L + p.n_split - 1) / p.n_split;
+    const int plo = sp * chunk, phi = plo + chunk < L ? plo + chunk : L;
+    const KT *kv = (const KT *)p.kv;
+    for (int x = plo + (int)threadIdx.x; x < phi; x += blockDim.x) {
+        const int pp = x < sink ? x : t0 + (x - sink);
+        if (pp == pos) continue;
+        const int blk = p.tables[toff + pp / p.bs];
+        if (blk < 0) continue;
+        const size_t base = kv_block_base(p, blk);
+        const KT *kr = kv + base + (size_t)(pp % p.bs) * p.kv_dim + (size_t)kvh * p.hd;
+        const KT *vr = kv + base + (size_t)p.bs * p.kv_dim + (size_t)(pp % p.bs) * p.kv_dim_v + (size_t)kvh * p.hdv;
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(kr), "r"((uint32_t)(p.hd * sizeof(KT)))
+                     : "memory");
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(vr), "r"((uint32_t)(p.hdv * sizeof(KT)))
+                     : "memory");
+    }
+#else
+    (void)p, (void)hpc;
+#endif
+}
 
 #define VO_NONE (-1LL) /* position not attended */
 #define VO_CUR (-2LL)  /* this step's own position (FUSE): from kcur/vcur */
@@ -258,6 +334,7 @@ static __global__ void __launch_bounds__(128) attn_kernel(const attn_params p) {
     /* by default no early trigger: the next kernel's weight prefetch would
      * queue ahead of this kernel's latency-bound reads of the cache */
     if (p.early_trigger) pdl_trigger();
+    if (p.prefetch) attn_prefetch<KT>(p, HPC);
     pdl_wait();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int G = p.n_head / p.n_head_kv;
@@ -408,27 +485,29 @@ static __global__ void __launch_bounds__(128) attn_kernel(const attn_params p) {
                 if (d == 0) pt[p.hdv] = m_s[hh], pt[p.hdv + 1] = l_s[hh];
             }
         }
+    if (p.n_split > 1 && p.cnt) {
+        /* the last of the n_split blocks of these heads combines them (no
+         * combine kernel): partials written, fenced, counted */
+        __shared__ int last_s;
+        __syncthreads();
+        if (tid == 0) {
+            __threadfence();
+            int *c = &p.cnt[(size_t)i * gridDim.y + blockIdx.y];
+            const int old = atomicAdd(c, 1);
+            last_s = old == p.n_split - 1;
+            if (last_s) *c = 0; /* ready for the next step */
+            __threadfence();
+        }
+        __syncthreads();
+        if (last_s)
+            for (int hh = 0; hh < HPC; hh++) attn_combine_head(p, (size_t)i * p.n_head + h0 + hh, tid, 128);
+    }
 }
 
 static __global__ void __launch_bounds__(128) attn_combine_kernel(const attn_params p) {
     pdl_trigger();
     pdl_wait();
-    size_t hh = blockIdx.x; /* token * n_head + head */
-    const float *pt = p.part + hh * p.n_split * (size_t)(p.hdv + 2);
-    float M = -INFINITY;
-    for (int s = 0; s < p.n_split; s++) M = fmaxf(M, pt[(size_t)s * (p.hdv + 2) + p.hdv]);
-    for (int d = threadIdx.x; d < p.hdv; d += blockDim.x) {
-        float num = 0.0f, den = 0.0f;
-        for (int s = 0; s < p.n_split; s++) {
-            const float *q = pt + (size_t)s * (p.hdv + 2);
-            if (q[p.hdv] == -INFINITY) continue;
-            float e = expf(q[p.hdv] - M);
-            num += q[d] * e;
-            den += q[p.hdv + 1] * e;
-        }
-        p.out[hh * p.hdv + d] = num / den;
-        if (p.aq8) encode_out(p, (int)(hh / p.n_head), (int)(hh % p.n_head), d, num / den);
-    }
+    attn_combine_head(p, blockIdx.x, threadIdx.x, blockDim.x); /* token * n_head + head */
 }
 
 template <typename KT, bool FUSE>
@@ -447,6 +526,6 @@ cudaError_t cu_attention(const attn_params *p, int pdl, cudaStream_t st) {
                                                : attn_launch<__half, true>(p, grid, pdl, st))
                                   : (p->kv_f32 ? attn_launch<float, false>(p, grid, pdl, st)
                                                : attn_launch<__half, false>(p, grid, pdl, st));
-    if (e != cudaSuccess || p->n_split == 1) return e;
+    if (e != cudaSuccess || p->n_split == 1 || p->cnt) return e;
     return launch_k(attn_combine_kernel, dim3((unsigned)(p->n_tok * p->n_head)), dim3(128), 0, st, pdl, *p);
 }

@@ -118,7 +118,7 @@ typedef struct qf_provider_http_params {
     double backoff_base_s;     /* first retry delay; doubles each time, +-50% jitter; 0 = 1 */
     double backoff_max_s;      /* cap; 0 = 60 */
     int32_t fail_threshold;    /* consecutive failures that take an endpoint out; 0 = 3 */
-    double cooldown_s;         /* how long it stays out (doubles on repeat, max 10 min); 0 = 30 */
+    double cooldown_s;         /* how long it stays out (doubles on repeat up to 8x, max 10 min); 0 = 30 */
 } qf_provider_http_params;
 
 /* Validates the URLs; does not connect (the model name query, when

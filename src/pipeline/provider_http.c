@@ -17,8 +17,12 @@
  *     marked as not supporting it and the job is resent without (once)
  *   other 4xx -> the job fails at once (the request itself is wrong)
  * An endpoint with fail_threshold consecutive failures (not counting 429)
- * is taken out for cooldown_s, doubling on each repeat up to 10 minutes; a
- * success resets both. While every endpoint is out, jobs wait.
+ * is taken out for cooldown_s, doubling on each repeat up to 8 x cooldown_s
+ * (and 10 minutes); a success resets both. While every endpoint is out,
+ * jobs wait. The cap matters with a single endpoint: jobs that each need a
+ * few retries can fail dozens of times in a row before the first of them
+ * gets its successful attempt, and unbounded doubling would then park the
+ * whole job for minutes on a server that already works again.
  */
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -365,7 +369,8 @@ static void endpoint_result(http_provider *h, endpoint *e, bool ok, double now) 
         e->out_until = now + e->cooldown;
         qf_warn("endpoint %s failed %d times in a row: taken out for %.1f s", e->chat_url, e->consecutive_fail,
                 e->cooldown);
-        e->cooldown = e->cooldown * 2 > 600 ? 600 : e->cooldown * 2;
+        double cap = h->p.cooldown_s * 8 < 600 ? h->p.cooldown_s * 8 : 600;
+        e->cooldown = e->cooldown * 2 > cap ? cap : e->cooldown * 2;
         e->consecutive_fail = 0;
     }
 }

@@ -190,6 +190,33 @@ static void test_faults_retried(void) {
     server_stop(&s);
 }
 
+/* One endpoint, many jobs each failing 5 times before its answer: dozens
+ * of failures in a row before the first success, so the endpoint is taken
+ * out again and again. Its cooldown doubles only up to 8x the configured
+ * one (0.2 s -> 1.6 s), so the jobs finish in seconds; uncapped it would
+ * reach minutes and the drain below would give up. */
+static void test_cooldown_capped(void) {
+    server s;
+    ASSERT(server_start(&s, "--faults 500,500,500,500,500"));
+    const char *urls[] = {s.url};
+    qf_err e = {0};
+    qf_provider *pv = make(QF_HTTP_OPENAI, urls, 1, 4, 10, 6, "m", &e);
+    ASSERT(pv);
+    for (int i = 0; i < 16; i++) {
+        char c[64];
+        snprintf(c, sizeof c, "cooldown chunk %d", i);
+        submit(pv, (uint64_t)i, 1, c);
+    }
+    qf_presult r[16];
+    int n = drain(pv, r, 16, 60);
+    ASSERT_EQ_INT(n, 16);
+    for (int i = 0; i < n; i++) ASSERT_MSG(r[i].status == QF_OK, "%s: %s", r[i].reason, r[i].detail);
+    free_results(r, n);
+    ASSERT_EQ_INT(server_stat(&s, "faults"), 80);
+    qf_provider_free(pv);
+    server_stop(&s);
+}
+
 static void test_timeout(void) {
     server s;
     ASSERT(server_start(&s, "--faults timeout --hang-ms 3000"));
@@ -353,6 +380,7 @@ int main(void) {
     signal(SIGPIPE, SIG_IGN);
     RUN_TEST(test_ok_and_n);
     RUN_TEST(test_faults_retried);
+    RUN_TEST(test_cooldown_capped);
     RUN_TEST(test_timeout);
     RUN_TEST(test_exhausted_and_4xx);
     RUN_TEST(test_schema_refused);

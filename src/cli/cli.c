@@ -36,6 +36,15 @@ bool cli_parse_int(const char *s, long long lo, long long hi, long long *out) {
     return true;
 }
 
+bool cli_parse_kv_type(const char *s, qf_type *out) {
+    if (!s) return false;
+    if (!strcmp(s, "f16")) *out = QF_TYPE_F16;
+    else if (!strcmp(s, "q8_0")) *out = QF_TYPE_Q8_0;
+    else if (!strcmp(s, "f32")) *out = QF_TYPE_F32;
+    else return false;
+    return true;
+}
+
 bool cli_parse_float(const char *s, double lo, double hi, double *out) {
     if (!s || !*s) return false;
     char *end;

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "base/err.h"
+#include "quant/quant.h"
 
 #define QF_EXIT_OK 0
 #define QF_EXIT_FAIL 1
@@ -36,6 +37,9 @@ int cli_fail(const qf_err *err);
  * range input. */
 bool cli_parse_int(const char *s, long long lo, long long hi, long long *out);
 bool cli_parse_float(const char *s, double lo, double hi, double *out);
+/* A kv cache element type: "f16", "q8_0" or "f32" (what every command's
+ * --kv-type takes); false for anything else, NULL included. */
+bool cli_parse_kv_type(const char *s, qf_type *out);
 /* "1,2,3" -> malloc'ed array (caller frees); false on any bad element. */
 bool cli_parse_int_list(const char *s, int32_t **out, int32_t *n);
 

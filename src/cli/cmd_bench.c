@@ -232,10 +232,8 @@ int cmd_bench(int argc, char **argv) {
             if (!(model = cli_value(argc, argv, &i))) return cli_usage_error(k_usage, "bench: -m needs a value");
             continue;
         } else if (!strcmp(a, "--kv-type")) {
-            v = cli_value(argc, argv, &i);
-            if (v && !strcmp(v, "f32")) kv_type = QF_TYPE_F32;
-            else if (v && !strcmp(v, "q8_0")) kv_type = QF_TYPE_Q8_0;
-            else if (!v || strcmp(v, "f16")) return cli_usage_error(k_usage, "bench: --kv-type is f16, q8_0 or f32");
+            if (!cli_parse_kv_type(cli_value(argc, argv, &i), &kv_type))
+                return cli_usage_error(k_usage, "bench: --kv-type is f16, q8_0 or f32");
             kv_set = true;
             continue;
         } else if (!strcmp(a, "-p")) dst = &n_p;

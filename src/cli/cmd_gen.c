@@ -150,14 +150,7 @@ int cmd_gen(int argc, char **argv) {
         } else if (!strcmp(a, "--kv-type")) {
             NEED();
             kv_set = true;
-            if (!strcmp(v, "f16"))
-                o.kv_type = QF_TYPE_F16;
-            else if (!strcmp(v, "q8_0"))
-                o.kv_type = QF_TYPE_Q8_0;
-            else if (!strcmp(v, "f32"))
-                o.kv_type = QF_TYPE_F32;
-            else
-                BAD();
+            if (!cli_parse_kv_type(v, &o.kv_type)) BAD();
         } else if (!strcmp(a, "--fetch-model")) {
             fetch_only = true;
         } else if (!strcmp(a, "--preset")) {

@@ -41,10 +41,8 @@ static int info(int argc, char **argv) {
             if (!(v = cli_value(argc, argv, &i)) || !cli_parse_int(v, 1, 4096, &parallel))
                 return cli_usage_error(k_usage, "model info: bad value for %s", a);
         } else if (!strcmp(a, "--kv-type")) {
-            v = cli_value(argc, argv, &i);
-            if (v && !strcmp(v, "f32")) kv_type = QF_TYPE_F32;
-            else if (v && !strcmp(v, "q8_0")) kv_type = QF_TYPE_Q8_0;
-            else if (!v || strcmp(v, "f16")) return cli_usage_error(k_usage, "model info: --kv-type is f16, q8_0 or f32");
+            if (!cli_parse_kv_type(cli_value(argc, argv, &i), &kv_type))
+                return cli_usage_error(k_usage, "model info: --kv-type is f16, q8_0 or f32");
         } else if (a[0] == '-') {
             return cli_usage_error(k_usage, "model info: unknown option '%s'", a);
         } else if (!path) {

@@ -103,10 +103,7 @@ static int parse(int argc, char **argv, run_opts *o) {
             o->sp.seed = (uint64_t)n;
         } else if (!strcmp(a, "--kv-type")) {
             if (!VAL()) goto missing;
-            if (!strcmp(v, "f16")) o->kv_type = QF_TYPE_F16;
-            else if (!strcmp(v, "f32")) o->kv_type = QF_TYPE_F32;
-            else if (!strcmp(v, "q8_0")) o->kv_type = QF_TYPE_Q8_0;
-            else goto bad;
+            if (!cli_parse_kv_type(v, &o->kv_type)) goto bad;
         } else {
             return cli_usage_error(k_usage, "run: unknown option '%s'", a);
         }

@@ -351,14 +351,7 @@ int cmd_tune(int argc, char **argv) {
                 return cli_usage_error(k_usage, "tune: --budget-s takes seconds in 0.1..86400");
             continue;
         } else if (!strcmp(a, "--kv-type")) {
-            v = cli_value(argc, argv, &i);
-            if (v && !strcmp(v, "f16"))
-                o.kv_type = QF_TYPE_F16;
-            else if (v && !strcmp(v, "q8_0"))
-                o.kv_type = QF_TYPE_Q8_0;
-            else if (v && !strcmp(v, "f32"))
-                o.kv_type = QF_TYPE_F32;
-            else
+            if (!cli_parse_kv_type(cli_value(argc, argv, &i), &o.kv_type))
                 return cli_usage_error(k_usage, "tune: --kv-type is f16, q8_0 or f32");
             o.kv_set = true;
             continue;

@@ -11,6 +11,8 @@ PKGS=(
   libxml2-dev libpoppler-glib-dev libarchive-dev libncurses-dev
   curl jq zip nodejs npm tmux
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+  # the aarch64 model tests under qemu link the arm64 builds (multiarch)
+  libpcre2-dev:arm64 libhwloc-dev:arm64 libcjson-dev:arm64 libxxhash-dev:arm64
 )
 
 # Tools that may come from elsewhere (e.g. a NodeSource node with its own
@@ -36,5 +38,8 @@ else
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
+if printf '%s\n' "${missing[@]}" | grep -q ':arm64$' && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  $SUDO dpkg --add-architecture arm64
+fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1715,6 +1715,7 @@ bool qf_kernels_fill_avx512(qf_kernel_table *t) {
     t->gemm[QF_TYPE_F32] = gemm_f32;
     t->gemm[QF_TYPE_F16] = gemm_f16;
     t->gemm[QF_TYPE_BF16] = gemm_bf16;
+    qf_kernels_fill_avx512_attn(t);
     return true;
 }
 

@@ -132,6 +132,9 @@ void qf_kernels_fill_scalar(qf_kernel_table *t);
  * neon.c on aarch64. */
 bool qf_kernels_fill_avx2(qf_kernel_table *t);
 bool qf_kernels_fill_avx512(qf_kernel_table *t);
+/* The AVX-512 attention entries (avx512_attn.c), replacing t's; called by
+ * qf_kernels_fill_avx512 once the CPU checks passed. */
+void qf_kernels_fill_avx512_attn(qf_kernel_table *t);
 bool qf_kernels_fill_neon(qf_kernel_table *t);
 
 #endif

@@ -36,6 +36,18 @@ static char *wait_screen(double secs, const char *const *needles, const char *co
     return s;
 }
 
+/* The widest line of a captured screen. */
+static int max_columns(const char *s) {
+    int w = 0;
+    for (const char *p = s, *nl; *p; p = nl + 1) {
+        nl = strchr(p, '\n');
+        int n = nl ? (int)(nl - p) : (int)strlen(p);
+        if (n > w) w = n;
+        if (!nl) break;
+    }
+    return w;
+}
+
 static bool has_all(const char *s, const char *const *needles) {
     for (int i = 0; needles[i]; i++)
         if (!s || !strstr(s, needles[i])) {
@@ -135,8 +147,15 @@ static void test_serve_view(void) {
 
     /* a smaller terminal: redrawn to fit */
     ASSERT_EQ_INT(sh_run(NULL, true, "tmux -L %s resize-window -t top -x 70 -y 20", g_sock), 0);
-    usleep(800000);
-    scr = screen();
+    /* poll until redrawn (a loaded machine may take longer than a frame) */
+    const char *want3[] = {"throughput", NULL};
+    scr = NULL;
+    for (int tries = 0; tries < 50; tries++) {
+        free(scr);
+        scr = wait_screen(10, want3, NULL);
+        if (scr && max_columns(scr) <= 70) break;
+        usleep(200000);
+    }
     ASSERT(scr && strstr(scr, "throughput"));
     int lines = 0;
     for (char *p = scr, *nl; p && *p; p = nl + 1, lines++) {

@@ -3,7 +3,7 @@
  *
  *   bench_gpu [--model M.gguf | --synth llama:E:L:H:KV:FF:TYPE] [--tg 128]
  *             [--prompt 16] [--batch 1,32] [--reps 3] [--json OUT] [--profile]
- *             [--gpu-layers N]
+ *             [--profile-batch B] [--gpu-layers N] [--trace]
  *   bench_gpu --mv [--json OUT]
  *
  * For each batch size B: B sequences get a prompt of --prompt tokens (one
@@ -26,11 +26,17 @@
  * of an 8B llama (and one of 604 MB, where launch and tail costs vanish),
  * against a plain read of device memory: the kernel's streaming bandwidth.
  *
- * --profile: one more batch-1 run with QF_CUDA_PROFILE=1 (no graphs, an
+ * --profile: one more batch-1 run (--profile-batch B: batch B) with QF_CUDA_PROFILE=1 (no graphs, an
  * event between every two kernels): device time per step by kind of
  * kernel (act, qkv, attention, ...), and the bandwidth of the matrix
  * kernels. Each kernel's time then includes its launch gap, so the sum
  * exceeds the graph-replayed step.
+ *
+ * --trace: one more batch-1 run with QF_CUDA_TRACE=1 (graphs and PDL as
+ * configured; every kernel's blocks stamp the global timer at start, PDL
+ * wait, end of the main work, end): the layer's timeline averaged over the
+ * middle layers and the decode steps, each kernel's earliest and latest
+ * block, in microseconds after the previous layer's last block finished.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +69,7 @@ static int argmax(const float *x, int n) {
 }
 
 static int g_profile; /* reset the profile after the prefill: decode steps only */
+static int g_trace;   /* likewise the timeline */
 static int g_ngl = -1;  /* --gpu-layers: -1 all; 0 < N < n_layer the last N (the CPU runs the rest) */
 
 typedef struct run_result {
@@ -104,6 +111,7 @@ static int run_once(const qf_model *m, int B, int n_prompt, int n_tg, run_result
     if (qf_gpu_fwd_decode(g, kv, &b, &e) != QF_OK) goto fail;
     res->pp_s = now_s() - t0;
     if (g_profile) qf_cuda_profile_reset();
+    if (g_trace) qf_cuda_trace_reset();
     for (int s = 0; s < B; s++) tok[s] = argmax(qf_gpu_fwd_logits(g, s), nv);
     double t1 = now_s();
     for (int it = 0; it < n_tg; it++) {
@@ -146,6 +154,54 @@ static int parse_synth(const char *spec, qf_synth_params *p, char *path, size_t 
     return 0;
 }
 
+/* --trace: the kernels of a middle layer (average over layers 2 ..
+ * n - 3), times after the previous layer's last block finished. */
+static void print_trace(int n_layer) {
+    enum { CAP = 1024, K = 16 };
+    static qf_cuda_trace_ev ev[CAP];
+    int n = qf_cuda_trace_get(ev, CAP);
+    double acc[K][8], per = 0;
+    int cnt[K][8], nk = -1, nl = 0;
+    const char *names[K];
+    memset(acc, 0, sizeof acc);
+    memset(cnt, 0, sizeof cnt);
+    for (int l = 2; l < n_layer - 2; l++) {
+        int i0 = -1, i1 = -1, p1 = -1; /* this layer's launches [i0, i1], the previous layer's last p1 */
+        for (int i = 0; i < n; i++) {
+            if (ev[i].layer == l - 1) p1 = i;
+            if (ev[i].layer == l) {
+                if (i0 < 0) i0 = i;
+                i1 = i;
+            }
+        }
+        if (i0 < 0 || p1 < 0 || ev[p1].us[7] < 0) continue;
+        if (nk < 0) nk = i1 - i0 + 1 < K ? i1 - i0 + 1 : K;
+        if (i1 - i0 + 1 != nk) continue;
+        const double ref = ev[p1].us[7];
+        per += ev[i1].us[7] - ref;
+        nl++;
+        for (int j = 0; j < nk; j++) {
+            names[j] = ev[i0 + j].name;
+            for (int k = 0; k < 8; k++)
+                if (ev[i0 + j].us[k] >= 0) acc[j][k] += ev[i0 + j].us[k] - ref, cnt[j][k]++;
+        }
+    }
+    printf("trace, batch 1, %ld decode steps: a layer takes %.1f us (average of %d middle layers);\n"
+           "per kernel, us after the previous layer's last block finished, earliest..latest block:\n",
+           qf_cuda_trace_steps(), nl ? per / nl : 0.0, nl);
+    printf("  %-10s %15s %15s %15s %15s\n", "kernel", "start", "wait done", "work done", "end");
+    for (int j = 0; j < nk; j++) {
+        printf("  %-10s", names[j]);
+        for (int e = 0; e < 4; e++) {
+            if (cnt[j][2 * e])
+                printf(" %6.1f..%6.1f ", acc[j][2 * e] / cnt[j][2 * e], acc[j][2 * e + 1] / cnt[j][2 * e + 1]);
+            else
+                printf(" %15s", "-");
+        }
+        printf("\n");
+    }
+}
+
 /* --mv: microseconds and GB/s of the matrix-vector kernel per shape. */
 static int mv_bench(const char *json) {
     double rbw = qf_cuda_read_bandwidth((size_t)2 << 30, 10), cbw = qf_cuda_copy_bandwidth((size_t)2 << 30, 10);
@@ -181,7 +237,7 @@ static int mv_bench(const char *json) {
 
 int main(int argc, char **argv) {
     const char *model = NULL, *synth = NULL, *json = NULL, *batches = "1,32";
-    int n_tg = 128, n_prompt = 16, reps = 3, profile = 0, mv = 0;
+    int n_tg = 128, n_prompt = 16, reps = 3, profile = 0, mv = 0, trace = 0, prof_b = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--profile")) {
@@ -190,6 +246,10 @@ int main(int argc, char **argv) {
         }
         if (!strcmp(a, "--mv")) {
             mv = 1;
+            continue;
+        }
+        if (!strcmp(a, "--trace")) {
+            trace = 1;
             continue;
         }
         if (!v) {
@@ -204,6 +264,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--reps")) reps = atoi(v);
         else if (!strcmp(a, "--json")) json = v;
         else if (!strcmp(a, "--gpu-layers")) g_ngl = atoi(v);
+        else if (!strcmp(a, "--profile-batch")) profile = 1, prof_b = atoi(v) > 0 ? atoi(v) : 1;
         else {
             fprintf(stderr, "bench_gpu: unknown option %s\n", a);
             return 2;
@@ -219,7 +280,7 @@ int main(int argc, char **argv) {
     }
     if ((!model && !synth) || n_tg < 1 || n_prompt < 1 || reps < 1) {
         fprintf(stderr, "usage: bench_gpu (--model M.gguf | --synth llama:E:L:H:KV:FF:TYPE) [--tg N] [--prompt N] "
-                        "[--batch 1,32] [--reps N] [--json OUT] [--profile] [--gpu-layers N]\n"
+                        "[--batch 1,32] [--reps N] [--json OUT] [--profile] [--profile-batch B] [--gpu-layers N] [--trace]\n"
                         "       bench_gpu --mv [--json OUT]\n");
         return 2;
     }
@@ -316,7 +377,7 @@ int main(int argc, char **argv) {
         setenv("QF_CUDA_PROFILE", "1", 1);
         g_profile = 1;
         run_result rr;
-        if (run_once(m, 1, n_prompt, n_tg, &rr) != 0) return 1;
+        if (run_once(m, prof_b, n_prompt, n_tg, &rr) != 0) return 1;
         g_profile = 0;
         unsetenv("QF_CUDA_PROFILE");
         qf_cuda_prof pr[16];
@@ -324,8 +385,8 @@ int main(int argc, char **argv) {
         long steps = qf_cuda_profile_steps();
         double tot = 0;
         for (int i = 0; i < np; i++) tot += pr[i].ms;
-        printf("profile, batch 1, %ld decode steps, ms per step (events around each kernel; tg %.1f tok/s):\n",
-               steps, n_tg / rr.tg_s);
+        printf("profile, batch %d, %ld decode steps, ms per step (events around each kernel; tg %.1f tok/s):\n",
+               prof_b, steps, prof_b * n_tg / rr.tg_s);
         for (int i = 0; i < np; i++) {
             printf("  %-10s %7.3f ms %5.1f%%  %6.1f launches/step  %6.2f us each", pr[i].name, pr[i].ms / steps,
                    100.0 * pr[i].ms / tot, (double)pr[i].calls / steps, 1e3 * pr[i].ms / pr[i].calls);
@@ -336,6 +397,16 @@ int main(int argc, char **argv) {
                         i ? ", " : "], \"profile\": [", pr[i].name, pr[i].ms / steps, pr[i].calls, pr[i].bytes);
         }
         printf("  %-10s %7.3f ms\n", "sum", tot / steps);
+    }
+    if (trace) {
+        setenv("QF_CUDA_TRACE", "1", 1);
+        g_trace = 1;
+        run_result rr;
+        if (run_once(m, 1, n_prompt, n_tg, &rr) != 0) return 1;
+        g_trace = 0;
+        unsetenv("QF_CUDA_TRACE");
+        printf("traced run: tg %.1f tok/s\n", n_tg / rr.tg_s);
+        print_trace(m->hp.n_layer - (g_ngl > 0 && g_ngl < m->hp.n_layer ? m->hp.n_layer - g_ngl : 0));
     }
     if (jf) {
         fprintf(jf, "], \"roofline_tok_s\": %.2f}\n", ideal);

@@ -230,6 +230,8 @@ static void test_matvec_fused(void) {
         check_fused(types[i], 48, 96, 0);     /* k padded to 128 */
         check_fused(types[i], 192, 512, 96);  /* 2 warps per tile, 4 tiles per block, SwiGLU */
         check_fused(types[i], 2048, 4096, 1024);
+        check_fused(types[i], 2 * 8704, 1024, 8704); /* 4 warps per tile, many quads per block */
+        check_fused(types[i], 28672, 256, 14336);    /* one warp per tile, 8 tiles a round */
         if (qf_test_failures != before) return;
     }
     qf_err e = {0};
@@ -732,6 +734,25 @@ static void test_synth_models(void) {
     check_synth(QF_ARCH_LLAMA, QF_FTYPE_Q5_K_M, 256, 4, 4, 0, 512, 0.05);
 }
 
+/* Short-context attention (cu_attention_short) with several query heads
+ * per block (the layout of steps with many tokens, forced here with
+ * QF_CUDA_HPC at one token per step), with the K/V store in the QKV
+ * epilogue or a k_store kernel (default) and in the attention kernel
+ * itself (QF_CUDA_MV=0: the batched kernels), against the CPU. */
+static void test_short_attention_heads(void) {
+    static const char *const hpc[] = {"2", "4", "8"};
+    for (int k = 0; k < 3; k++)
+        for (int mv = 0; mv < 2; mv++) {
+            setenv("QF_CUDA_HPC", hpc[k], 1);
+            if (mv) setenv("QF_CUDA_MV", "0", 1);
+            fprintf(stderr, "  QF_CUDA_HPC=%s%s:\n", hpc[k], mv ? " QF_CUDA_MV=0" : "");
+            check_synth(QF_ARCH_LLAMA, QF_FTYPE_Q4_0, 256, 16, 2, 16, 512, 0.01); /* 8 query heads per kv head */
+            check_synth(QF_ARCH_QWEN2, QF_FTYPE_Q8_0, 128, 4, 1, 0, 256, 0.01);   /* 4, NEOX, biases */
+            unsetenv("QF_CUDA_HPC");
+            unsetenv("QF_CUDA_MV");
+        }
+}
+
 /* The one-token kernels (matrix-vector products normalizing their own
  * input, the SwiGLU epilogue, attention storing its own K/V), all on and
  * as configured by default, against the separate kernels (QF_CUDA_MV=0,
@@ -862,6 +883,7 @@ int main(void) {
     RUN_TEST(test_window);
     RUN_TEST(test_long_context);
     RUN_TEST(test_synth_models);
+    RUN_TEST(test_short_attention_heads);
     RUN_TEST(test_fusions);
     qf_pool_free(g_pool);
     TEST_MAIN_END();

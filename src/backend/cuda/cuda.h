@@ -79,6 +79,26 @@ int qf_cuda_profile_get(qf_cuda_prof *out, int cap);
 long qf_cuda_profile_steps(void);
 void qf_cuda_profile_reset(void);
 
+/* Timeline of the steps run with QF_CUDA_TRACE=1 in the environment when
+ * the forward pass was made (graphs and PDL as configured): per launch of
+ * the step (act, qkv, attention, wo, gate_up, down; in launch order), the
+ * global-timer times in microseconds after the step's earliest block
+ * start, averaged over the steps traced since the last reset: us[2e] the
+ * earliest block's, us[2e + 1] the latest block's, for the events e = 0
+ * block start, 1 PDL wait returned, 2 main work done, 3 outputs written;
+ * negative where the kernel has no such event. layer: the device layer,
+ * -1 outside the layers. Fills up to cap entries, returns the count (the
+ * launches of the last step shape traced). Process-global, not
+ * thread-safe: for benchmarks. */
+typedef struct qf_cuda_trace_ev {
+    const char *name;
+    int layer;
+    double us[8];
+} qf_cuda_trace_ev;
+int qf_cuda_trace_get(qf_cuda_trace_ev *out, int cap);
+long qf_cuda_trace_steps(void);
+void qf_cuda_trace_reset(void);
+
 #ifdef __cplusplus
 }
 #endif

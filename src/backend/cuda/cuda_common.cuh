@@ -30,6 +30,21 @@ DEV void pdl_trigger(void) {
 #endif
 }
 
+/* Timeline tracing (QF_CUDA_TRACE=1, cuda_dev.cu): a launch given a trace
+ * slot (8 words, zeroed before the step) records, from thread 0 of every
+ * block, the global timer (ns) at its events (TR_START: block start,
+ * TR_WAIT: PDL wait returned, TR_LOOP: main work done, TR_END: outputs
+ * written) as atomic maxima of ~t (word 2e: the earliest block) and of t
+ * (word 2e + 1: the latest). NULL slot: nothing. */
+enum { TR_START = 0, TR_WAIT, TR_LOOP, TR_END };
+DEV void trace_ev(unsigned long long *tr, int ev) {
+    if (!tr || threadIdx.x != 0) return;
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    atomicMax(tr + 2 * ev, ~t);
+    atomicMax(tr + 2 * ev + 1, t);
+}
+
 DEV float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

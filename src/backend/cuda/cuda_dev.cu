@@ -23,15 +23,25 @@
  * launch; the whole sequence is captured once per step shape (tokens,
  * logits rows, attention split, heads per block, one token per sequence or
  * not) into a CUDA graph and replayed, so a decode step costs one graph
- * launch. Attention prefetches the cached keys/values it will read into L2
- * before its PDL wait (QF_CUDA_ATT_PF) and, split over several blocks,
+ * launch. Steps where every sequence has one token and the context is
+ * short take cu_attention_short (every attended key and value copied into
+ * shared memory before the PDL wait, one block per token and query head or
+ * kv group, no split; it lets the next kernel launch at its start, and
+ * stores the step's K/V itself where k_store would run); otherwise the
+ * split kernel, which prefetches the cached keys/values it will read into
+ * L2 before its PDL wait (QF_CUDA_ATT_PF) and, split over several blocks,
  * combines the splits in the last block to finish (QF_CUDA_ATT_COMBINE=1:
- * a combine kernel). QF_CUDA_GRAPHS=0, QF_CUDA_PDL=0, QF_CUDA_ATT_ENC=0,
- * QF_CUDA_MV=0, QF_CUDA_SWIGLU=0, QF_CUDA_QKV_STORE=0 and QF_CUDA_ATT_PF=0
- * turn these off; QF_CUDA_MV_NORM=1, QF_CUDA_ATT_FUSE=1 and QF_CUDA_SEQ=1
- * (a layer's Wo, gate|up, down and the next Q|K|V in one persistent kernel,
- * cu_matvec_seq: two kernels a layer) turn on fusions that measured slower
- * (debugging, measurements); QF_CUDA_PROFILE=1 times every kernel.
+ * a combine kernel). The one-token Wo kernel also prefetches the first
+ * tile of every gate|up block into L2 (QF_CUDA_MV_PF). QF_CUDA_GRAPHS=0,
+ * QF_CUDA_PDL=0, QF_CUDA_ATT_ENC=0, QF_CUDA_MV=0, QF_CUDA_SWIGLU=0,
+ * QF_CUDA_QKV_STORE=0, QF_CUDA_ATT_PF=0, QF_CUDA_ATT_SHORT=0 (=2: only for
+ * few tokens), QF_CUDA_ATT_SHORT_EARLY=0, QF_CUDA_ATT_SHORT_FUSE=0 and
+ * QF_CUDA_MV_PF=0 turn these off; QF_CUDA_MV_NORM=1, QF_CUDA_ATT_FUSE=1 and
+ * QF_CUDA_SEQ=1 (a layer's Wo, gate|up, down and the next Q|K|V in one
+ * persistent kernel, cu_matvec_seq: two kernels a layer) turn on fusions
+ * that measured slower (debugging, measurements); QF_CUDA_PROFILE=1 times
+ * every kernel (serialized), QF_CUDA_TRACE=1 records the timeline of the
+ * graph-replayed step (qf_cuda_trace_get).
  *
  * Invariant: every device buffer a captured graph names is allocated before
  * the capture and lives as long as the graph; the only buffer that can move
@@ -63,7 +73,7 @@ typedef struct dlayer {
 } dlayer;
 
 typedef struct graph_ent {
-    int key[5]; /* n_tok, n_out, n_split, hpc, one token per sequence */
+    int key[6]; /* n_tok, n_out, n_split, hpc, one token per sequence, short attention's lcap */
     cudaGraphExec_t exec;
     unsigned long last;
 } graph_ent;
@@ -102,11 +112,23 @@ struct qf_dev {
     int hpc_env;    /* QF_CUDA_HPC: query heads per attention block, 0 = chosen per step */
     int att_early;  /* QF_CUDA_ATT_EARLY: attention triggers the next kernel at its start */
     int att_pf;     /* QF_CUDA_ATT_PF: attention prefetches its cached keys/values before the PDL wait */
+    /* QF_CUDA_ATT_SHORT: cu_attention_short for one token per sequence
+     * over short contexts (2: few tokens only) */
+    int att_short;
+    int short_early; /* QF_CUDA_ATT_SHORT_EARLY: it lets the next kernel launch at its start */
+    int short_fuse; /* QF_CUDA_ATT_SHORT_FUSE: it stores the step's K/V itself where k_store would run */
+    int mv_pf;      /* QF_CUDA_MV_PF=t: Wo prefetches the first t tiles of each gate|up block into L2 */
     act_set h8;     /* SwiGLU output of a fused gate/up matvec: token 0, ds stride 1 */
     /* QF_CUDA_PROFILE=1: events around every kernel of a step (no graphs) */
     int prof;
     cudaEvent_t *pev;
     int *pcat, n_pev, cap_pev;
+    /* QF_CUDA_TRACE=1: every launch of the step that takes a slot records
+     * its blocks' start / wait / loop / end times (trace_ev) */
+    unsigned long long *tr_d, *tr_h;
+    int tr_n, tr_layer;
+    signed char *tr_cat;
+    short *tr_lay;
     size_t w_bytes, step_bytes, scratch_bytes;
 };
 
@@ -138,6 +160,58 @@ static void prof_collect(qf_dev *d) {
     }
     g_pc_steps++;
     d->n_pev = 0;
+}
+
+/* ---- timeline: QF_CUDA_TRACE=1 ---- */
+
+#define TR_MAX 1024
+static double g_tr_us[TR_MAX][8];
+static long g_tr_cnt[TR_MAX][4], g_tr_steps;
+static int g_tr_n;
+static signed char g_tr_cat[TR_MAX];
+static short g_tr_lay[TR_MAX];
+
+/* The trace slot of the next launch (category cat, the current layer), or
+ * NULL when not tracing. */
+static unsigned long long *tr_take(qf_dev *d, int cat) {
+    if (!d->tr_d || d->tr_n >= TR_MAX) return NULL;
+    d->tr_cat[d->tr_n] = (signed char)cat;
+    d->tr_lay[d->tr_n] = (short)d->tr_layer;
+    return d->tr_d + 8 * (size_t)d->tr_n++;
+}
+
+/* After a step: its slots, relative to the earliest block start, into the
+ * running sums (reset when the launch sequence changes). */
+static void tr_collect(qf_dev *d) {
+    if (!d->tr_d || d->tr_n <= 0) return;
+    if (cudaMemcpy(d->tr_h, d->tr_d, (size_t)d->tr_n * 8 * sizeof(unsigned long long), cudaMemcpyDeviceToHost) !=
+        cudaSuccess) {
+        cudaGetLastError();
+        return;
+    }
+    unsigned long long t0 = ~0ull;
+    for (int i = 0; i < d->tr_n; i++)
+        if (d->tr_h[8 * i + 1] && ~d->tr_h[8 * i] < t0) t0 = ~d->tr_h[8 * i];
+    if (t0 == ~0ull) return;
+    bool same = g_tr_n == d->tr_n;
+    for (int i = 0; same && i < d->tr_n; i++) same = g_tr_cat[i] == d->tr_cat[i] && g_tr_lay[i] == d->tr_lay[i];
+    if (!same) {
+        memset(g_tr_us, 0, sizeof g_tr_us);
+        memset(g_tr_cnt, 0, sizeof g_tr_cnt);
+        g_tr_steps = 0;
+        g_tr_n = d->tr_n;
+        memcpy(g_tr_cat, d->tr_cat, (size_t)d->tr_n);
+        memcpy(g_tr_lay, d->tr_lay, (size_t)d->tr_n * sizeof(short));
+    }
+    for (int i = 0; i < d->tr_n; i++)
+        for (int e = 0; e < 4; e++) {
+            const unsigned long long lo = d->tr_h[8 * i + 2 * e], hi = d->tr_h[8 * i + 2 * e + 1];
+            if (!hi) continue;
+            g_tr_us[i][2 * e] += (double)(~lo - t0) * 1e-3;
+            g_tr_us[i][2 * e + 1] += (double)(hi - t0) * 1e-3;
+            g_tr_cnt[i][e]++;
+        }
+    g_tr_steps++;
 }
 
 static void prof_hold(void *ud) {
@@ -397,7 +471,22 @@ static qf_dev *cuda_open(const qf_model *m, const qf_dev_config *cfg, qf_err *er
     d->att_early = env_on("QF_CUDA_ATT_EARLY", 0);
     d->att_pf = env_on("QF_CUDA_ATT_PF", 1);
     d->att_combine = env_on("QF_CUDA_ATT_COMBINE", 0);
+    /* 2: only for few tokens (one query head per block; measurements) */
+    d->att_short = getenv("QF_CUDA_ATT_SHORT") && *getenv("QF_CUDA_ATT_SHORT") ? atoi(getenv("QF_CUDA_ATT_SHORT")) : 1;
+    d->short_early = env_on("QF_CUDA_ATT_SHORT_EARLY", 1);
+    d->short_fuse = env_on("QF_CUDA_ATT_SHORT_FUSE", 1);
+    d->mv_pf = getenv("QF_CUDA_MV_PF") ? atoi(getenv("QF_CUDA_MV_PF")) : 1;
     d->prof = env_on("QF_CUDA_PROFILE", 0);
+    if (env_on("QF_CUDA_TRACE", 0)) {
+        d->tr_h = (unsigned long long *)qf_malloc((size_t)TR_MAX * 8 * sizeof(unsigned long long));
+        d->tr_cat = (signed char *)qf_malloc(TR_MAX);
+        d->tr_lay = (short *)qf_malloc(TR_MAX * sizeof(short));
+        if (!d->tr_h || !d->tr_cat || !d->tr_lay ||
+            cudaMalloc((void **)&d->tr_d, (size_t)TR_MAX * 8 * sizeof(unsigned long long)) != cudaSuccess) {
+            cudaGetLastError();
+            d->tr_d = NULL;
+        }
+    }
     if (d->prof) {
         /* kernels one after the other, each between two events */
         d->use_graphs = 0;
@@ -613,6 +702,10 @@ static void cuda_close(qf_dev *d) {
     for (int i = 0; i < d->cap_pev; i++) cudaEventDestroy(d->pev[i]);
     qf_free(d->pev);
     qf_free(d->pcat);
+    cudaFree(d->tr_d);
+    qf_free(d->tr_h);
+    qf_free(d->tr_cat);
+    qf_free(d->tr_lay);
     cudaGetLastError();
     qf_free(d);
 }
@@ -661,6 +754,7 @@ static cudaError_t mm_group(qf_dev *d, const dmat *m, int nm, int acts, const ac
                             int add, int cat) {
     act_args a = *in;
     a.modes = acts;
+    a.trace = tr_take(d, PC_ACT);
     prof_mark(d, PC_ACT, 0);
     CK(cu_act(&a, &d->act, d->use_pdl, d->st));
     for (int i = 0, off = 0; i < nm; off += m[i].rows, i++) {
@@ -686,6 +780,7 @@ static cudaError_t mv_normed(qf_dev *d, const dmat *m, const float *x, const flo
         in.h_tok_pad = 1;
         in.n_ff = d->m->hp.n_ff;
     }
+    in.trace = tr_take(d, cat);
     prof_mark(d, cat, m->bytes);
     return cu_matvec(m, &in, y, 0, d->use_pdl, d->st);
 }
@@ -754,8 +849,9 @@ static cudaError_t enqueue_seq(qf_dev *d, attn_params *ap, const int *tok, const
         ap->k_norm = NULL;
         ap->aq8 = d->act.a8_0.q;
         ap->ads8 = d->act.a8_0.ds;
+        ap->trace = tr_take(d, PC_ATTN);
         prof_mark(d, PC_ATTN, 0);
-        CK(cu_attention(ap, pdl, d->st));
+        CK(ap->lcap ? cu_attention_short(ap, pdl, d->st) : cu_attention(ap, pdl, d->st));
         mvs_in *w = &ph[n_ph++];
         w->w = &D->wo, w->src = &d->act.a8_0, w->src_tok_pad = d->act.tok_pad, w->y = d->x, w->add = 1;
         w->kv_layer = -1;
@@ -784,7 +880,7 @@ static bool qkv_store_ok(const qf_dev *d, const attn_params *ap, int l, bool one
  * RMSNorms inside the Q/K/V and gate/up matrix-vector kernels, SwiGLU in
  * the gate/up epilogue, the kv store inside attention (any step with one
  * token per sequence), so a layer is 5 kernels instead of 9. */
-static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc) {
+static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc, int lcap) {
     const qf_hparams *hp = &d->m->hp;
     cu_mv_off = !d->use_mv;
     const int n = s->n_tok, E = hp->n_embd, pdl = d->use_pdl;
@@ -793,6 +889,9 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc) {
     qf_step_layout L;
     qf_step_layout_get(s->n_tok, s->n_out, E, s->n_tab, &L);
     const uint8_t *sd = (const uint8_t *)d->stage_d;
+    d->tr_n = 0;
+    d->tr_layer = -1;
+    if (d->tr_d) CK(cudaMemsetAsync(d->tr_d, 0, (size_t)TR_MAX * 8 * sizeof(unsigned long long), d->st));
     const int *tok = (const int *)(sd + L.off_tok), *out = (const int *)(sd + L.off_out);
     const int *tab = (const int *)(sd + L.off_tab);
     prof_mark(d, PC_ROPE, 0);
@@ -824,9 +923,11 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc) {
     ap.n_tok = n;
     ap.hpc = hpc;
     ap.n_split = n_split;
-    ap.fuse_store = d->use_att_fuse && s->one_per_seq;
-    ap.early_trigger = d->att_early;
+    /* short attention where k_store would run (no QKV epilogue store): it stores K/V itself */
+    ap.fuse_store = (d->use_att_fuse || (lcap && d->short_fuse && !one)) && s->one_per_seq;
+    ap.early_trigger = lcap ? d->short_early : d->att_early;
     ap.prefetch = d->att_pf;
+    ap.lcap = lcap;
     ap.out = d->att;
     ap.part = d->part;
     ap.cnt = d->att_combine ? NULL : d->att_cnt;
@@ -838,6 +939,7 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc) {
     if (seq) CK(enqueue_seq(d, &ap, tok, tab));
     for (int l = 0; !seq && l < nl; l++) {
         const dlayer *D = &d->L[l];
+        d->tr_layer = l;
         /* Q/K/V; one token of a llama-style model: the matrix-vector kernel
          * also stores K (rotated) and V in the cache, no k_store */
         const bool qkv_store = qkv_store_ok(d, &ap, l, one);
@@ -862,7 +964,8 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc) {
         if (one && d->use_mv_norm && D->n_qkv == 1 && cu_mv_ok(&D->qkv[0], 1)) {
             CK(mv_normed(d, &D->qkv[0], d->x, D->attn_norm, d->qkv, false, qkv_store ? &kvs : NULL, PC_QKV));
         } else if (qkv_store) {
-            act_args s_in = {d->x, NULL, E, NULL, D->attn_norm, eps, E, ACT_Q8_0, n};
+            act_args s_in = {d->x, NULL, E, NULL, D->attn_norm, eps, E, ACT_Q8_0, n, NULL};
+            s_in.trace = tr_take(d, PC_ACT);
             prof_mark(d, PC_ACT, 0);
             CK(cu_act(&s_in, &d->act, pdl, d->st));
             mv_in in;
@@ -870,10 +973,11 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc) {
             in.src = &d->act.a8_0;
             in.src_tok_pad = d->act.tok_pad;
             in.kv = &kvs;
+            in.trace = tr_take(d, PC_QKV);
             prof_mark(d, PC_QKV, D->qkv[0].bytes);
             CK(cu_matvec(&D->qkv[0], &in, d->qkv, 0, pdl, d->st));
         } else {
-            act_args s_in = {d->x, NULL, E, NULL, D->attn_norm, eps, E, 0, n};
+            act_args s_in = {d->x, NULL, E, NULL, D->attn_norm, eps, E, 0, n, NULL};
             CK(mm_group(d, D->qkv, D->n_qkv, D->act_qkv, &s_in, d->qkv, d->qkv_stride, 0, PC_QKV));
         }
         /* attention (and the kv store) */
@@ -888,8 +992,9 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc) {
         bool att_enc = d->use_att_enc && D->act_wo == ACT_Q8_0 && hp->head_dim_v % 32 == 0;
         ap.aq8 = att_enc ? d->act.a8_0.q : NULL;
         ap.ads8 = att_enc ? d->act.a8_0.ds : NULL;
+        ap.trace = tr_take(d, PC_ATTN);
         prof_mark(d, PC_ATTN, 0);
-        CK(cu_attention(&ap, pdl, d->st));
+        CK(lcap ? cu_attention_short(&ap, pdl, d->st) : cu_attention(&ap, pdl, d->st));
         /* feed-forward: gate|up, SwiGLU, down */
         const bool gu_mv = one && D->n_gu == 1 && cu_mv_ok(&D->gu[0], 1);
         const bool sw = gu_mv && d->use_swiglu && D->act_down == ACT_Q8_0 && hp->n_ff % 32 == 0 &&
@@ -899,19 +1004,22 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc) {
             memset(&in, 0, sizeof in);
             in.src = &d->act.a8_0;
             in.src_tok_pad = d->act.tok_pad;
+            if (sw && !d->use_mv_norm) in.pf = &D->gu[0], in.pf_n_ff = hp->n_ff, in.pf_tiles = d->mv_pf;
+            in.trace = tr_take(d, PC_WO);
             prof_mark(d, PC_WO, D->wo.bytes);
             CK(cu_matvec(&D->wo, &in, d->x, 1, pdl, d->st));
         } else if (att_enc) {
             prof_mark(d, PC_WO, D->wo.bytes);
             CK(cu_matmul(&D->wo, &d->act, n, d->x, E, 1, pdl, d->st));
         } else {
-            act_args s_att = {d->att, NULL, d->att_stride, NULL, NULL, eps, d->att_stride, 0, n};
+            act_args s_att = {d->att, NULL, d->att_stride, NULL, NULL, eps, d->att_stride, 0, n, NULL};
             CK(mm_group(d, &D->wo, 1, D->act_wo, &s_att, d->x, E, 1, PC_WO));
         }
         if (gu_mv && d->use_mv_norm) {
             CK(mv_normed(d, &D->gu[0], d->x, D->ffn_norm, d->gu, sw, NULL, PC_GU));
         } else if (sw) {
-            act_args s_ffn = {d->x, NULL, E, NULL, D->ffn_norm, eps, E, ACT_Q8_0, n};
+            act_args s_ffn = {d->x, NULL, E, NULL, D->ffn_norm, eps, E, ACT_Q8_0, n, NULL};
+            s_ffn.trace = tr_take(d, PC_ACT);
             prof_mark(d, PC_ACT, 0);
             CK(cu_act(&s_ffn, &d->act, pdl, d->st));
             mv_in in;
@@ -921,10 +1029,11 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc) {
             in.h = &d->h8;
             in.h_tok_pad = 1;
             in.n_ff = hp->n_ff;
+            in.trace = tr_take(d, PC_GU);
             prof_mark(d, PC_GU, D->gu[0].bytes);
             CK(cu_matvec(&D->gu[0], &in, d->gu, 0, pdl, d->st));
         } else {
-            act_args s_ffn = {d->x, NULL, E, NULL, D->ffn_norm, eps, E, 0, n};
+            act_args s_ffn = {d->x, NULL, E, NULL, D->ffn_norm, eps, E, 0, n, NULL};
             CK(mm_group(d, D->gu, D->n_gu, D->act_gu, &s_ffn, d->gu, d->gu_stride, 0, PC_GU));
         }
         if (sw) {
@@ -932,15 +1041,17 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc) {
             memset(&in, 0, sizeof in);
             in.src = &d->h8;
             in.src_tok_pad = 1;
+            in.trace = tr_take(d, PC_DOWN);
             prof_mark(d, PC_DOWN, D->down.bytes);
             CK(cu_matvec(&D->down, &in, d->x, 1, pdl, d->st));
         } else {
-            act_args s_h = {d->gu, d->gu + hp->n_ff, d->gu_stride, NULL, NULL, eps, hp->n_ff, 0, n};
+            act_args s_h = {d->gu, d->gu + hp->n_ff, d->gu_stride, NULL, NULL, eps, hp->n_ff, 0, n, NULL};
             CK(mm_group(d, &D->down, 1, D->act_down, &s_h, d->x, E, 1, PC_DOWN));
         }
     }
+    d->tr_layer = -1;
     if (s->n_out > 0) {
-        act_args s_out = {d->x, NULL, E, out, d->out_norm, eps, E, 0, s->n_out};
+        act_args s_out = {d->x, NULL, E, out, d->out_norm, eps, E, 0, s->n_out, NULL};
         CK(mm_group(d, &d->out, 1, d->act_out, &s_out, d->logits, hp->n_vocab, 0, PC_HEAD));
     }
     prof_mark(d, -1, 0);
@@ -973,6 +1084,22 @@ static int pick_split(const qf_dev *d, const qf_step *s, int hpc) {
     return p2;
 }
 
+/* Positions cu_attention_short holds for this step (a multiple of 64, so
+ * that a graph serves 64 steps of a growing context), or 0: the split
+ * kernel. Only when every sequence has one token (the others' positions
+ * are then all from earlier steps) and its shared memory fits (hpc query
+ * heads per block, pick_hpc: one for few tokens, the kv group for many). */
+static int pick_short(const qf_dev *d, const qf_step *s, int hpc) {
+    const qf_hparams *hp = &d->m->hp;
+    if (!d->att_short || !s->one_per_seq || (d->att_short == 2 && (long)s->n_tok * hp->n_head_kv >= d->n_sm))
+        return 0;
+    attn_params p;
+    memset(&p, 0, sizeof p);
+    p.hd = hp->head_dim, p.hdv = hp->head_dim_v, p.n_rot = hp->n_rot, p.kv_f32 = d->kv_f32, p.hpc = hpc;
+    int lcap = (int)round_up((size_t)(s->max_attend > 0 ? s->max_attend : 1), 64);
+    return cu_attention_short_smem(&p, lcap) ? lcap : 0;
+}
+
 static qf_status cuda_step(qf_dev *d, const qf_step *s, qf_err *err) {
     const qf_hparams *hp = &d->m->hp;
     if (s->bytes > d->stage_dcap) {
@@ -989,8 +1116,9 @@ static qf_status cuda_step(qf_dev *d, const qf_step *s, qf_err *err) {
         d->stage_dcap = cap;
     }
     CU(cudaMemcpyAsync(d->stage_d, s->buf, s->bytes, cudaMemcpyHostToDevice, d->st), "step upload");
-    int hpc = pick_hpc(d, s), n_split = pick_split(d, s, hpc);
-    int key[5] = {s->n_tok, s->n_out, n_split, hpc, s->one_per_seq ? 1 : 0};
+    int hpc = pick_hpc(d, s), n_split = pick_split(d, s, hpc), lcap = pick_short(d, s, hpc);
+    if (lcap) n_split = 1;
+    int key[6] = {s->n_tok, s->n_out, n_split, hpc, s->one_per_seq ? 1 : 0, lcap};
     bool done = false;
     if (d->use_graphs) {
         graph_ent *hit = NULL, *victim = &d->graphs[0];
@@ -1003,7 +1131,7 @@ static qf_status cuda_step(qf_dev *d, const qf_step *s, qf_err *err) {
         if (!hit) {
             cudaGraph_t graph = NULL;
             CU(cudaStreamBeginCapture(d->st, cudaStreamCaptureModeThreadLocal), "graph capture");
-            cudaError_t e = enqueue(d, s, n_split, hpc);
+            cudaError_t e = enqueue(d, s, n_split, hpc, lcap);
             cudaError_t e2 = cudaStreamEndCapture(d->st, &graph);
             if (e != cudaSuccess || e2 != cudaSuccess) {
                 if (graph) cudaGraphDestroy(graph);
@@ -1028,7 +1156,7 @@ static qf_status cuda_step(qf_dev *d, const qf_step *s, qf_err *err) {
         /* profiling: hold the stream until every launch is queued, so the
          * events time the kernels, not the host */
         if (d->prof) CU(cudaLaunchHostFunc(d->st, prof_hold, NULL), "profile");
-        CU(enqueue(d, s, n_split, hpc), "step launch");
+        CU(enqueue(d, s, n_split, hpc, lcap), "step launch");
     }
     if (s->n_out > 0)
         CU(cudaMemcpyAsync(d->logits_h, d->logits, (size_t)s->n_out * hp->n_vocab * sizeof(float),
@@ -1036,6 +1164,7 @@ static qf_status cuda_step(qf_dev *d, const qf_step *s, qf_err *err) {
            "logits download");
     CU(cudaStreamSynchronize(d->st), "step");
     prof_collect(d);
+    tr_collect(d);
     return QF_OK;
 }
 
@@ -1242,7 +1371,7 @@ extern "C" qf_status qf_cuda_test_matmul(qf_type type, int32_t rows, int32_t col
         goto out;
     e = cudaMemcpy(xd, x, (size_t)n * cols * 4, cudaMemcpyHostToDevice);
     if (e == cudaSuccess) {
-        act_args a = {xd, NULL, cols, NULL, NULL, 0.0f, cols, fmt_act(fmt), n};
+        act_args a = {xd, NULL, cols, NULL, NULL, 0.0f, cols, fmt_act(fmt), n, NULL};
         e = cu_act(&a, &d.act, 0, d.st);
     }
     cu_mv_off = 0;
@@ -1328,14 +1457,14 @@ extern "C" qf_status qf_cuda_test_matvec_fused(qf_type type, int32_t rows, int32
     if (e == cudaSuccess) e = cudaMemcpy(nd, norm, (size_t)cols * 4, cudaMemcpyHostToDevice);
     /* reference: act kernel (norm + encode), mmq; act kernel for SwiGLU */
     if (e == cudaSuccess) {
-        act_args a = {xd, NULL, cols, NULL, nd, eps, cols, ACT_Q8_0, 1};
+        act_args a = {xd, NULL, cols, NULL, nd, eps, cols, ACT_Q8_0, 1, NULL};
         e = cu_act(&a, &d.act, 0, d.st);
     }
     cu_mm_unstaged = 1;
     if (e == cudaSuccess) e = cu_matmul(&m, &d.act, 1, yr, rows, 0, 0, d.st);
     cu_mm_unstaged = 0;
     if (e == cudaSuccess && nh) {
-        act_args a = {yr, yr + nh, rows, NULL, NULL, eps, (int)nh, ACT_Q8_0, 1};
+        act_args a = {yr, yr + nh, rows, NULL, NULL, eps, (int)nh, ACT_Q8_0, 1, NULL};
         e = cu_act(&a, &d.act, 0, d.st);
         if (e == cudaSuccess) e = cudaMemcpy(hq_ref, d.act.a8_0.q, kmax, cudaMemcpyDeviceToHost);
         if (e == cudaSuccess)
@@ -1409,4 +1538,25 @@ extern "C" void qf_cuda_profile_reset(void) {
     memset(g_pc_bytes, 0, sizeof g_pc_bytes);
     memset(g_pc_calls, 0, sizeof g_pc_calls);
     g_pc_steps = 0;
+}
+
+extern "C" int qf_cuda_trace_get(qf_cuda_trace_ev *out, int cap) {
+    int n = 0;
+    for (int i = 0; i < g_tr_n && n < cap && g_tr_steps > 0; i++, n++) {
+        out[n].name = g_tr_cat[i] >= 0 && g_tr_cat[i] < PC_COUNT ? k_pc_name[g_tr_cat[i]] : "?";
+        out[n].layer = g_tr_lay[i];
+        for (int e = 0; e < 4; e++)
+            for (int k = 0; k < 2; k++)
+                out[n].us[2 * e + k] = g_tr_cnt[i][e] ? g_tr_us[i][2 * e + k] / (double)g_tr_cnt[i][e] : -1.0;
+    }
+    return n;
+}
+
+extern "C" long qf_cuda_trace_steps(void) { return g_tr_steps; }
+
+extern "C" void qf_cuda_trace_reset(void) {
+    memset(g_tr_us, 0, sizeof g_tr_us);
+    memset(g_tr_cnt, 0, sizeof g_tr_cnt);
+    g_tr_steps = 0;
+    g_tr_n = 0;
 }

@@ -131,6 +131,13 @@ typedef struct mv_in {
      * no k norm): the epilogue also stores the token's key heads, rotated,
      * and value heads into the cache, as cu_k_store would */
     const mv_kv *kv;
+    unsigned long long *trace; /* QF_CUDA_TRACE slot (trace_ev) or NULL */
+    /* with pf (the matrix of the next cu_matvec, pf_n_ff > 0 for gate|up
+     * with the SwiGLU epilogue): after requesting its own weights, the
+     * kernel prefetches into L2 the first pf_tiles tiles of each of that
+     * launch's blocks (at most 2 for gate|up) */
+    const dmat *pf;
+    int pf_n_ff, pf_tiles;
 } mv_in;
 
 /* One matrix of cu_matvec_seq: input pre-encoded (src, token 0, ds
@@ -189,6 +196,7 @@ typedef struct act_args {
     int k;             /* values per row */
     int modes;         /* ACT_* to produce */
     int n;             /* tokens */
+    unsigned long long *trace; /* QF_CUDA_TRACE slot (trace_ev) or NULL */
 } act_args;
 cudaError_t cu_act(const act_args *a, const act_bufs *out, int pdl, cudaStream_t st);
 
@@ -222,12 +230,28 @@ typedef struct attn_params {
     uint8_t *aq8;       /* (tok_pad, a_kmax) */
     float2 *ads8;       /* (a_kmax / 32, a_tok_pad) */
     int a_kmax, a_tok_pad;
+    /* short contexts, one token per sequence, few tokens: cu_attention_short
+     * (lcap: positions its shared memory holds, >= every token's attended
+     * count; a multiple of 32) */
+    int lcap;
+    unsigned long long *trace; /* QF_CUDA_TRACE slot (trace_ev) or NULL */
 } attn_params;
 /* keys (normed, rotated) and values of the step's tokens into the cache */
 cudaError_t cu_k_store(const attn_params *p, int pdl, cudaStream_t st);
 /* attention of every token; its query heads normed and rotated here; with
  * fuse_store also its key (normed, rotated) and value stored into the cache */
 cudaError_t cu_attention(const attn_params *p, int pdl, cudaStream_t st);
+/* The attention of one token per sequence over a short context (p->lcap
+ * positions at most): one block per (token, query head) holding every
+ * attended key and value in shared memory, the cached ones copied in before
+ * the PDL wait; no split, no combine. Needs every sequence to have one
+ * token in the step (the other positions were written by earlier steps),
+ * no fuse_store, head dims multiples of 8 up to 256. Same outputs as
+ * cu_attention (out, and the Q8_0 encoding when aq8), not the same bits
+ * (another summation order). */
+cudaError_t cu_attention_short(const attn_params *p, int pdl, cudaStream_t st);
+/* shared memory of cu_attention_short for lcap positions (0: too much) */
+size_t cu_attention_short_smem(const attn_params *p, int lcap);
 cudaError_t cu_rope_table(const int *tok, int n_tok, const double *freq, int n_rot, float *cs, int pdl,
                           cudaStream_t st);
 

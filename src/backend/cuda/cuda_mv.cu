@@ -18,7 +18,10 @@
  * quants per warp by default, the first ones requested before the PDL wait
  * (weights never depend on the previous kernel), each stage refilled with
  * the warp's next piece as soon as it has been read, with the L2
- * evict-first policy (QF_CUDA_MV_EF=0: normal). The copy engine keeps far
+ * evict-first policy (QF_CUDA_MV_EF=0: normal). With mv_in.pf (the Wo
+ * kernel, for gate|up) each warp then also asks L2 to prefetch the first
+ * tile of some blocks of the next launch: the memory would otherwise idle
+ * while this kernel's epilogue and the act kernel run. The copy engine keeps far
  * more bytes in flight than per-thread loads can (measured: 414 vs 346
  * tok/s for an 8B Q4_0 model on the H100). Before sm_90 (or with
  * QF_CUDA_MV_S=0) each warp keeps U k-steps requested in registers
@@ -95,6 +98,15 @@ typedef struct mv_args {
     uint8_t *hq;
     float2 *hds;
     int h_tok_pad;
+    unsigned long long *tr; /* QF_CUDA_TRACE slot or NULL */
+    /* L2 prefetch of the next launch's first weights (mv_in.pf): for each
+     * of its pf_grid blocks, the tiles of its first pf_tiles positions
+     * (position p of block j: j pf_per_block + p; with pf_gt > 0 mapped to
+     * tiles as gate|up does, mv_tile); a tile is pf_tq bytes of quants at
+     * pf_q, pf_ts of scales at pf_s */
+    const uint8_t *pf_q, *pf_s;
+    uint32_t pf_tq, pf_ts;
+    int pf_grid, pf_tiles, pf_n_pos, pf_per_block, pf_gt;
 } mv_args;
 
 /* weights are read once per step: keep them out of L1 */
@@ -297,6 +309,14 @@ DEV void mbar_wait(uint64_t *bar, uint32_t parity) {
 #endif
 }
 
+DEV void prefetch_l2(const void *p, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#else
+    (void)p, (void)bytes;
+#endif
+}
+
 /* Unit i of a warp's sequence (round r = i / nch, chunk c = i % nch of its
  * k-range of that round's tile) into stage i % S. Lane 0 issues. */
 template <int FMT, int S, bool SWIGLU>
@@ -333,6 +353,7 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
     uint8_t *stages = (uint8_t *)(ys + (size_t)rounds * MV_WARPS * 16) +
                       (size_t)warp * SS * mvb_stage<FMT, S>::BYTES; /* this warp's stages */
     const int nch = (k1 - k0 + C - 1) / C, n_units = rw * nch;
+    trace_ev(a.tr, TR_START);
 
     /* the weights and the norm do not depend on the previous kernel:
      * request them now; everything else after the wait, in one round trip
@@ -347,6 +368,18 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
         __syncwarp();
         for (int j = 0; j < SS; j++)
             mvb_issue<FMT, S, SWIGLU>(a, stages, bars[warp], j, n_units, nch, k0, k1, tpb, tt, lane, pol);
+        /* behind this kernel's own requests: the next launch's first
+         * weights into L2 (the memory would idle while this kernel's
+         * epilogue and the kernels between run) */
+        if (lane == 0)
+            for (int j = (int)blockIdx.x * MV_WARPS + warp; j < a.pf_grid * a.pf_tiles;
+                 j += (int)gridDim.x * MV_WARPS) {
+                const int b = j / a.pf_tiles, t = j % a.pf_tiles, p = b * a.pf_per_block + t;
+                if (p >= a.pf_n_pos || t >= a.pf_per_block) continue;
+                const size_t tile = (size_t)(a.pf_gt ? mv_tile<true>(p, a.pf_gt) : p);
+                prefetch_l2(a.pf_q + tile * a.pf_tq, a.pf_tq);
+                prefetch_l2(a.pf_s + tile * a.pf_ts, a.pf_ts);
+            }
     } else {
         if (rw > 0) mv_seek<FMT>(lc, a, mv_tile<SWIGLU>(mv_pos(a, tt), gt), k0, lane);
 #pragma unroll
@@ -365,6 +398,7 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
     }
     pdl_trigger();
     pdl_wait();
+    trace_ev(a.tr, TR_WAIT);
     if (NORM) {
         for (int i = tid; i < a.k / 4; i += 256) cp16(xs + 4 * i, a.x + 4 * i);
     } else {
@@ -467,6 +501,7 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
         }
     }
     __syncthreads();
+    trace_ev(a.tr, TR_LOOP);
     /* outputs: the W partial sums of each row in warp order (every thread
      * runs the same trip count: the kv store pairs neighbouring lanes) */
     size_t kv_base = 0;
@@ -525,6 +560,7 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
             mv_encode32(v, e, a.hq, &a.hds[(size_t)q * a.h_tok_pad], lane);
         }
     }
+    trace_ev(a.tr, TR_END);
 }
 
 /* ---- dispatch ---- */
@@ -649,24 +685,40 @@ template <int FMT, int U, bool NORM, bool SW, int S> static int mv_per_sm(size_t
  * (default), or with QF_CUDA_MV_CYCLIC=1 chunks dealt round robin. */
 static int g_mv_cyc = -1;
 
-template <int FMT, int U, bool NORM, bool SW, int S>
-static cudaError_t mv_launch(mv_args a, const dmat *w, int pdl, cudaStream_t st) {
-    const int tpb = MV_WARPS / a.W, unit = SW ? 4 : tpb, units = (a.tiles + unit - 1) / unit;
+/* A launch's geometry for w: tiles per block, rounds, grid, shared memory */
+typedef struct mv_geom {
+    int per_block, unit, rounds, grid, cyc;
+    size_t smem;
+} mv_geom;
+
+/* false when the partial sums do not fit */
+template <int FMT, int U, bool NORM, bool SW, int S> static bool mv_plan(const dmat *w, int W, mv_geom *g) {
+    const int tiles = w->rows_pad / 16, tpb = MV_WARPS / W, unit = SW ? 4 : tpb, units = (tiles + unit - 1) / unit;
     size_t smem = mv_smem(w, NORM, (unit + tpb - 1) / tpb, S);
     int slots = mv_per_sm<FMT, U, NORM, SW, S>(smem) * g_mv_n_sm;
+    memset(g, 0, sizeof *g);
     for (int it = 0; it < 2; it++) {
-        a.per_block = (units + slots - 1) / slots * unit;
-        smem = mv_smem(w, NORM, (a.per_block + tpb - 1) / tpb, S);
-        if (smem > (size_t)g_mv_smem_max) return cudaErrorInvalidConfiguration;
+        g->per_block = (units + slots - 1) / slots * unit;
+        smem = mv_smem(w, NORM, (g->per_block + tpb - 1) / tpb, S);
+        if (smem > (size_t)g_mv_smem_max) return false;
         int s2 = mv_per_sm<FMT, U, NORM, SW, S>(smem) * g_mv_n_sm;
         if (s2 >= slots) break;
         slots = s2;
     }
-    a.unit = unit;
-    a.rounds = (a.per_block + tpb - 1) / tpb;
-    a.cyc = g_mv_cyc;
-    dim3 grid((unsigned)(a.cyc ? (units < slots ? units : slots) : (a.tiles + a.per_block - 1) / a.per_block));
-    return launch_k(mv_kernel<FMT, U, NORM, SW, S>, grid, dim3(256), smem, st, pdl, a);
+    g->unit = unit;
+    g->rounds = (g->per_block + tpb - 1) / tpb;
+    g->cyc = g_mv_cyc;
+    g->grid = g->cyc ? (units < slots ? units : slots) : (tiles + g->per_block - 1) / g->per_block;
+    g->smem = smem;
+    return true;
+}
+
+template <int FMT, int U, bool NORM, bool SW, int S>
+static cudaError_t mv_launch(mv_args a, const dmat *w, int pdl, cudaStream_t st) {
+    mv_geom g;
+    if (!mv_plan<FMT, U, NORM, SW, S>(w, a.W, &g)) return cudaErrorInvalidConfiguration;
+    a.per_block = g.per_block, a.unit = g.unit, a.rounds = g.rounds, a.cyc = g.cyc;
+    return launch_k(mv_kernel<FMT, U, NORM, SW, S>, dim3((unsigned)g.grid), dim3(256), g.smem, st, pdl, a);
 }
 
 template <int FMT, int U, int S>
@@ -675,6 +727,27 @@ static cudaError_t mv_run(const mv_args &a, const dmat *w, bool norm, bool sw, i
     if (norm) return mv_launch<FMT, U, true, false, S>(a, w, pdl, st);
     if (sw) return mv_launch<FMT, U, false, true, S>(a, w, pdl, st);
     return mv_launch<FMT, U, false, false, S>(a, w, pdl, st);
+}
+
+/* The L2 prefetch list of a: the tiles of the first `tiles` positions of
+ * every block of the launch cu_matvec would make for w with the default
+ * bulk path and no norm (n_ff > 0: gate|up with the SwiGLU epilogue). */
+static void mv_pf_plan(mv_args *a, const dmat *w, int n_ff, int tiles) {
+    const int S = mv_stages_env(), W = cu_mm_warps(w->ks);
+    const bool sw = n_ff > 0;
+    if (!S || (w->fmt != FMT_Q4_0 && w->fmt != FMT_Q8_0)) return;
+    mv_geom g;
+    bool ok;
+#define MV_PLAN(F, SS)                                                                                            \
+    (sw ? mv_plan<F, 1, false, true, SS>(w, W, &g) : mv_plan<F, 1, false, false, SS>(w, W, &g))
+    if (w->fmt == FMT_Q4_0) ok = S == 2 ? MV_PLAN(FMT_Q4_0, 2) : S == 3 ? MV_PLAN(FMT_Q4_0, 3) : MV_PLAN(FMT_Q4_0, 4);
+    else ok = S == 2 ? MV_PLAN(FMT_Q8_0, 2) : S == 3 ? MV_PLAN(FMT_Q8_0, 3) : MV_PLAN(FMT_Q8_0, 4);
+#undef MV_PLAN
+    if (!ok || g.cyc) return;
+    a->pf_q = (const uint8_t *)w->q, a->pf_s = (const uint8_t *)w->s;
+    a->pf_tq = (uint32_t)((size_t)w->ks * (w->fmt == FMT_Q8_0 ? 1024 : 512)), a->pf_ts = (uint32_t)((size_t)w->ks * 64);
+    a->pf_grid = g.grid, a->pf_tiles = tiles, a->pf_n_pos = w->rows_pad / 16, a->pf_per_block = g.per_block;
+    a->pf_gt = sw ? n_ff / 16 : 0;
 }
 
 cudaError_t cu_matvec(const dmat *w, const mv_in *in, float *y, int add, int pdl, cudaStream_t st) {
@@ -694,6 +767,7 @@ cudaError_t cu_matvec(const dmat *w, const mv_in *in, float *y, int add, int pdl
     a.y = y;
     a.bias = w->bias;
     a.add = add;
+    a.tr = in->trace;
     if (in->kv) {
         const mv_kv *k = in->kv;
         if (k->n_rot % 2 || k->hd % 2) return cudaErrorInvalidValue;
@@ -711,6 +785,7 @@ cudaError_t cu_matvec(const dmat *w, const mv_in *in, float *y, int add, int pdl
     if (u_env == -2) u_env = mv_env("QF_CUDA_MV_U", 0), ef_env = mv_env("QF_CUDA_MV_EF", 1);
     if (g_mv_cyc < 0) g_mv_cyc = mv_env("QF_CUDA_MV_CYCLIC", 0) != 0;
     a.ef = ef_env;
+    if (in->pf && in->pf_tiles > 0) mv_pf_plan(&a, in->pf, in->pf_n_ff, in->pf_tiles);
     const bool norm = in->x != NULL;
     const int S = mv_stages_env();
     if (w->fmt == FMT_Q4_0) {

@@ -19,8 +19,13 @@
  *             contexts, few tokens) partial (max, sum, numerator) are
  *             combined by the last split block to finish (a counter per
  *             token and head group), or by a combine kernel.
+ * attention_short: one token per sequence, short contexts: every attended
+ *             key and value in shared memory, copied in before the PDL
+ *             wait; one block per (token, query heads), no split (see its
+ *             section).
  */
 #include <math.h>
+#include <stdlib.h>
 
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/cuda_int.h"
@@ -44,15 +49,25 @@ DEV float act_val(const act_in &in, int e) {
 /* One block per (token, slice of 256 values): a thread per value. With a
  * norm every block first sums the squares of the whole row (the rows are
  * small and in L2), so a single token still spreads over K / 256 blocks. */
-static __global__ void __launch_bounds__(256) act_kernel(const act_args a, const act_bufs o) {
+static __global__ void __launch_bounds__(256) act_kernel(const act_args a, const act_bufs o, int reuse_ok) {
     __shared__ double red[8];
     __shared__ float wam[8], wmx[8];
+    trace_ev(a.trace, TR_START);
     pdl_trigger();
-    pdl_wait();
     const int i = blockIdx.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int e = blockIdx.y * 256 + tid;
+    /* the norm weight of this thread's value: constant, read before the wait */
+    const float nwe = a.norm && e < a.k ? a.norm[e] : 0.0f;
+    pdl_wait();
+    trace_ev(a.trace, TR_WAIT);
     const int src = a.rows ? a.rows[i] : i;
     act_in in = {a.x + (size_t)src * a.ldx, a.x2 ? a.x2 + (size_t)src * a.ldx : NULL, NULL, 1.0f};
+    /* with a norm over a row of at most 256 ACT_NR values, the sum's loads
+     * include this thread's value (j = blockIdx.y): kept, not read again,
+     * so the kernel makes one round trip after the wait (QF_CUDA_ACT_REUSE=0:
+     * two, as before) */
+    const bool reuse = a.norm && reuse_ok && a.k <= 256 * ACT_NR && blockIdx.y < ACT_NR;
+    float mine = 0.0f;
     if (a.norm) {
         /* the row is in L2: request ACT_NR values at once (one round trip
          * instead of one per unrolled group), then sum in the same order */
@@ -75,8 +90,10 @@ static __global__ void __launch_bounds__(256) act_kernel(const act_args a, const
                 for (int j = 0; j < ACT_NR; j++) v[j] = v[j] / (1.0f + expf(-v[j])) * u[j];
             }
 #pragma unroll
-            for (int j = 0; j < ACT_NR; j++)
+            for (int j = 0; j < ACT_NR; j++) {
                 if (k0 + 256 * j < a.k) ss += (double)v[j] * v[j];
+                if (j == (int)blockIdx.y) mine = v[j];
+            }
         }
         ss = warp_sum_d(ss);
         if (lane == 0) red[warp] = ss;
@@ -87,7 +104,7 @@ static __global__ void __launch_bounds__(256) act_kernel(const act_args a, const
         in.norm = a.norm;
     }
     const bool valid = e < a.k;
-    const float v = valid ? act_val(in, e) : 0.0f;
+    const float v = !valid ? 0.0f : reuse ? mine * in.scale * nwe : act_val(in, e);
     if ((a.modes & ACT_F32) && valid) o.f[(size_t)i * o.kmax + e] = v;
     if (a.modes & ACT_Q8_0) {
         /* K is a multiple of 32: a warp is one whole group or none */
@@ -131,12 +148,18 @@ static __global__ void __launch_bounds__(256) act_kernel(const act_args a, const
                     make_float2(mx != 0.0f ? 1.0f / iscale : 0.0f, __int_as_float(sum));
         }
     }
+    trace_ev(a.trace, TR_END);
 }
 
 cudaError_t cu_act(const act_args *a, const act_bufs *out, int pdl, cudaStream_t st) {
     if (a->n <= 0) return cudaSuccess;
+    static int reuse = -1;
+    if (reuse < 0) {
+        const char *s = getenv("QF_CUDA_ACT_REUSE");
+        reuse = !(s && *s && atoi(s) == 0);
+    }
     dim3 grid((unsigned)a->n, (unsigned)((a->k + 255) / 256));
-    return launch_k(act_kernel, grid, dim3(256), 0, st, pdl, *a, *out);
+    return launch_k(act_kernel, grid, dim3(256), 0, st, pdl, *a, *out, reuse);
 }
 
 /* ---- rope ---- */
@@ -331,11 +354,13 @@ static __global__ void __launch_bounds__(128) attn_kernel(const attn_params p) {
     __shared__ float ps[HPC][32];
     __shared__ long long vo_s[32];
     __shared__ float corr_s[HPC], m_s[HPC], l_s[HPC];
+    trace_ev(p.trace, TR_START);
     /* by default no early trigger: the next kernel's weight prefetch would
      * queue ahead of this kernel's latency-bound reads of the cache */
     if (p.early_trigger) pdl_trigger();
     if (p.prefetch) attn_prefetch<KT>(p, HPC);
     pdl_wait();
+    trace_ev(p.trace, TR_WAIT);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int G = p.n_head / p.n_head_kv;
     const int i = blockIdx.x, h0 = blockIdx.y * HPC, kvh = h0 / G, sp = blockIdx.z;
@@ -460,6 +485,7 @@ static __global__ void __launch_bounds__(128) attn_kernel(const attn_params p) {
         }
         __syncthreads(); /* the next chunk overwrites part, ps, vo_s */
     }
+    trace_ev(p.trace, TR_LOOP);
     if (!p.early_trigger) pdl_trigger();
     if (FUSE && h0 % G == 0 && sp == 0) { /* the kv group's first block stores this position */
         const int blk = p.tables[toff + pos / p.bs], slot = pos % p.bs;
@@ -502,6 +528,7 @@ static __global__ void __launch_bounds__(128) attn_kernel(const attn_params p) {
         if (last_s)
             for (int hh = 0; hh < HPC; hh++) attn_combine_head(p, (size_t)i * p.n_head + h0 + hh, tid, 128);
     }
+    trace_ev(p.trace, TR_END);
 }
 
 static __global__ void __launch_bounds__(128) attn_combine_kernel(const attn_params p) {
@@ -528,4 +555,301 @@ cudaError_t cu_attention(const attn_params *p, int pdl, cudaStream_t st) {
                                                : attn_launch<__half, false>(p, grid, pdl, st));
     if (e != cudaSuccess || p->n_split == 1 || p->cnt) return e;
     return launch_k(attn_combine_kernel, dim3((unsigned)(p->n_tok * p->n_head)), dim3(128), 0, st, pdl, *p);
+}
+
+/* ---- attention over a short context, one token per sequence ----
+ *
+ * At batch 1 the split kernel above is a chain of dependent round trips
+ * (block table, keys, values per 32-position chunk, then the split
+ * partials and their combine). Here one block per (token, HPC query heads
+ * of one kv group) holds every attended key and value in shared memory:
+ * all but the token's own position were written by earlier steps, so they
+ * are copied in before the PDL wait, while the kernels before it still
+ * run; after the wait one round trip brings q, the rope row and the own
+ * key/value, and the rest is arithmetic on shared memory: a thread per
+ * position for the scores (8 partial sums over the head dims per head,
+ * added pairwise), a block maximum and sum per head for the softmax, then
+ * a thread per output value (AS_THREADS / (HPC hdv) threads each over a
+ * range of positions when there are fewer outputs than threads, added in
+ * order), the output and its Q8_0 encoding for Wo. No split, no combine.
+ * HPC = 1 for few tokens (more blocks), the whole kv group for many (each
+ * key and value read once per token). FUSE as attn_kernel: the own key
+ * and value come from the QKV output (k_store's arithmetic) and the kv
+ * group's first block stores them (no k_store kernel). */
+
+#define AS_THREADS 256
+
+template <typename KT> struct as_pad { static constexpr int E = 16 / (int)sizeof(KT); };
+
+/* dynamic shared memory: keys (rows padded by 16 bytes, so lanes reading
+ * neighbouring positions hit different banks), values, hpc scores and a
+ * block number per position */
+template <typename KT> static size_t as_smem(int hd, int hdv, int hpc, int lcap) {
+    return (size_t)lcap *
+           ((size_t)(hd + as_pad<KT>::E) * sizeof(KT) + (size_t)hdv * sizeof(KT) + (size_t)(hpc + 1) * sizeof(float));
+}
+
+template <int HPC, typename KT, bool FUSE>
+static __global__ void __launch_bounds__(AS_THREADS) attn_short_kernel(const attn_params p) {
+    extern __shared__ __align__(16) uint8_t smem[];
+    __shared__ __align__(16) float qs[HPC][256];
+    __shared__ float css[256], vpart[AS_THREADS];
+    __shared__ float kf[FUSE ? 256 : 1], vf[FUSE ? 256 : 1];
+    __shared__ float rmax[HPC][AS_THREADS / 32], rsum[HPC][AS_THREADS / 32], mh[HPC], lh[HPC];
+    constexpr int PE = as_pad<KT>::E, NW = AS_THREADS / 32;
+    const int hd = p.hd, hdv = p.hdv, kst = hd + PE, lcap = p.lcap;
+    KT *ks = (KT *)smem;
+    KT *vs = ks + (size_t)lcap * kst;
+    float *sc = (float *)(vs + (size_t)lcap * hdv); /* (HPC, lcap) scores, then probabilities */
+    int *xb = (int *)(sc + (size_t)HPC * lcap);   /* per position: its kv block; -1 not attended; -2 the own position */
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    trace_ev(p.trace, TR_START);
+    if (p.early_trigger) pdl_trigger();
+    const int G = p.n_head / p.n_head_kv;
+    const int i = blockIdx.x, h0 = blockIdx.y * HPC, kvh = h0 / G;
+    /* positions and block tables come from the step buffer, copied in
+     * before the step's first kernel */
+    const int pos = p.tok[4 * i], toff = p.tok[4 * i + 1], sink = p.tok[4 * i + 2], t0 = p.tok[4 * i + 3];
+    const int L = sink + pos - t0 + 1, xo = L - 1; /* sinks lie before t0 <= pos: the own position is the last */
+    const KT *kv = (const KT *)p.kv;
+    for (int x = tid; x < L; x += AS_THREADS) {
+        const int pp = x < sink ? x : t0 + (x - sink);
+        const int blk = p.tables[toff + pp / p.bs];
+        xb[x] = blk < 0 ? -1 : x == xo ? -2 : blk;
+    }
+    __syncthreads();
+    const int nk = hd / PE, nkv = nk + hdv / PE; /* 16-byte pieces of a key row, of both rows */
+    for (int it = tid; it < xo * nkv; it += AS_THREADS) {
+        const int x = it / nkv, c = it - x * nkv, blk = xb[x];
+        if (blk < 0) { /* not attended: probability 0, and a 0 value (never a NaN from stale memory) */
+            if (c >= nk) *(uint4 *)(vs + (size_t)x * hdv + (c - nk) * PE) = make_uint4(0, 0, 0, 0);
+            continue;
+        }
+        const int pp = x < sink ? x : t0 + (x - sink), slot = pp % p.bs;
+        const size_t base = kv_block_base(p, blk);
+        if (c < nk)
+            cp16(ks + (size_t)x * kst + c * PE, kv + base + (size_t)slot * p.kv_dim + (size_t)kvh * hd + c * PE);
+        else
+            cp16(vs + (size_t)x * hdv + (c - nk) * PE,
+                 kv + base + (size_t)p.bs * p.kv_dim + (size_t)slot * p.kv_dim_v + (size_t)kvh * hdv + (c - nk) * PE);
+    }
+    cp_commit();
+    pdl_wait();
+    trace_ev(p.trace, TR_WAIT);
+
+    /* one round trip: q, the rope row, the own key and value */
+    const float *row = p.qkv + (size_t)i * p.qkv_stride;
+    const bool own = xb[xo] == -2;
+    for (int x = tid; x < HPC * hd; x += AS_THREADS) qs[x / hd][x % hd] = row[(size_t)h0 * hd + x];
+    for (int d = tid; d < p.n_rot; d += AS_THREADS) css[d] = p.cs[(size_t)i * p.n_rot + d];
+    const int opp = xo < sink ? xo : t0 + (xo - sink);
+    if (FUSE) {
+        const float *kr = row + (size_t)p.n_head * hd + (size_t)kvh * hd;
+        const float *vr = row + (size_t)p.n_head * hd + (size_t)p.n_head_kv * hd + (size_t)kvh * hdv;
+        for (int d = tid; d < hd; d += AS_THREADS) kf[d] = kr[d];
+        for (int d = tid; d < hdv; d += AS_THREADS) vf[d] = vr[d];
+    } else if (own) {
+        /* written by the kernel before (the QKV epilogue or k_store): through L2 */
+        const size_t base = kv_block_base(p, p.tables[toff + opp / p.bs]);
+        const int slot = opp % p.bs;
+        for (int c = tid; c < nkv; c += AS_THREADS) {
+            if (c < nk)
+                cp16(ks + (size_t)xo * kst + c * PE, kv + base + (size_t)slot * p.kv_dim + (size_t)kvh * hd + c * PE);
+            else
+                cp16(vs + (size_t)xo * hdv + (c - nk) * PE, kv + base + (size_t)p.bs * p.kv_dim +
+                                                                 (size_t)slot * p.kv_dim_v + (size_t)kvh * hdv +
+                                                                 (c - nk) * PE);
+        }
+        cp_commit();
+    } else {
+        for (int c = tid; c < hdv / PE; c += AS_THREADS)
+            *(uint4 *)(vs + (size_t)xo * hdv + c * PE) = make_uint4(0, 0, 0, 0);
+    }
+    cp_wait_all();
+    __syncthreads();
+    for (int hh = warp; hh < HPC; hh += NW) {
+        head_norm_rope(qs[hh], hd, p.q_norm, p.eps, css, p.n_rot, p.neox, lane);
+        /* an f16 cache: q rounded to f16 before q.K, as the CPU path encodes it */
+        if (!p.kv_f32)
+            for (int d = lane; d < hd; d += 32) qs[hh][d] = __half2float(__float2half_rn(qs[hh][d]));
+    }
+    if (FUSE && warp == NW - 1) {
+        head_norm_rope(kf, hd, p.k_norm, p.eps, css, p.n_rot, p.neox, lane);
+        for (int d = lane; d < hd; d += 32) ks[(size_t)xo * kst + d] = (KT)kf[d];
+        for (int d = lane; d < hdv; d += 32) vs[(size_t)xo * hdv + d] = (KT)vf[d];
+        if (h0 % G == 0 && own) { /* the kv group's first block stores the own position */
+            const size_t base = kv_block_base(p, p.tables[toff + opp / p.bs]);
+            const int slot = opp % p.bs;
+            for (int d = lane; d < hd; d += 32) kv_put(p, base + (size_t)slot * p.kv_dim + (size_t)kvh * hd + d, kf[d]);
+            for (int d = lane; d < hdv; d += 32)
+                kv_put(p, base + (size_t)p.bs * p.kv_dim + (size_t)slot * p.kv_dim_v + (size_t)kvh * hdv + d, vf[d]);
+        }
+    }
+    __syncthreads();
+
+    /* scores: a thread per position, each key row read once for the HPC heads */
+    float ml[HPC];
+#pragma unroll
+    for (int hh = 0; hh < HPC; hh++) ml[hh] = -INFINITY;
+    for (int x = tid; x < L; x += AS_THREADS) {
+        float a[HPC][8];
+#pragma unroll
+        for (int hh = 0; hh < HPC; hh++)
+#pragma unroll
+            for (int u = 0; u < 8; u++) a[hh][u] = 0.0f;
+        const bool ok = xb[x] != -1;
+        if (ok) {
+            const KT *kr = ks + (size_t)x * kst;
+            for (int c = 0; c < hd; c += 8) {
+                float k8[8];
+                load8<KT>(kr + c, k8);
+#pragma unroll
+                for (int hh = 0; hh < HPC; hh++) {
+                    const float4 qa = *(const float4 *)&qs[hh][c], qb = *(const float4 *)&qs[hh][c + 4];
+                    a[hh][0] += qa.x * k8[0], a[hh][1] += qa.y * k8[1], a[hh][2] += qa.z * k8[2];
+                    a[hh][3] += qa.w * k8[3], a[hh][4] += qb.x * k8[4], a[hh][5] += qb.y * k8[5];
+                    a[hh][6] += qb.z * k8[6], a[hh][7] += qb.w * k8[7];
+                }
+            }
+        }
+#pragma unroll
+        for (int hh = 0; hh < HPC; hh++) {
+            const float s = ok ? (((a[hh][0] + a[hh][1]) + (a[hh][2] + a[hh][3])) +
+                                  ((a[hh][4] + a[hh][5]) + (a[hh][6] + a[hh][7]))) *
+                                     p.scale
+                               : -INFINITY;
+            sc[(size_t)hh * lcap + x] = s;
+            ml[hh] = fmaxf(ml[hh], s);
+        }
+    }
+#pragma unroll
+    for (int hh = 0; hh < HPC; hh++) {
+        const float m = warp_max(ml[hh]);
+        if (lane == 0) rmax[hh][warp] = m;
+    }
+    __syncthreads();
+    if (tid < HPC) {
+        float M = rmax[tid][0];
+        for (int w = 1; w < NW; w++) M = fmaxf(M, rmax[tid][w]);
+        mh[tid] = M;
+    }
+    __syncthreads();
+    float ls[HPC];
+#pragma unroll
+    for (int hh = 0; hh < HPC; hh++) ls[hh] = 0.0f;
+    for (int x = tid; x < L; x += AS_THREADS)
+#pragma unroll
+        for (int hh = 0; hh < HPC; hh++) {
+            const float s = sc[(size_t)hh * lcap + x], e = s == -INFINITY ? 0.0f : expf(s - mh[hh]);
+            sc[(size_t)hh * lcap + x] = e;
+            ls[hh] += e;
+        }
+#pragma unroll
+    for (int hh = 0; hh < HPC; hh++) {
+        const float t = warp_sum(ls[hh]);
+        if (lane == 0) rsum[hh][warp] = t;
+    }
+    __syncthreads();
+    if (tid < HPC) {
+        float l = 0.0f;
+        for (int w = 0; w < NW; w++) l += rsum[tid][w];
+        lh[tid] = l;
+    }
+    /* values: output o = hh hdv + d; with fewer outputs than threads, np
+     * threads per output each over a range of positions */
+    const int O = HPC * hdv, np = O < AS_THREADS ? AS_THREADS / O : 1;
+    float res[HPC]; /* O <= HPC 256 */
+#pragma unroll
+    for (int k = 0; k < HPC; k++) {
+        res[k] = 0.0f;
+        if (k * AS_THREADS >= (np > 1 ? AS_THREADS : O)) continue;
+        const int t = k * AS_THREADS + tid, part = np > 1 ? t / O : 0, o = np > 1 ? t % O : t;
+        const int hh = o / hdv, d = o - hh * hdv;
+        float r = 0.0f;
+        if (part < np && o < O) {
+            const int span = (L + np - 1) / np, x0 = part * span, x1 = min(L, x0 + span);
+            const float *pr = sc + (size_t)hh * lcap;
+            float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+            int x = x0;
+            const KT *vp = vs + (size_t)x0 * hdv + d;
+#pragma unroll 2
+            for (; x + 3 < x1; x += 4, vp += 4 * hdv) {
+                a0 += pr[x] * (float)vp[0];
+                a1 += pr[x + 1] * (float)vp[hdv];
+                a2 += pr[x + 2] * (float)vp[2 * hdv];
+                a3 += pr[x + 3] * (float)vp[3 * hdv];
+            }
+            for (; x < x1; x++, vp += hdv) a0 += pr[x] * (float)vp[0];
+            r = (a0 + a1) + (a2 + a3);
+        }
+        res[k] = r;
+    }
+    if (np > 1) vpart[tid] = res[0];
+    __syncthreads();
+    trace_ev(p.trace, TR_LOOP);
+    if (!p.early_trigger) pdl_trigger();
+    /* outputs (warp-uniform heads and groups when hdv % 32 == 0, as the encoding needs) */
+#pragma unroll
+    for (int k = 0; k < HPC; k++) {
+        const int o = k * AS_THREADS + tid, hh = o / hdv, d = o - hh * hdv;
+        if (o >= O || (np > 1 && k > 0)) break;
+        float v = res[k];
+        if (np > 1) {
+            v = vpart[o];
+            for (int q = 1; q < np; q++) v += vpart[q * O + o];
+        }
+        v /= lh[hh];
+        p.out[((size_t)i * p.n_head + h0 + hh) * hdv + d] = v;
+        if (p.aq8) encode_out(p, i, h0 + hh, d, v);
+    }
+    trace_ev(p.trace, TR_END);
+}
+
+size_t cu_attention_short_smem(const attn_params *p, int lcap) {
+    static int lim = -1;
+    if (lim < 0) {
+        int dev = 0, v = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
+            cudaGetLastError();
+            v = 48 * 1024;
+        }
+        lim = v - 16 * 1024; /* the kernel's static arrays */
+    }
+    if (p->hd % 8 || p->hdv % 8 || p->hd > 256 || p->hdv > 256 || p->n_rot > 256 || lcap <= 0 ||
+        (p->hpc != 1 && p->hpc != 2 && p->hpc != 4 && p->hpc != 8))
+        return 0;
+    size_t s = p->kv_f32 ? as_smem<float>(p->hd, p->hdv, p->hpc, lcap) : as_smem<__half>(p->hd, p->hdv, p->hpc, lcap);
+    return s <= (size_t)lim ? s : 0;
+}
+
+template <int HPC, typename KT, bool FUSE>
+static cudaError_t as_launch(const attn_params *p, size_t smem, int pdl, cudaStream_t st) {
+    static size_t allowed = 0;
+    if (smem > allowed) {
+        cudaError_t e = cudaFuncSetAttribute(attn_short_kernel<HPC, KT, FUSE>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return e;
+        allowed = smem;
+    }
+    dim3 grid((unsigned)p->n_tok, (unsigned)(p->n_head / HPC));
+    return launch_k(attn_short_kernel<HPC, KT, FUSE>, grid, dim3(AS_THREADS), smem, st, pdl, *p);
+}
+
+template <typename KT, bool FUSE>
+static cudaError_t as_hpc(const attn_params *p, size_t smem, int pdl, cudaStream_t st) {
+    switch (p->hpc) {
+    case 8: return as_launch<8, KT, FUSE>(p, smem, pdl, st);
+    case 4: return as_launch<4, KT, FUSE>(p, smem, pdl, st);
+    case 2: return as_launch<2, KT, FUSE>(p, smem, pdl, st);
+    default: return as_launch<1, KT, FUSE>(p, smem, pdl, st);
+    }
+}
+
+cudaError_t cu_attention_short(const attn_params *p, int pdl, cudaStream_t st) {
+    const size_t smem = cu_attention_short_smem(p, p->lcap);
+    if (!smem || (p->aq8 && p->hdv % 32) || (p->n_head / p->n_head_kv) % p->hpc) return cudaErrorInvalidValue;
+    if (p->kv_f32)
+        return p->fuse_store ? as_hpc<float, true>(p, smem, pdl, st) : as_hpc<float, false>(p, smem, pdl, st);
+    return p->fuse_store ? as_hpc<__half, true>(p, smem, pdl, st) : as_hpc<__half, false>(p, smem, pdl, st);
 }

@@ -977,7 +977,7 @@ INLINE size_t al64(size_t n) {
 static bool ax_plan_init(ax_plan *p, int kind, int64_t cols, int64_t n, size_t xs) {
     const bool k = ax_is_k(kind);
     p->kind = kind;
-    p->perm = kind == AX_Q4_0 || kind == AX_Q4_1 || kind == AX_Q8_0;
+    p->perm = !k; /* every 32-value block format takes ax_weights_rows */
     p->G = k ? 64 : 32;
     p->RT = k ? 16 : 32;
     p->cols = cols;
@@ -1145,15 +1145,26 @@ INLINE void ax_rows16_t(const uint8_t *w, size_t wrb, int nr, __m512i o[4]) {
     o[3] = _mm512_unpackhi_epi64(t1, t3);
 }
 
-/* Q4_0, Q4_1, Q8_0 rows straight into VNNI order (no row buffer): a tile
- * row holds dword kq of 16 weight rows, and dword j of a Q4 block's nibble
- * bytes carries values 4j..4j+3 (low nibbles) and 16+4j.. (high), so one
- * transpose of the 16-byte nibble rows gives tile rows j and 4 + j after a
- * mask and a shift. Scales come in with one gather per 16 rows. */
+/* Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 rows straight into VNNI order (no row
+ * buffer): a tile row holds dword kq of 16 weight rows, and dword j of a
+ * Q4/Q5 block's nibble bytes carries values 4j..4j+3 (low nibbles) and
+ * 16+4j.. (high), so one transpose of the 16-byte nibble rows gives tile
+ * rows j and 4 + j after a mask and a shift. Scales come in with one
+ * gather per 16 rows; so do Q5's 32 high bits, whose bits 4j..4j+3 (and
+ * 16+4j..) become bit 4 of the four bytes of tile row j (4 + j) through one
+ * multiply: b * (2^4 + 2^11 + 2^18 + 2^25) puts bit k of b at bit 8k + 4,
+ * the four copies never overlapping. */
+INLINE __m512i q5_spread(__m512i qh, int shift) {
+    const __m512i b = _mm512_and_si512(_mm512_srli_epi32(qh, (unsigned)shift), _mm512_set1_epi32(0xF));
+    return _mm512_and_si512(_mm512_mullo_epi32(b, _mm512_set1_epi32(0x02040810)), _mm512_set1_epi32(0x10101010));
+}
+
 static void ax_weights_rows(const ax_plan *p, int bk, const uint8_t *w, size_t wrb, int nr) {
     const size_t bw = b32_bytes(bk), qs = b32_qs(bk);
     const __m512i perm = _mm512_loadu_si512(ax_perm);
-    const __m512i lo4 = _mm512_set1_epi8(0x0F), off = _mm512_set1_epi8(bk == K_Q4_0 ? 8 : 0);
+    const __m512i lo4 = _mm512_set1_epi8(0x0F), off = _mm512_set1_epi8(bk == K_Q4_0 ? 8 : bk == K_Q5_0 ? 16 : 0);
+    const bool q5 = bk == K_Q5_0 || bk == K_Q5_1;
+    const size_t qh_at = bk == K_Q5_0 ? 2 : 4; /* Q5_0: d, qh; Q5_1: d, m, qh */
     for (int rt = 0; rt < p->RT / 16; rt++) {
         const int n16 = nr - 16 * rt < 0 ? 0 : nr - 16 * rt > 16 ? 16 : nr - 16 * rt;
         const uint8_t *wr = w + (size_t)(16 * rt) * wrb;
@@ -1164,7 +1175,7 @@ static void ax_weights_rows(const ax_plan *p, int bk, const uint8_t *w, size_t w
             int8_t *dst = p->b + ((size_t)g * (size_t)(p->RT / 16) + (size_t)rt) * 512;
             const __m512i dm = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, blk, 1);
             _mm512_store_ps(p->dw + g * p->RT + 16 * rt, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm)));
-            if (bk == K_Q4_1)
+            if (bk == K_Q4_1 || bk == K_Q5_1)
                 _mm512_store_ps(p->mw + g * p->RT + 16 * rt,
                                 _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16))));
             __m512i o[4];
@@ -1176,10 +1187,16 @@ static void ax_weights_rows(const ax_plan *p, int bk, const uint8_t *w, size_t w
                 UNROLL for (int j = 0; j < 4; j++)
                     _mm512_store_si512(dst + 64 * (4 + j), o[j]);
             } else {
+                const __m512i qh = q5 ? _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, blk + qh_at, 1)
+                                      : _mm512_setzero_si512();
                 UNROLL for (int j = 0; j < 4; j++) {
-                    _mm512_store_si512(dst + 64 * j, _mm512_sub_epi8(_mm512_and_si512(o[j], lo4), off));
-                    _mm512_store_si512(dst + 64 * (4 + j),
-                                       _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(o[j], 4), lo4), off));
+                    __m512i lo = _mm512_and_si512(o[j], lo4), hi = _mm512_and_si512(_mm512_srli_epi16(o[j], 4), lo4);
+                    if (q5) {
+                        lo = _mm512_or_si512(lo, q5_spread(qh, 4 * j));
+                        hi = _mm512_or_si512(hi, q5_spread(qh, 16 + 4 * j));
+                    }
+                    _mm512_store_si512(dst + 64 * j, _mm512_sub_epi8(lo, off));
+                    _mm512_store_si512(dst + 64 * (4 + j), _mm512_sub_epi8(hi, off));
                 }
             }
         }
@@ -1189,44 +1206,7 @@ static void ax_weights_rows(const ax_plan *p, int bk, const uint8_t *w, size_t w
 /* Weight rows [0, nr) of a row tile (the rest zero) into the B panel. */
 static void ax_weights_b32(const ax_plan *p, const uint8_t *w, size_t wrb, int nr) {
     static const int kmap[] = {K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0};
-    const int bk = kmap[p->kind];
-    if (p->perm) {
-        ax_weights_rows(p, bk, w, wrb, nr);
-        return;
-    }
-    const size_t bw = b32_bytes(bk), qs = b32_qs(bk);
-    const int off = bk == K_Q4_0 ? 8 : bk == K_Q5_0 ? 16 : 0;
-    int8_t rows[16 * 64] __attribute__((aligned(64)));
-    for (int64_t g = 0; g < p->ns; g++) {
-        for (int rt = 0; rt < p->RT / 16; rt++) {
-            for (int i = 0; i < 16; i++) {
-                const int r = 16 * rt + i;
-                __m256i q = _mm256_setzero_si256();
-                float d = 0.0f, m = 0.0f;
-                if (r < nr) {
-                    const uint8_t *blk = w + (size_t)r * wrb + (size_t)g * bw;
-                    d = h2f(blk);
-                    if (ax_b32_min(p->kind)) m = h2f(blk + 2);
-                    if (bk == K_Q8_0) {
-                        q = ldu256(blk + 2);
-                    } else {
-                        const __m128i v = ldu128(blk + qs);
-                        q = _mm256_and_si256(cat128(v, _mm_srli_epi16(v, 4)), _mm256_set1_epi8(0x0F));
-                        if (bk == K_Q5_0 || bk == K_Q5_1) {
-                            uint32_t h;
-                            memcpy(&h, blk + (bk == K_Q5_0 ? 2 : 4), 4);
-                            q = _mm256_mask_add_epi8(q, (__mmask32)h, q, _mm256_set1_epi8(0x10));
-                        }
-                        q = _mm256_sub_epi8(q, _mm256_set1_epi8((char)off));
-                    }
-                }
-                _mm256_store_si256((__m256i *)(rows + 64 * i), q);
-                p->dw[g * p->RT + r] = d;
-                p->mw[g * p->RT + r] = m;
-            }
-            ax_vnni16(rows, 32, p->b + ((size_t)g * (size_t)(p->RT / 16) + (size_t)rt) * 512);
-        }
-    }
+    ax_weights_rows(p, kmap[p->kind], w, wrb, nr);
 }
 
 /* 32 int16 products -> the two int8 planes (lo = p & 127, hi = p >> 7). */

@@ -11,9 +11,12 @@
 # usage: bench/gen-vs-naive.sh [QFORGE] [MODEL.gguf]
 # env:   PRESET=speed|quality (default speed)   CONCURRENCY="N ..." (gen's
 #        max_concurrent_requests; one gen run per value, default "16 32")
-#        COPIES=N (corpus = the example documents N times, default 6: 50
-#        chunks, so the batch stays full for most of the run; with a handful
-#        of chunks the last replies run nearly alone)   THREADS=N   PAIRS/PASSES
+#        COPIES=N (corpus = the example documents N times, default 12: 50
+#        documents, 101 chunks, ~90 requests = three waves at 32, so the
+#        batch stays full for most of the run; the random-weight model writes
+#        to its token budget, so the replies of a wave end together and a
+#        last wave of 13 of 32, as with 6 copies, runs mostly empty)
+#        THREADS=N   PAIRS/PASSES
 #        override the preset   CURATE=T adds curation   KV_TYPE=f16|q8_0 (both
 #        runs)   OUT=dir (default a temp dir)
 # Without MODEL (and $QFORGE_MODEL), a random-weight model of realistic
@@ -26,19 +29,21 @@ QF=${1:-build/qforge}
 MODEL=${2:-${QFORGE_MODEL:-}}
 PRESET=${PRESET:-speed}
 CONCURRENCY=${CONCURRENCY:-16 32}
-COPIES=${COPIES:-6}
+COPIES=${COPIES:-12}
 OUT=${OUT:-$(mktemp -d /tmp/qforge-bench.XXXXXX)}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$OUT"
 
 if [ -z "$MODEL" ]; then
-  MODEL=$OUT/bench-llama-1024x8-q8_0.gguf
+  MODEL=$OUT/bench-synth-${SYNTH_TYPE:-q8_0}.gguf
   VOCAB=${VOCAB:-$HERE/../shared/testdata/vocab/ggml-vocab-llama-spm.gguf}
   extra=()
   [ -f "$VOCAB" ] && extra=(--vocab-from "$VOCAB")
-  # SYNTH overrides the shape, e.g. SYNTH="--n-embd 512 --n-layer 4 --n-head 8 --n-head-kv 4 --n-ff 1408"
+  # SYNTH overrides the shape and SYNTH_TYPE the file type, e.g. the
+  # default gen model's (Qwen2.5-0.5B-Instruct Q4_K_M) dimensions:
+  # SYNTH="--n-embd 896 --n-layer 24 --n-head 14 --n-head-kv 2 --n-ff 4864" SYNTH_TYPE=q4_k_m
   read -r -a shape <<< "${SYNTH:---n-embd 1024 --n-layer 8 --n-head 16 --n-head-kv 8 --n-ff 2816}"
-  "$QF" model synth --arch llama "${shape[@]}" --type q8_0 --seed 3 "${extra[@]}" -o "$MODEL" >/dev/null
+  "$QF" model synth --arch llama "${shape[@]}" --type "${SYNTH_TYPE:-q8_0}" --seed 3 "${extra[@]}" -o "$MODEL" >/dev/null
   echo "bench: synthesized $MODEL (random weights${extra:+, llama-spm vocabulary})"
 fi
 

@@ -363,7 +363,9 @@ static void test_priority_order(void) {
     ASSERT(e);
     static collect blocker, c[5];
     collect_init(&blocker, 1);
-    qf_request r = greedy_req(prompt, 8, 40, &blocker);
+    /* long enough that all five are queued before it ends, even on a
+     * loaded machine (checked below) */
+    qf_request r = greedy_req(prompt, 8, 200, &blocker);
     ASSERT_EQ_INT(qf_engine_submit(e, &r, NULL, NULL), QF_OK);
     int prio[5] = {0, 5, 0, 5, 9};
     double t_sub[5];
@@ -377,6 +379,8 @@ static void test_priority_order(void) {
     for (int i = 0; i < 5; i++) collect_wait(&c[i]);
     qf_engine_free(e);
     ASSERT_MSG(c[4].usage[0].queue_s > 0.0, "the blocker finished before the last submission: no queue to order");
+    for (int i = 0; i < 4; i++) /* nobody started before the last submission */
+        ASSERT_MSG(t_sub[i] + c[i].usage[0].queue_s >= t_sub[4], "request %d started before the last submission", i);
     /* start time (submission + time queued) orders the requests: 4 (prio
      * 9), 1, 3 (prio 5), 0, 2 (prio 0). Start times, not queue times: a
      * request submitted later waits less for the same start. */

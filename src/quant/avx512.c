@@ -1150,16 +1150,32 @@ INLINE void ax_rows16_t(const uint8_t *w, size_t wrb, int nr, __m512i o[4]) {
  * Q4/Q5 block's nibble bytes carries values 4j..4j+3 (low nibbles) and
  * 16+4j.. (high), so one transpose of the 16-byte nibble rows gives tile
  * rows j and 4 + j after a mask and a shift. Scales come in with one
- * gather per 16 rows; so do Q5's 32 high bits, whose bits 4j..4j+3 (and
- * 16+4j..) become bit 4 of the four bytes of tile row j (4 + j) through one
- * multiply: b * (2^4 + 2^11 + 2^18 + 2^25) puts bit k of b at bit 8k + 4,
- * the four copies never overlapping. */
-INLINE __m512i q5_spread(__m512i qh, int shift) {
-    const __m512i b = _mm512_and_si512(_mm512_srli_epi32(qh, (unsigned)shift), _mm512_set1_epi32(0xF));
-    return _mm512_and_si512(_mm512_mullo_epi32(b, _mm512_set1_epi32(0x02040810)), _mm512_set1_epi32(0x10101010));
+ * gather per 16 rows; so do Q5's 32 high bits: bits 4j..4j+3 (and
+ * 16+4j..) of a row's qh become bit 4 of the four bytes of its dword in
+ * tile row j (4 + j). vpmultishiftqb (VBMI, which every AMX CPU has) does
+ * that in one instruction: output byte k of a qword is the 8 bits of the
+ * qword from a bit offset (mod 64), so offset 4j + k - 4 puts qh bit
+ * 4j + k at the byte's bit 4 (+32 for the dword in the qword's upper half;
+ * j = 0 wraps around to the qword's top bits, which is what makes bit 0
+ * land at bit 4). */
+#define AX_TARGET_VBMI __attribute__((target("avx512vbmi")))
+
+/* Byte k of the qword: offset (4j + k - 4 + (k >= 4 ? 28 : 0) + add) mod 64
+ * with k' = k mod 4 in place of k. */
+static AX_TARGET_VBMI inline __m512i q5_ctrl(int j, int add) {
+    uint64_t c = 0;
+    for (int k = 0; k < 8; k++) {
+        int off = (4 * j + (k & 3) - 4 + (k >= 4 ? 32 : 0) + add) & 63;
+        c |= (uint64_t)off << (8 * k);
+    }
+    return _mm512_set1_epi64((long long)c);
 }
 
-static void ax_weights_rows(const ax_plan *p, int bk, const uint8_t *w, size_t wrb, int nr) {
+static AX_TARGET_VBMI inline __m512i q5_spread(__m512i qh, __m512i ctrl) {
+    return _mm512_and_si512(_mm512_multishift_epi64_epi8(ctrl, qh), _mm512_set1_epi8(0x10));
+}
+
+static AX_TARGET_VBMI void ax_weights_rows(const ax_plan *p, int bk, const uint8_t *w, size_t wrb, int nr) {
     const size_t bw = b32_bytes(bk), qs = b32_qs(bk);
     const __m512i perm = _mm512_loadu_si512(ax_perm);
     const __m512i lo4 = _mm512_set1_epi8(0x0F), off = _mm512_set1_epi8(bk == K_Q4_0 ? 8 : bk == K_Q5_0 ? 16 : 0);
@@ -1192,8 +1208,8 @@ static void ax_weights_rows(const ax_plan *p, int bk, const uint8_t *w, size_t w
                 UNROLL for (int j = 0; j < 4; j++) {
                     __m512i lo = _mm512_and_si512(o[j], lo4), hi = _mm512_and_si512(_mm512_srli_epi16(o[j], 4), lo4);
                     if (q5) {
-                        lo = _mm512_or_si512(lo, q5_spread(qh, 4 * j));
-                        hi = _mm512_or_si512(hi, q5_spread(qh, 16 + 4 * j));
+                        lo = _mm512_or_si512(lo, q5_spread(qh, q5_ctrl(j, 0)));
+                        hi = _mm512_or_si512(hi, q5_spread(qh, q5_ctrl(j, 16)));
                     }
                     _mm512_store_si512(dst + 64 * j, _mm512_sub_epi8(lo, off));
                     _mm512_store_si512(dst + 64 * (4 + j), _mm512_sub_epi8(hi, off));
@@ -1680,7 +1696,7 @@ bool qf_kernels_fill_avx512(qf_kernel_table *t) {
         !__builtin_cpu_supports("fma") || !__builtin_cpu_supports("f16c"))
         return false;
     memcpy(fallback, t->gemm, sizeof fallback);
-    amx_ok = amx_enable();
+    amx_ok = amx_enable() && __builtin_cpu_supports("avx512vbmi"); /* ax_weights_rows uses VBMI */
 #if defined(__AMX_BF16__)
     amx_bf16_ok = amx_ok && __builtin_cpu_supports("amx-bf16");
 #endif

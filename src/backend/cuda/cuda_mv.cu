@@ -207,6 +207,36 @@ template <bool SWIGLU> DEV int mv_tile(int s, int gate_tiles) {
 }
 
 /* Sequence position of the j-th tile of this block (mv_args.cyc). */
+/* The Q|K|V epilogue's store of the token's K and V rows, k_store's
+ * arithmetic: RoPE on adjacent pairs (the pair's other value comes from the
+ * neighbouring lane: every lane of the warp must call this), then the
+ * cache's element type. row: the output row of this lane (q rows first,
+ * then kv_dim K rows, then kv_dim_v V rows); ok: the row exists. A:
+ * mv_args or mvs_args (the same kv fields). */
+template <class A>
+DEV void kv_epilogue(const A &a, int row, float val, bool ok, size_t kv_base, int kv_slot) {
+    const float other = __shfl_xor_sync(0xffffffffu, val, 1);
+    const int kr = row - a.kv_q;
+    if (ok && kr >= 0 && kr < a.kv_dim) {
+        const int h = kr / a.hd, dd = kr % a.hd;
+        float v = val;
+        if (dd < a.n_rot) {
+            const int j = dd >> 1;
+            const float c = a.cs[2 * j], sn = a.cs[2 * j + 1];
+            const float x0 = dd & 1 ? other : val, x1 = dd & 1 ? val : other;
+            v = dd & 1 ? x0 * sn + x1 * c : x0 * c - x1 * sn;
+        }
+        const size_t off = kv_base + (size_t)kv_slot * a.kv_dim + (size_t)h * a.hd + dd;
+        if (a.kv_f32) ((float *)a.kv)[off] = v;
+        else ((__half *)a.kv)[off] = __float2half_rn(v);
+    } else if (ok && kr >= a.kv_dim && kr < a.kv_dim + a.kv_dim_v) {
+        const size_t off =
+            kv_base + (size_t)a.bs * a.kv_dim + (size_t)kv_slot * a.kv_dim_v + (size_t)(kr - a.kv_dim);
+        if (a.kv_f32) ((float *)a.kv)[off] = val;
+        else ((__half *)a.kv)[off] = __float2half_rn(val);
+    }
+}
+
 DEV int mv_pos(const mv_args &a, int j) {
     if (!a.cyc) return (int)blockIdx.x * a.per_block + j;
     return ((j / a.unit) * (int)gridDim.x + (int)blockIdx.x) * a.unit + j % a.unit;
@@ -524,30 +554,7 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
             *yp = out;
             if (SWIGLU) ys[sp * 16 + rr] = out;
         }
-        if (a.kv) {
-            /* k_store's arithmetic: RoPE on adjacent pairs, then the cache's
-             * element type */
-            const float other = __shfl_xor_sync(0xffffffffu, val, 1);
-            const int kr = row - a.kv_q;
-            if (ok && kr >= 0 && kr < a.kv_dim) {
-                const int h = kr / a.hd, dd = kr % a.hd;
-                float v = val;
-                if (dd < a.n_rot) {
-                    const int j = dd >> 1;
-                    const float c = a.cs[2 * j], sn = a.cs[2 * j + 1];
-                    const float x0 = dd & 1 ? other : val, x1 = dd & 1 ? val : other;
-                    v = dd & 1 ? x0 * sn + x1 * c : x0 * c - x1 * sn;
-                }
-                const size_t off = kv_base + (size_t)kv_slot * a.kv_dim + (size_t)h * a.hd + dd;
-                if (a.kv_f32) ((float *)a.kv)[off] = v;
-                else ((__half *)a.kv)[off] = __float2half_rn(v);
-            } else if (ok && kr >= a.kv_dim && kr < a.kv_dim + a.kv_dim_v) {
-                const size_t off =
-                    kv_base + (size_t)a.bs * a.kv_dim + (size_t)kv_slot * a.kv_dim_v + (size_t)(kr - a.kv_dim);
-                if (a.kv_f32) ((float *)a.kv)[off] = val;
-                else ((__half *)a.kv)[off] = __float2half_rn(val);
-            }
-        }
+        if (a.kv) kv_epilogue(a, row, val, ok, kv_base, kv_slot);
     }
     if (SWIGLU) {
         /* this block's quads: silu(gate) * up, encoded for the down matrix */
@@ -1093,28 +1100,7 @@ static __global__ void __launch_bounds__(256, 2) mvs_kernel(const mvs_args a) {
                 *yp = out;
                 if (P.sw) ys[sp * 16 + rr] = out;
             }
-            if (P.kv_layer >= 0) {
-                const float other = __shfl_xor_sync(0xffffffffu, val, 1);
-                const int kr = row - a.kv_q;
-                if (ok && kr >= 0 && kr < a.kv_dim) {
-                    const int h = kr / a.hd, dd = kr % a.hd;
-                    float v = val;
-                    if (dd < a.n_rot) {
-                        const int j = dd >> 1;
-                        const float cc = a.cs[2 * j], sn = a.cs[2 * j + 1];
-                        const float x0 = dd & 1 ? other : val, x1 = dd & 1 ? val : other;
-                        v = dd & 1 ? x0 * sn + x1 * cc : x0 * cc - x1 * sn;
-                    }
-                    const size_t off = kv_base + (size_t)kv_slot * a.kv_dim + (size_t)h * a.hd + dd;
-                    if (a.kv_f32) ((float *)a.kv)[off] = v;
-                    else ((__half *)a.kv)[off] = __float2half_rn(v);
-                } else if (ok && kr >= a.kv_dim && kr < a.kv_dim + a.kv_dim_v) {
-                    const size_t off =
-                        kv_base + (size_t)a.bs * a.kv_dim + (size_t)kv_slot * a.kv_dim_v + (size_t)(kr - a.kv_dim);
-                    if (a.kv_f32) ((float *)a.kv)[off] = val;
-                    else ((__half *)a.kv)[off] = __float2half_rn(val);
-                }
-            }
+            if (P.kv_layer >= 0) kv_epilogue(a, row, val, ok, kv_base, kv_slot);
         }
         if (P.sw) {
             __syncthreads();

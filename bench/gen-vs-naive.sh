@@ -18,7 +18,8 @@
 #        last wave of 13 of 32, as with 6 copies, runs mostly empty)
 #        THREADS=N   PAIRS/PASSES
 #        override the preset   CURATE=T adds curation   KV_TYPE=f16|q8_0 (both
-#        runs)   OUT=dir (default a temp dir)
+#        runs)   NGL=N layers on the GPU (both runs; -1 = all, needs a CUDA
+#        build)   OUT=dir (default a temp dir)
 # Without MODEL (and $QFORGE_MODEL), a random-weight model of realistic
 # shape is synthesized (llama, 1024 wide, 8 layers, q8_0, with the 32k
 # llama SentencePiece vocabulary from ../shared/testdata when present):
@@ -51,8 +52,12 @@ corpus=$OUT/corpus
 rm -rf "$corpus"
 mkdir -p "$corpus"
 # COPIES variants of the example documents, each text different from its
-# first words on (a distinct prompt prefix: no reply or cached prefix is
-# shared between copies); the PDF and DOCX only in the first copy
+# first words on (a distinct prompt prefix for every first chunk); the PDF
+# and DOCX only in the first copy. Later chunks of the longer documents
+# repeat across copies (13 of the 101 requests at 12 copies), as repeated
+# passages do in real corpora: both runs compute each distinct request once
+# (naive finds the repeat in the response cache; gen also lets a repeat
+# wait for the identical request in flight)
 python3 - "$HERE/examples/docs" "$corpus" "$COPIES" <<'PY'
 import json, os, shutil, sys
 src, dst, copies = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -82,6 +87,7 @@ common=(-m "$MODEL" --preset "$PRESET" --temperature 0 --progress off)
 [ -n "${MAX_TOKENS:-}" ] && common+=(--max-tokens "$MAX_TOKENS")
 [ -n "${CURATE:-}" ] && common+=(--curate "$CURATE")
 [ -n "${KV_TYPE:-}" ] && common+=(--kv-type "$KV_TYPE")
+[ -n "${NGL:-}" ] && common+=(--gpu-layers "$NGL")
 
 run() { # name, extra args...
   local name=$1; shift

@@ -107,6 +107,24 @@ typedef struct rq {
     struct rq *next;    /* naive mode serial queue */
 } rq;
 
+/* Single flight: a pass whose cache key is already being computed waits
+ * for that reply instead of computing it again (identical chunks in a
+ * corpus, identical repair or curate prompts). One flight per key in
+ * g->fl (FL_BUCKETS chains); its waiters hold their pass pending. */
+typedef struct waiter {
+    struct rq *r;
+    int32_t pass;
+    struct waiter *next;
+} waiter;
+
+typedef struct flight {
+    qf_cache_key key;
+    waiter *w;
+    struct flight *next;
+} flight;
+
+enum { FL_BUCKETS = 1024 };
+
 /* One provider submission: passes run0 .. run0+n-1 of an rq. */
 typedef struct sub {
     rq *r;
@@ -170,6 +188,7 @@ typedef struct gen {
     int n_commit;
     double last_flush;
     rq *serial_head, *serial_tail; /* naive mode */
+    flight **fl;                   /* (FL_BUCKETS) keys being computed, or NULL */
     int64_t new_docs_done;
     qf_progress prog;
     qf_status fatal;
@@ -438,12 +457,16 @@ static qf_cache_key make_key(gen *g, const rq *r, int32_t pass) {
 /* ---- requests ---- */
 
 static void on_text(gen *g, rq *r, int32_t pass, const char *text, size_t len, const char *finish);
+static void chunk_maybe_done(gen *g, cjob *c);
 
 static void rq_done_one(rq *r) {
     if (--r->left == 0) rq_free(r);
 }
 
-static void submit_now(gen *g, rq *r, int32_t run0, int32_t n) {
+static waiter *fl_land(gen *g, const qf_cache_key *k);
+static void fl_deliver(gen *g, waiter *w, bool ok, const char *text, size_t len, const char *finish);
+
+static bool submit_now(gen *g, rq *r, int32_t run0, int32_t n) {
     qf_err err = {0};
     sub *sb = qf_calloc(1, sizeof *sb);
     qf_status st;
@@ -468,12 +491,87 @@ static void submit_now(gen *g, rq *r, int32_t run0, int32_t n) {
     }
     if (st != QF_OK) {
         qf_free(sb);
+        cjob *c = r->c;
         for (int32_t i = 0; i < n; i++) {
-            add_fail(g, r->c, run0 + i, "submit", err.msg);
-            r->c->pending--;
-            r->left--; /* dispatch frees r when it reaches 0 */
+            add_fail(g, c, run0 + i, "submit", err.msg);
+            c->pending--;
+            /* anyone waiting for these passes must compute them */
+            fl_deliver(g, fl_land(g, &r->keys[run0 + i - r->pass0]), false, NULL, 0, NULL);
         }
         if (err.code == QF_ERR_NOMEM || err.code == QF_ERR_INTERNAL) set_fatal(g, &err);
+        r->left -= n; /* dispatch holds one more; a resend from fl_deliver may free r here */
+        if (r->left == 0) rq_free(r);
+        return false;
+    }
+    return true;
+}
+
+static flight **fl_slot(gen *g, const qf_cache_key *k) {
+    uint32_t h = (uint32_t)k->b[0] | (uint32_t)k->b[1] << 8 | (uint32_t)k->b[2] << 16;
+    flight **p = &g->fl[h % FL_BUCKETS];
+    while (*p && memcmp((*p)->key.b, k->b, sizeof k->b)) p = &(*p)->next;
+    return p;
+}
+
+/* Pass `pass` of r misses the cache: true when an identical request is in
+ * flight and r now waits for its reply; false when r must compute it (and
+ * is registered as the one computing it). Out of memory: computed, not
+ * shared. */
+static bool fl_join(gen *g, rq *r, int32_t pass, const qf_cache_key *k) {
+    if (!g->fl && !(g->fl = qf_calloc(FL_BUCKETS, sizeof *g->fl))) return false;
+    flight **p = fl_slot(g, k);
+    if (*p) {
+        waiter *w = qf_calloc(1, sizeof *w);
+        if (!w) return false;
+        w->r = r;
+        w->pass = pass;
+        w->next = (*p)->w;
+        (*p)->w = w;
+        return true;
+    }
+    flight *f = qf_calloc(1, sizeof *f);
+    if (f) {
+        f->key = *k;
+        *p = f;
+    }
+    return false;
+}
+
+/* The flight for k has landed: unlink it and return its waiters. */
+static waiter *fl_land(gen *g, const qf_cache_key *k) {
+    if (!g->fl) return NULL;
+    flight **p = fl_slot(g, k);
+    flight *f = *p;
+    if (!f) return NULL;
+    *p = f->next;
+    waiter *w = f->w;
+    qf_free(f);
+    return w;
+}
+
+static bool submit_now(gen *g, rq *r, int32_t run0, int32_t n);
+
+/* Hand the reply of a landed flight to its waiters (ok), or compute it
+ * again for them (the flight failed: the first waiter computes, the others
+ * wait on it). Each waiter's pass is released as a cache hit would be. */
+static void fl_deliver(gen *g, waiter *w, bool ok, const char *text, size_t len, const char *finish) {
+    while (w) {
+        waiter *n = w->next;
+        rq *r = w->r;
+        cjob *c = r->c;
+        if (ok) {
+            g->rep->cache_hits++;
+            g->rep->cache_shared++;
+            on_text(g, r, w->pass, text, len, finish);
+            c->pending--;
+            rq_done_one(r);
+            chunk_maybe_done(g, c);
+        } else if (!fl_join(g, r, w->pass, &r->keys[w->pass - r->pass0])) {
+            /* the first waiter computes it; the others wait on it */
+            if (!submit_now(g, r, w->pass, 1)) chunk_maybe_done(g, c);
+        }
+        qf_free(w);
+        w = n;
     }
 }
 
@@ -510,6 +608,12 @@ static void dispatch(gen *g, rq *r) {
             qf_free(text);
             c->pending--;
             r->left--;
+        } else if (!g->o->naive && fl_join(g, r, pass, &r->keys[i])) {
+            /* waits for the identical request in flight (held pending) */
+            if (run0 >= 0) {
+                submit_now(g, r, run0, pass - run0);
+                run0 = -1;
+            }
         } else if (run0 < 0) {
             run0 = pass;
         }
@@ -518,7 +622,6 @@ static void dispatch(gen *g, rq *r) {
     rq_done_one(r);
 }
 
-static void chunk_maybe_done(gen *g, cjob *c);
 
 static rq *rq_new(cjob *c, rq_kind kind, int32_t pass0, int32_t n) {
     rq *r = qf_calloc(1, sizeof *r);
@@ -767,8 +870,11 @@ static void handle_result(gen *g, qf_presult *res) {
             }
         }
         on_text(g, r, pass, res->text ? res->text : "", res->len, res->finish);
+        if (i >= 0 && i < r->n && !g->o->naive)
+            fl_deliver(g, fl_land(g, &r->keys[i]), true, res->text ? res->text : "", res->len, res->finish);
     } else {
         add_fail(g, c, pass, res->reason[0] ? res->reason : "provider", res->detail);
+        if (i >= 0 && i < r->n && !g->o->naive) fl_deliver(g, fl_land(g, &r->keys[i]), false, NULL, 0, NULL);
     }
     int stage = r->kind == RQ_CURATE ? QF_STAGE_CURATE : QF_STAGE_GENERATE;
     g->rep->stage_s[stage] += qf_now_s() - t0;
@@ -1200,6 +1306,18 @@ static void gen_cleanup(gen *g) {
         n = r->next;
         rq_free(r);
     }
+    for (int b = 0; g->fl && b < FL_BUCKETS; b++) {
+        for (flight *f = g->fl[b], *nf; f; f = nf) {
+            nf = f->next;
+            for (waiter *w = f->w, *nw; w; w = nw) {
+                nw = w->next;
+                qf_free(w);
+            }
+            qf_free(f);
+        }
+    }
+    qf_free(g->fl);
+    g->fl = NULL;
     if (g->own_prov) qf_provider_free(g->prov);
     g->prov = NULL;
     while (g->commit_head) {

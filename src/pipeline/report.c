@@ -108,8 +108,10 @@ void qf_report_print(const qf_gen_report *r, FILE *f) {
     fprintf(f, "  tokens:     %lld in (%lld from the prefix cache), %lld out; %lld model requests\n",
             (long long)r->tokens_in, (long long)r->tokens_prefix_cached, (long long)r->tokens_out,
             (long long)r->requests);
-    fprintf(f, "  cache:      %lld of %lld responses from the job cache (%.0f%%)\n", (long long)r->cache_hits,
+    fprintf(f, "  cache:      %lld of %lld responses from the job cache (%.0f%%", (long long)r->cache_hits,
             (long long)r->cache_lookups, 100 * hit_rate(r));
+    if (r->cache_shared) fprintf(f, "; %lld shared with an identical request in flight", (long long)r->cache_shared);
+    fprintf(f, ")\n");
     fprintf(f, "  stages:     ingest %.2f s (all workers), generate %.2f s, curate %.2f s, write %.2f s\n",
             r->stage_s[QF_STAGE_INGEST], r->stage_s[QF_STAGE_GENERATE], r->stage_s[QF_STAGE_CURATE],
             r->stage_s[QF_STAGE_WRITE]);
@@ -149,6 +151,7 @@ char *qf_report_json(const qf_gen_report *r) {
     cJSON *ca = cJSON_AddObjectToObject(o, "cache");
     cJSON_AddNumberToObject(ca, "lookups", (double)r->cache_lookups);
     cJSON_AddNumberToObject(ca, "hits", (double)r->cache_hits);
+    cJSON_AddNumberToObject(ca, "shared", (double)r->cache_shared);
     cJSON_AddNumberToObject(ca, "hit_rate", hit_rate(r));
     cJSON_AddNumberToObject(o, "requests", (double)r->requests);
     cJSON *s = cJSON_AddObjectToObject(o, "stages_s");

@@ -59,6 +59,7 @@ typedef struct qf_gen_report {
     int64_t pairs_accepted, pairs_rejected, pairs_duplicate;
     int64_t requests;               /* completions computed by the model (not cache hits) */
     int64_t cache_lookups, cache_hits;
+    int64_t cache_shared;           /* of the hits: taken from an identical request then in flight */
     int64_t tokens_in, tokens_out, tokens_prefix_cached;
     qf_reason_count *failures;      /* owned */
     int n_failures;

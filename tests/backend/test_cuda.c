@@ -740,14 +740,20 @@ static void test_synth_models(void) {
  * epilogue or a k_store kernel (default) and in the attention kernel
  * itself (QF_CUDA_MV=0: the batched kernels), against the CPU. */
 static void test_short_attention_heads(void) {
-    static const char *const hpc[] = {"2", "4", "8"};
-    for (int k = 0; k < 3; k++)
+    static const char *const hpc[] = {"2", "4", "8", "7", "6"};
+    for (int k = 0; k < 5; k++)
         for (int mv = 0; mv < 2; mv++) {
             setenv("QF_CUDA_HPC", hpc[k], 1);
             if (mv) setenv("QF_CUDA_MV", "0", 1);
             fprintf(stderr, "  QF_CUDA_HPC=%s%s:\n", hpc[k], mv ? " QF_CUDA_MV=0" : "");
-            check_synth(QF_ARCH_LLAMA, QF_FTYPE_Q4_0, 256, 16, 2, 16, 512, 0.01); /* 8 query heads per kv head */
-            check_synth(QF_ARCH_QWEN2, QF_FTYPE_Q8_0, 128, 4, 1, 0, 256, 0.01);   /* 4, NEOX, biases */
+            if (k < 3) {
+                check_synth(QF_ARCH_LLAMA, QF_FTYPE_Q4_0, 256, 16, 2, 16, 512, 0.01); /* 8 query heads per kv head */
+                check_synth(QF_ARCH_QWEN2, QF_FTYPE_Q8_0, 128, 4, 1, 0, 256, 0.01);   /* 4, NEOX, biases */
+            } else if (k == 3) {
+                check_synth(QF_ARCH_QWEN2, QF_FTYPE_Q8_0, 224, 14, 2, 16, 512, 0.01); /* 7: Qwen2.5-0.5B's group */
+            } else {
+                check_synth(QF_ARCH_QWEN2, QF_FTYPE_Q4_0, 192, 12, 2, 16, 512, 0.01); /* 6: Qwen2.5-1.5B's */
+            }
             unsetenv("QF_CUDA_HPC");
             unsetenv("QF_CUDA_MV");
         }

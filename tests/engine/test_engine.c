@@ -540,6 +540,54 @@ static void test_json_schema(void) {
     ASSERT(obj);
 }
 
+/* Schema-constrained completions decoded together (the draws of a step
+ * spread over the engine's threads: each completion's sampler and grammar
+ * are its own) equal the same requests decoded one at a time (greedy: the
+ * engine's logits do not depend on the batch, test_batch_invariance); and
+ * sampled ones drawn together all keep to the schema. */
+static void test_parallel_draws(void) {
+    enum { N = 8 };
+    static int32_t prompts[N][24];
+    static collect solo[N], each[N];
+    const char *schema = "{\"type\":\"object\",\"properties\":{\"q\":{\"type\":\"string\",\"maxLength\":40}},"
+                         "\"required\":[\"q\"]}";
+    qf_engine *e = engine(N, 32, QF_TYPE_F16, 0, false);
+    ASSERT(e);
+    qf_request r[N];
+    for (int i = 0; i < N; i++) {
+        make_prompt(prompts[i], 12 + i, 40 + i);
+        r[i] = greedy_req(prompts[i], 12 + i, 80, &solo[i]);
+        r[i].ignore_eos = false;
+        r[i].json_schema = schema;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 0) /* greedy, one at a time */
+            for (int i = 0; i < N; i++) {
+                collect_init(&solo[i], 1);
+                r[i].ud = &solo[i];
+                ASSERT_EQ_INT(qf_engine_submit(e, &r[i], NULL, NULL), QF_OK);
+                collect_wait(&solo[i]);
+            }
+        for (int i = 0; i < N; i++) {
+            collect_init(&each[i], 1);
+            r[i].ud = &each[i];
+            if (pass == 1) r[i].sample.temperature = 0.9f, r[i].sample.seed = 100 + (uint64_t)i;
+            ASSERT_EQ_INT(qf_engine_submit(e, &r[i], NULL, NULL), QF_OK);
+        }
+        for (int i = 0; i < N; i++) collect_wait(&each[i]);
+        for (int i = 0; i < N; i++) {
+            ASSERT_EQ_INT(each[i].finish[0], QF_FINISH_STOP);
+            cJSON *j = cJSON_Parse(each[i].text[0]);
+            ASSERT_MSG(cJSON_IsString(cJSON_GetObjectItem(j, "q")), "not schema-valid: %s", each[i].text[0]);
+            cJSON_Delete(j);
+            if (pass == 0)
+                ASSERT_MSG(each[i].n_toks[0] == solo[i].n_toks[0] && !strcmp(each[i].text[0], solo[i].text[0]),
+                           "request %d: alone %s, together %s", i, solo[i].text[0], each[i].text[0]);
+        }
+    }
+    qf_engine_free(e);
+}
+
 static void test_memory_plan(void) {
     qf_engine_params p = qf_engine_params_default();
     p.n_ctx = 256;
@@ -583,6 +631,7 @@ int main(void) {
     RUN_TEST(test_random_submit_cancel_no_leak);
     RUN_TEST(test_complete_and_stop);
     RUN_TEST(test_json_schema);
+    RUN_TEST(test_parallel_draws);
     RUN_TEST(test_memory_plan);
     qf_model_free(g_m);
     remove(g_model_path);

@@ -364,6 +364,71 @@ static void test_failures_recorded(void) {
     server_stop(&s);
 }
 
+/* Identical chunks (the same text under four names) are computed once: the
+ * copies in flight together wait for the one request (single flight), later
+ * ones hit the cache. When that one request fails, a waiter computes it. */
+static void test_identical_chunks_once(void) {
+    char dir[700];
+    snprintf(dir, sizeof dir, "%s/same", g_tmp);
+    ASSERT(sh(NULL, "rm -rf %s && mkdir -p %s/one %s/four && cp %s/examples/docs/hive-seasons.md %s/one/a.md && "
+                    "for n in a b c d; do cp %s/examples/docs/hive-seasons.md %s/four/$n.md; done",
+              dir, dir, dir, QF_SOURCE_DIR, dir, QF_SOURCE_DIR, dir) == 0);
+    server s;
+    char *out;
+    /* one copy: how many distinct requests the text makes */
+    ASSERT(server_start(&s, "--delay-ms 300"));
+    int rc = sh(&out, "%s gen %s/one -o %s/one.jsonl --endpoint %s --report %s/one.json --progress off", g_exe, dir,
+                dir, s.url, dir);
+    ASSERT_MSG(rc == 0, "%s", out);
+    free(out);
+    long distinct = server_stat(&s, "gen");
+    ASSERT(distinct >= 1);
+    server_stop(&s);
+    char rp[800];
+    snprintf(rp, sizeof rp, "%s/one.json", dir);
+    cJSON *rep = load_json(rp);
+    int pairs1 = (int)jnum(rep, "pairs", "accepted");
+    ASSERT(pairs1 > 0);
+    cJSON_Delete(rep);
+
+    /* four copies at once: still `distinct` requests; the rest shared */
+    ASSERT(server_start(&s, "--delay-ms 300"));
+    rc = sh(&out, "%s gen %s/four -o %s/four.jsonl --endpoint %s --max-concurrent 8 --report %s/four.json --progress off",
+            g_exe, dir, dir, s.url, dir);
+    ASSERT_MSG(rc == 0, "%s", out);
+    ASSERT(strstr(out, "shared with an identical request in flight"));
+    free(out);
+    ASSERT_EQ_INT(server_stat(&s, "gen"), distinct);
+    server_stop(&s);
+    snprintf(rp, sizeof rp, "%s/four.json", dir);
+    rep = load_json(rp);
+    ASSERT_EQ_INT(jnum(rep, "requests", NULL), distinct);
+    ASSERT_EQ_INT(jnum(rep, "cache", "hits"), 3 * distinct);
+    ASSERT(jnum(rep, "cache", "shared") >= 1); /* the copies overlapped (300 ms per request) */
+    ASSERT_EQ_INT(jnum(rep, "pairs", "accepted"), pairs1); /* the other copies' pairs are duplicates */
+    ASSERT_EQ_INT(jnum(rep, "pairs", "duplicate"), 3 * pairs1);
+    ASSERT_EQ_INT(jnum(rep, "failures_total", NULL), 0);
+    cJSON_Delete(rep);
+
+    /* the shared request fails (500, no retries): its own chunk records the
+     * failure, a waiter sends it again (attempt 2 succeeds) for the rest */
+    ASSERT(server_start(&s, "--faults 500 --delay-ms 300"));
+    rc = sh(&out,
+            "%s gen %s/four -o %s/fail.jsonl --endpoint %s --max-concurrent 8 --retries 0 --report %s/fail.json "
+            "--progress off",
+            g_exe, dir, dir, s.url, dir);
+    ASSERT_MSG(rc == 0, "%s", out);
+    free(out);
+    ASSERT_EQ_INT(server_stat(&s, "chat"), 2 * distinct); /* the failed attempt and the resend */
+    server_stop(&s);
+    snprintf(rp, sizeof rp, "%s/fail.json", dir);
+    rep = load_json(rp);
+    ASSERT_EQ_INT(jnum(rep, "failures", "http_500"), distinct);
+    ASSERT_EQ_INT(jnum(rep, "pairs", "accepted"), pairs1);
+    ASSERT_EQ_INT(jnum(rep, "pairs", "duplicate"), 2 * pairs1);
+    cJSON_Delete(rep);
+}
+
 static void make_corpus(const char *dir, int n_docs) {
     if (sh(NULL, "rm -rf %s && mkdir -p %s", dir, dir) != 0) return;
     const char *w[] = {"bee", "hive", "queen", "worker", "drone", "honey", "wax", "comb", "nectar", "pollen",
@@ -639,6 +704,7 @@ int main(void) {
     RUN_TEST(test_engine_examples);
     RUN_TEST(test_http_faults_curate);
     RUN_TEST(test_failures_recorded);
+    RUN_TEST(test_identical_chunks_once);
     RUN_TEST(test_kill_resume);
     RUN_TEST(test_disk_full);
     RUN_TEST(test_serve_endpoint);

@@ -677,6 +677,15 @@ static void graphs_clear(qf_dev *d) {
 static void cuda_close(qf_dev *d) {
     if (!d) return;
     if (d->st) cudaStreamSynchronize(d->st);
+    if (d->prof && g_pc_steps > 0) { /* QF_CUDA_PROFILE=1 in any program: the totals at exit */
+        double tot = 0;
+        for (int c = 0; c < PC_COUNT; c++) tot += g_pc_ms[c];
+        qf_info("cuda profile: %ld steps, %.1f ms of kernels (%.3f ms a step)", g_pc_steps, tot, tot / g_pc_steps);
+        for (int c = 0; c < PC_COUNT; c++)
+            if (g_pc_calls[c])
+                qf_info("  %-10s %9.1f ms %5.1f%% %8ld calls", k_pc_name[c], g_pc_ms[c],
+                        tot > 0 ? 100 * g_pc_ms[c] / tot : 0.0, g_pc_calls[c]);
+    }
     graphs_clear(d);
     if (d->L)
         for (int l = 0; l < d->m->hp.n_layer - d->cfg.layer0; l++) {
@@ -1058,14 +1067,18 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc, in
     return cudaGetLastError();
 }
 
-/* Query heads per attention block: the whole kv group (keys and values read
- * once for it) when there are blocks enough, else one (more blocks). */
+/* Query heads per attention block: the whole kv group (its keys and values
+ * read once for all its heads), or one when a block per query head still
+ * fits one wave on the device (a token or a few: latency bound, more blocks
+ * win). In between, one head per block reads every key and value G times:
+ * gen's steps of ~40 tokens at a kv group of 7 (Qwen2.5-0.5B's shape) took
+ * 2.2x the attention time with one head per block (docs/benchmarks.md). */
 static int pick_hpc(const qf_dev *d, const qf_step *s) {
     const qf_hparams *hp = &d->m->hp;
     int G = hp->n_head / hp->n_head_kv, h = 8;
-    while (h > 1 && G % h) h /= 2;
-    if ((long)s->n_tok * hp->n_head_kv < d->n_sm) h = 1;
-    if (d->hpc_env > 0 && G % d->hpc_env == 0 && d->hpc_env <= 8) h = d->hpc_env; /* measurements */
+    while (h > 1 && (G % h || !cu_hpc_ok(h))) h--; /* the largest one built that divides the group */
+    if ((long)s->n_tok * hp->n_head <= d->n_sm) h = 1;
+    if (d->hpc_env > 0 && G % d->hpc_env == 0 && cu_hpc_ok(d->hpc_env)) h = d->hpc_env; /* measurements */
     return h;
 }
 

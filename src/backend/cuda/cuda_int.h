@@ -215,7 +215,8 @@ typedef struct attn_params {
     const float *q_norm, *k_norm;
     float eps;
     int n_tok;
-    int hpc;            /* query heads per block: 1, 2, 4 or 8, dividing n_head / n_head_kv */
+    int hpc;            /* query heads per block: one of 1, 2, 4, 6, 7, 8 (cu_hpc_ok), dividing
+                           n_head / n_head_kv */
     int fuse_store;     /* no sequence has two tokens in the step: cu_attention stores K/V itself
                            (no cu_k_store before it) */
     int early_trigger;  /* PDL: let the next kernel launch at once, not after the attention loop */
@@ -252,6 +253,11 @@ cudaError_t cu_attention(const attn_params *p, int pdl, cudaStream_t st);
 cudaError_t cu_attention_short(const attn_params *p, int pdl, cudaStream_t st);
 /* shared memory of cu_attention_short for lcap positions (0: too much) */
 size_t cu_attention_short_smem(const attn_params *p, int lcap);
+
+/* Query heads per attention block the kernels are built for: the powers of
+ * two, and 6 and 7 for the kv groups of Qwen2.5 (12/2, 14/2, 28/4), so
+ * that a whole group shares each key and value read. */
+static inline int cu_hpc_ok(int h) { return h == 1 || h == 2 || h == 4 || h == 6 || h == 7 || h == 8; }
 cudaError_t cu_rope_table(const int *tok, int n_tok, const double *freq, int n_rot, float *cs, int pdl,
                           cudaStream_t st);
 

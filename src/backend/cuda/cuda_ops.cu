@@ -541,6 +541,8 @@ template <typename KT, bool FUSE>
 static cudaError_t attn_launch(const attn_params *p, dim3 grid, int pdl, cudaStream_t st) {
     switch (p->hpc) {
     case 8: return launch_k(attn_kernel<8, KT, FUSE>, grid, dim3(128), 0, st, pdl, *p);
+    case 7: return launch_k(attn_kernel<7, KT, FUSE>, grid, dim3(128), 0, st, pdl, *p);
+    case 6: return launch_k(attn_kernel<6, KT, FUSE>, grid, dim3(128), 0, st, pdl, *p);
     case 4: return launch_k(attn_kernel<4, KT, FUSE>, grid, dim3(128), 0, st, pdl, *p);
     case 2: return launch_k(attn_kernel<2, KT, FUSE>, grid, dim3(128), 0, st, pdl, *p);
     default: return launch_k(attn_kernel<1, KT, FUSE>, grid, dim3(128), 0, st, pdl, *p);
@@ -817,7 +819,7 @@ size_t cu_attention_short_smem(const attn_params *p, int lcap) {
         lim = v - 16 * 1024; /* the kernel's static arrays */
     }
     if (p->hd % 8 || p->hdv % 8 || p->hd > 256 || p->hdv > 256 || p->n_rot > 256 || lcap <= 0 ||
-        (p->hpc != 1 && p->hpc != 2 && p->hpc != 4 && p->hpc != 8))
+        !cu_hpc_ok(p->hpc))
         return 0;
     size_t s = p->kv_f32 ? as_smem<float>(p->hd, p->hdv, p->hpc, lcap) : as_smem<__half>(p->hd, p->hdv, p->hpc, lcap);
     return s <= (size_t)lim ? s : 0;
@@ -840,6 +842,8 @@ template <typename KT, bool FUSE>
 static cudaError_t as_hpc(const attn_params *p, size_t smem, int pdl, cudaStream_t st) {
     switch (p->hpc) {
     case 8: return as_launch<8, KT, FUSE>(p, smem, pdl, st);
+    case 7: return as_launch<7, KT, FUSE>(p, smem, pdl, st);
+    case 6: return as_launch<6, KT, FUSE>(p, smem, pdl, st);
     case 4: return as_launch<4, KT, FUSE>(p, smem, pdl, st);
     case 2: return as_launch<2, KT, FUSE>(p, smem, pdl, st);
     default: return as_launch<1, KT, FUSE>(p, smem, pdl, st);

@@ -1,6 +1,7 @@
 # isa.cmake - per-file instruction-set flags for the quant kernels.
 #
-# Only src/quant/avx2.c, avx512.c, avx512_attn.c and neon.c contain ISA-specific code; each
+# Only src/quant/avx2.c, avx512.c, avx512_amx.c, avx512_attn.c and neon.c contain ISA-specific
+# code; each
 # is compiled with its own flags here and guards itself with
 # #if defined(__x86_64__) / defined(__aarch64__), so on other architectures
 # it compiles to nothing. The rest of the library is built for the baseline
@@ -27,7 +28,8 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
   if(QF_CC_HAS_AMX)
     list(APPEND QF_AVX512_FLAGS "-mamx-tile" "-mamx-int8" "-mamx-bf16")
   endif()
-  set_source_files_properties(${QF_QUANT_DIR}/avx512.c ${QF_QUANT_DIR}/avx512_attn.c PROPERTIES
+  set_source_files_properties(${QF_QUANT_DIR}/avx512.c ${QF_QUANT_DIR}/avx512_amx.c ${QF_QUANT_DIR}/avx512_attn.c
+    PROPERTIES
     COMPILE_OPTIONS "${QF_AVX512_FLAGS}")
 elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
   # sdot for the int8 dots, fp16 conversions; neon.c checks the CPU's hwcaps

@@ -26,9 +26,9 @@
  * lanes with masked tails.
  * Float batches (n >= 6) convert a chunk of activations and each 4-row
  * weight panel to float once and run a 4 x 6 FMA tile.
- * Batches of n >= AMX_MIN_N* tokens go to AMX tiles where available (the
- * AMX sections below: int8 for the quantized types, bf16 for F16);
- * everything else in this file needs AVX-512 only.
+ * Batches of n >= AMX_MIN_N* tokens go to AMX tiles where available
+ * (avx512_amx.c: int8 for the quantized types, bf16 for F16); everything
+ * else here needs AVX-512 only. Decoders shared with it: avx512_int.h.
  *
  * Results equal ref_dot.c up to float summation order, like avx2.c.
  */
@@ -40,36 +40,19 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "base/mem.h"
+#include "quant/avx512_int.h"
 #include "quant/blocks.h"
 #include "quant/quant.h"
 #include "quant/quant_int.h"
-
-#define INLINE static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 16")
 
 /* Entries of the table this file replaced: used when scratch memory cannot
  * be had (allocation failure), so that a kernel never fails. */
 static qf_gemm_fn fallback[QF_TYPE_COUNT_MAX];
 
-static bool amx_ok;      /* AMX-INT8 tiles usable (CPU + OS permission), see the AMX section */
+static bool amx_ok;      /* AMX-INT8 tiles usable (CPU + OS permission): avx512_amx.c */
 static bool amx_bf16_ok; /* AMX-BF16 too (F16 batches) */
-static bool gemm_amx_f16(const uint8_t *w, size_t wrb, int64_t cols, int64_t r0, int64_t r1, const uint8_t *x,
-                         size_t xs, int64_t n, float *y, int64_t ldy);
-static bool gemm_amx(int kind, const void *W, size_t wrb, int64_t cols, int64_t r0, int64_t r1,
-                     const void *xq, size_t xs, int64_t n, float *y, int64_t ldy);
-enum { AX_Q4_0, AX_Q4_1, AX_Q5_0, AX_Q5_1, AX_Q8_0, AX_Q4_K, AX_Q5_K, AX_Q6_K };
-/* Below these batch sizes the VNNI kernels win: the tile path repacks each
- * weight panel per call, a fixed cost per step whatever n. Measured on a
- * 2-core Sapphire Rapids VM with 1B-model matrices: Q4_0/Q8_0 (direct
- * transposed repack) 1.2-1.5x from n = 6; Q4_1/Q5 (row buffer) break even
- * at n = 8; K-quants break even at 16. */
-#define AMX_MIN_N_FAST 6
-#define AMX_MIN_N 10
-#define AMX_MIN_N_K 16
 
 /* ---- per-thread scratch ----
  * One growing buffer per thread, 64-byte aligned, freed by the key's
@@ -97,7 +80,7 @@ static void scratch_init(void) {
 
 /* A 64-byte aligned buffer of at least bytes, or NULL. Valid until the next
  * call on the same thread. */
-static uint8_t *scratch_get(size_t bytes) {
+uint8_t *qf_avx512_scratch(size_t bytes) {
     pthread_once(&scratch_once, scratch_init);
     if (!scratch_ok) return NULL;
     scratch_buf *s = pthread_getspecific(scratch_key);
@@ -118,59 +101,6 @@ static uint8_t *scratch_get(size_t bytes) {
     s->data = (uint8_t *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
     s->cap = cap;
     return s->data;
-}
-
-/* ---- small helpers ---- */
-
-INLINE uint16_t ld16(const uint8_t *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
-
-INLINE float h2f(const uint8_t *p) {
-    return _cvtsh_ss(ld16(p));
-}
-
-INLINE __m256i ldu256(const uint8_t *p) {
-    return _mm256_loadu_si256((const __m256i *)p);
-}
-
-INLINE __m128i ldu128(const uint8_t *p) {
-    return _mm_loadu_si128((const __m128i *)p);
-}
-
-/* ---- 32-value blocks: decoding a pair ---- */
-
-enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
-
-INLINE size_t b32_bytes(int kind) {
-    switch (kind) {
-    case K_Q4_0: return sizeof(qf_block_q4_0);
-    case K_Q4_1: return sizeof(qf_block_q4_1);
-    case K_Q5_0: return sizeof(qf_block_q5_0);
-    case K_Q5_1: return sizeof(qf_block_q5_1);
-    default: return sizeof(qf_block_q8_0);
-    }
-}
-
-INLINE bool b32_has_min(int kind) {
-    return kind == K_Q4_1 || kind == K_Q5_1;
-}
-
-INLINE int b32_offset(int kind) {
-    return kind == K_Q4_0 ? 8 : kind == K_Q5_0 ? 16 : kind == K_Q8_0 ? 128 : 0;
-}
-
-/* Byte offset of the packed quants in a block. */
-INLINE size_t b32_qs(int kind) {
-    switch (kind) {
-    case K_Q4_0: return 2;
-    case K_Q4_1: return 4;
-    case K_Q5_0: return 6;
-    case K_Q5_1: return 8;
-    default: return 2;
-    }
 }
 
 /* [a, b] (two 128-bit halves) as one 256-bit vector. */
@@ -448,7 +378,7 @@ INLINE void gemm_b32(const int kind, qf_type type, const void *W, size_t wrb, in
     const int64_t nb = cols / 32, np = (nb + 1) / 2;
     const uint8_t *w = W;
     if (n == 1) {
-        gv_group *g = (gv_group *)scratch_get(sizeof(gv_group) * (size_t)((nb + 15) / 16));
+        gv_group *g = (gv_group *)qf_avx512_scratch(sizeof(gv_group) * (size_t)((nb + 15) / 16));
         if (!g) {
             fallback[type](W, wrb, cols, r0, r1, xq, xs, n, y, ldy);
             return;
@@ -465,12 +395,12 @@ INLINE void gemm_b32(const int kind, qf_type type, const void *W, size_t wrb, in
     }
     if (amx_ok && n >= (kind == K_Q4_0 || kind == K_Q8_0 ? AMX_MIN_N_FAST : AMX_MIN_N)) {
         static const int ax[] = {AX_Q4_0, AX_Q4_1, AX_Q5_0, AX_Q5_1, AX_Q8_0};
-        if (gemm_amx(ax[kind], W, wrb, cols, r0, r1, xq, xs, n, y, ldy)) return;
+        if (qf_avx512_gemm_amx(ax[kind], W, wrb, cols, r0, r1, xq, xs, n, y, ldy)) return;
         fallback[type](W, wrb, cols, r0, r1, xq, xs, n, y, ldy);
         return;
     }
     const int64_t tc = n < B32_TC ? n : B32_TC;
-    tp_pair *tp = (tp_pair *)scratch_get(sizeof(tp_pair) * (size_t)(tc * np));
+    tp_pair *tp = (tp_pair *)qf_avx512_scratch(sizeof(tp_pair) * (size_t)(tc * np));
     if (!tp) {
         fallback[type](W, wrb, cols, r0, r1, xq, xs, n, y, ldy);
         return;
@@ -513,84 +443,6 @@ DEFINE_B32(gemm_q8_0, K_Q8_0, QF_TYPE_Q8_0)
  * by the int16 sub-block scale (permuted into place with vpermw) and adds
  * to int32. The float scale d_w * d_x (and the Q4_K/Q5_K min term through
  * the activation's bsums) is applied once per super-block. */
-
-enum { KQ_Q4, KQ_Q5, KQ_Q6 };
-
-INLINE void k4_scales(const uint8_t *s, uint8_t sc[8], uint8_t mn[8]) {
-    uint32_t a, b, c;
-    memcpy(&a, s, 4);
-    memcpy(&b, s + 4, 4);
-    memcpy(&c, s + 8, 4);
-    const uint32_t sc_lo = a & 0x3F3F3F3Fu, mn_lo = b & 0x3F3F3F3Fu;
-    const uint32_t sc_hi = (c & 0x0F0F0F0Fu) | ((a >> 2) & 0x30303030u);
-    const uint32_t mn_hi = ((c >> 4) & 0x0F0F0F0Fu) | ((b >> 2) & 0x30303030u);
-    memcpy(sc, &sc_lo, 4);
-    memcpy(sc + 4, &sc_hi, 4);
-    memcpy(mn, &mn_lo, 4);
-    memcpy(mn + 4, &mn_hi, 4);
-}
-
-/* One decoded weight super-block. */
-typedef struct kq_row {
-    __m512i lv[4];  /* levels of elements 64v .. 64v + 63 */
-    __m512i sc[4];  /* int16 scale of each int16 lane of maddubs(lv[v], x) */
-    __m256i mins;   /* Q4/Q5: int16 min of sub-block j in lanes 2j, 2j+1 */
-    float d, dmin;
-} kq_row;
-
-INLINE void kq_decode(const int kind, const uint8_t *blk, kq_row *k) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    if (kind == KQ_Q6) {
-        const qf_block_q6_K *b = (const qf_block_q6_K *)blk;
-        k->d = h2f((const uint8_t *)&b->d);
-        const __m128i s8 = ldu128((const uint8_t *)b->scales);
-        const __m512i s16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(s8));
-        UNROLL for (int h = 0; h < 2; h++) {
-            const __m512i L = _mm512_loadu_si512(b->ql + 64 * h);
-            const __m256i qh = ldu256(b->qh + 32 * h);
-            const __m512i Q = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
-            const __m512i lo = _mm512_and_si512(L, m4), hi = _mm512_and_si512(_mm512_srli_epi16(L, 4), m4);
-            const __m512i q0 = _mm512_and_si512(Q, _mm512_set1_epi8(3));
-            const __m512i q1 = _mm512_and_si512(_mm512_srli_epi16(Q, 4), _mm512_set1_epi8(3));
-            k->lv[2 * h] = _mm512_or_si512(lo, _mm512_slli_epi16(q0, 4));
-            k->lv[2 * h + 1] = _mm512_or_si512(hi, _mm512_slli_epi16(q1, 4));
-        }
-        /* vector v covers sub-blocks 4v .. 4v+3: int16 lane i -> 4v + i/8 */
-        UNROLL for (int v = 0; v < 4; v++) {
-            const __m512i idx = _mm512_add_epi16(_mm512_set1_epi16((short)(4 * v)),
-                                                 _mm512_srli_epi16(_mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 3));
-            k->sc[v] = _mm512_permutexvar_epi16(idx, s16);
-        }
-        return;
-    }
-    const bool five = kind == KQ_Q5;
-    k->d = h2f(blk);
-    k->dmin = h2f(blk + 2);
-    uint8_t sc[8], mn[8];
-    k4_scales(blk + 4, sc, mn);
-    const __m128i dup = _mm_set_epi8(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
-    k->mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)mn), dup));
-    const __m512i s16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
-    const uint8_t *qs = blk + 16 + (five ? QF_QK_K / 8 : 0);
-    __m512i QH = _mm512_setzero_si512();
-    if (five) {
-        const __m256i qh = ldu256(blk + 16);
-        QH = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 1), 1);
-    }
-    UNROLL for (int c = 0; c < 4; c++) {
-        const __m256i v = ldu256(qs + 32 * c);
-        const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
-        __m512i lv = _mm512_and_si512(z, m4);
-        if (five) {
-            const __mmask64 hb = _mm512_test_epi8_mask(QH, _mm512_set1_epi8((char)(1 << (2 * c))));
-            lv = _mm512_mask_add_epi8(lv, hb, lv, _mm512_set1_epi8(0x10));
-        }
-        k->lv[c] = lv;
-        /* low 256 bits: sub-block 2c, high: 2c + 1 */
-        const __m512i idx = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
-        k->sc[c] = _mm512_permutexvar_epi16(idx, s16);
-    }
-}
 
 #define KQ_R 4
 #define KQ_T 4
@@ -656,7 +508,7 @@ INLINE void gemm_kq(const int kind, const void *W, size_t wrb, int64_t cols, int
                     const void *xq, size_t xs, int64_t n, float *y, int64_t ldy) {
     if (amx_ok && n >= AMX_MIN_N_K) {
         const int ax = kind == KQ_Q4 ? AX_Q4_K : kind == KQ_Q5 ? AX_Q5_K : AX_Q6_K;
-        if (gemm_amx(ax, W, wrb, cols, r0, r1, xq, xs, n, y, ldy)) return;
+        if (qf_avx512_gemm_amx(ax, W, wrb, cols, r0, r1, xq, xs, n, y, ldy)) return;
     }
     const int64_t nsb = cols / QF_QK_K;
     const uint8_t *w = W, *x = xq;
@@ -709,25 +561,6 @@ DEFINE_KQ(gemm_q5_K, KQ_Q5)
 DEFINE_KQ(gemm_q6_K, KQ_Q6)
 
 /* ---- float types: F32 x F32, F16 x F16, BF16 x F32 ---- */
-
-enum { F_F32, F_F16, F_BF16 };
-
-/* 16 weights (m: which lanes exist) */
-INLINE __m512 fw16(int kind, const uint8_t *row, int64_t i, __mmask16 m) {
-    switch (kind) {
-    case F_F16:
-        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + 2 * i));
-    case F_BF16:
-        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, row + 2 * i)), 16));
-    default:
-        return _mm512_maskz_loadu_ps(m, (const float *)row + i);
-    }
-}
-
-INLINE __m512 fx16(int kind, const uint8_t *x, int64_t i, __mmask16 m) {
-    return kind == F_F16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + 2 * i))
-                         : _mm512_maskz_loadu_ps(m, (const float *)x + i);
-}
 
 #define F_R 4
 #define F_T 4
@@ -797,7 +630,8 @@ INLINE void gemm_f(const int kind, const void *W, size_t wrb, int64_t cols, int6
             gemv_f(kind, w, wrb, cols, r0, r1, x + (size_t)t * xs, xs, y + t * ldy);
         return;
     }
-    if (kind == F_F16 && amx_bf16_ok && n >= AMX_MIN_N_K && gemm_amx_f16(w, wrb, cols, r0, r1, x, xs, n, y, ldy))
+    if (kind == F_F16 && amx_bf16_ok && n >= AMX_MIN_N_K &&
+        qf_avx512_gemm_amx_f16(w, wrb, cols, r0, r1, x, xs, n, y, ldy))
         return;
     if (n >= FB_T && gemm_f_batch(kind, w, wrb, cols, r0, r1, x, xs, n, y, ldy)) return;
     int64_t chunk = (int64_t)((256 * 1024) / (xs ? xs : 1));
@@ -862,7 +696,7 @@ INLINE void f_row(int kind, bool act, const uint8_t *src, int64_t cols, int64_t 
 static bool gemm_f_batch(int kind, const uint8_t *w, size_t wrb, int64_t cols, int64_t r0, int64_t r1,
                          const uint8_t *x, size_t xs, int64_t n, float *y, int64_t ldy) {
     const int64_t cp = (cols + 15) / 16 * 16;
-    float *xp = (float *)scratch_get(sizeof(float) * (size_t)((FB_TC + FB_R) * cp));
+    float *xp = (float *)qf_avx512_scratch(sizeof(float) * (size_t)((FB_TC + FB_R) * cp));
     if (!xp) return false;
     float *wp = xp + FB_TC * cp;
     for (int64_t t0 = 0; t0 < n; t0 += FB_TC) {
@@ -896,798 +730,6 @@ DEFINE_F(gemm_f32, F_F32)
 DEFINE_F(gemm_f16, F_F16)
 DEFINE_F(gemm_bf16, F_BF16)
 
-#if defined(__AMX_TILE__) && defined(__AMX_INT8__)
-
-/* ---- AMX: tile kernels for prompt processing (n >= AMX_MIN_N) ----
- * Sapphire Rapids and later multiply int8 tiles in one instruction
- * (TDPBSSD: C[16 x 16 int32] += A[16 x K] * B[K x 16], K <= 64). Here A is
- * 16 tokens' activations, read in place from the Q8_0/Q8_1/Q8_K rows, and
- * B is 16 weight rows repacked per row tile into the "VNNI" layout (4
- * consecutive values of a row per int32 column), so C[t][r] holds one
- * token per tile row and results leave as one vector store per token.
- * On this hardware a TDPBSSD costs about the same for K = 32 and 64, and
- * storing C about as much as the product, so the kernels accumulate as many
- * values per store as the scales allow:
- *  - 32-value blocks: one K = 32 product per block, stored and scaled right
- *    away: acc[t][r] += C[t][r] * d_w[r] * d_x[t] (+ m_w * s_x for
- *    Q4_1/Q5_1).
- *  - K-quants: the integer sub-block scale is folded into the weights,
- *    p = level * scale (Q6_K: (q - 32) * scale), split exactly into two
- *    int8 planes p = 128 * hi + lo (lo in 0..127); each plane accumulates a
- *    whole 256-value super-block with K = 64 products, so C = C_lo + 128 *
- *    C_hi is the reference's integer sum, stored once per super-block and
- *    scaled by d_w * d_x. The Q4_K/Q5_K min term (dmin_w * m_j) * (bsum_j *
- *    d_x) is subtracted in float.
- * The activations are repacked once per call into contiguous tiles (tile
- * loads of 16 rows 2 KB apart are markedly slower), zero-padded to whole
- * 32-token steps. Tokens go in chunks that stay in L2; each row tile's B
- * panel is built once per chunk. C tiles are double-buffered so that the
- * float work of one group overlaps the tile work of the next. The tile
- * configuration is loaded at the start of each call and released at its
- * end. */
-
-#define AMX_TOK 32 /* tokens per step: two A tiles */
-
-typedef struct amx_cfg {
-    uint8_t palette;
-    uint8_t start_row;
-    uint8_t reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} __attribute__((packed)) amx_cfg;
-
-INLINE bool ax_is_k(int kind) {
-    return kind >= AX_Q4_K;
-}
-
-INLINE bool ax_b32_min(int kind) {
-    return kind == AX_Q4_1 || kind == AX_Q5_1;
-}
-
-INLINE bool ax_k_min(int kind) {
-    return kind == AX_Q4_K || kind == AX_Q5_K;
-}
-
-/* Scratch of one call. Blocks: G = 32, RT = 32 rows (two B tiles) per
- * step, ns = number of blocks; K-quants: G = 64, RT = 16, ns = number of
- * super-blocks. */
-typedef struct ax_plan {
-    int kind, G, RT;
-    bool perm;        /* B columns (weight rows) in ax_perm order within each 16 (ax_weights_b32) */
-    const uint8_t *pf; /* next row tile's weights, fetched into L2 during this tile's tile work (NULL: none) */
-    int pf_rows;
-    size_t pf_wrb, pf_bw;
-    int64_t cols, ns, n, tch;
-    size_t xs, qoff;  /* activation row stride; offset of group g's values */
-    float *dx;        /* [n][ns] d_x per block / super-block */
-    float *sx;        /* [n][ns] s_x (Q4_1/Q5_1) */
-    float *bs;        /* [n][ns][8] (bsum_2j + bsum_2j+1) * d_x (Q4_K/Q5_K) */
-    int8_t *b;        /* blocks: [ns][RT/16][8][64]; K: [ns][4][2][16][64] */
-    float *dw;        /* [ns][RT] d_w */
-    float *mw;        /* blocks: [ns][RT] m_w; K: [ns][8][16] dmin_w * m_j */
-    int8_t *xa;       /* activations in tile order: [npad/16][ng][16][G] */
-    float *acc;       /* [AMX_TOK][RT] */
-    int32_t *c;       /* [2][4][16][16]: C tiles of two consecutive groups */
-} ax_plan;
-
-INLINE size_t al64(size_t n) {
-    return (n + 63) & ~(size_t)63;
-}
-
-static bool ax_plan_init(ax_plan *p, int kind, int64_t cols, int64_t n, size_t xs) {
-    const bool k = ax_is_k(kind);
-    p->kind = kind;
-    p->perm = !k; /* every 32-value block format takes ax_weights_rows */
-    p->G = k ? 64 : 32;
-    p->RT = k ? 16 : 32;
-    p->cols = cols;
-    p->ns = k ? cols / QF_QK_K : cols / 32;
-    p->n = n;
-    p->xs = xs;
-    /* packed activations of a chunk stay in L2 (about 1 MB) */
-    int64_t tch = (int64_t)((1u << 20) / (size_t)cols);
-    tch = tch < AMX_TOK ? AMX_TOK : tch - tch % AMX_TOK;
-    p->tch = tch;
-    /* per-token scales for n rounded up to whole steps (the padding tokens
-     * get zeros) */
-    const int64_t npad = (n + AMX_TOK - 1) / AMX_TOK * AMX_TOK;
-    const size_t sz_dx = al64(sizeof(float) * (size_t)(npad * p->ns));
-    const size_t sz_sx = ax_b32_min(kind) ? sz_dx : 0;
-    const size_t sz_bs = ax_k_min(kind) ? al64(sizeof(float) * (size_t)(npad * p->ns * 8)) : 0;
-    const size_t sz_b = al64((size_t)(p->RT * cols) * (k ? 2 : 1));
-    const size_t sz_dw = al64(sizeof(float) * (size_t)(p->ns * p->RT));
-    const size_t sz_mw = al64(sizeof(float) * (size_t)(p->ns * (k ? 8 * 16 : p->RT)));
-    const size_t sz_xa = al64((size_t)(npad * cols));
-    const size_t sz_acc = sizeof(float) * AMX_TOK * (size_t)p->RT, sz_c = sizeof(int32_t) * 2 * 4 * 256;
-    uint8_t *m = scratch_get(sz_dx + sz_sx + sz_bs + sz_b + sz_dw + sz_mw + sz_xa + sz_acc + sz_c);
-    if (!m) return false;
-    p->dx = (float *)m;
-    m += sz_dx;
-    p->sx = (float *)m;
-    m += sz_sx;
-    p->bs = (float *)m;
-    m += sz_bs;
-    p->b = (int8_t *)m;
-    m += sz_b;
-    p->dw = (float *)m;
-    m += sz_dw;
-    p->mw = (float *)m;
-    m += sz_mw;
-    p->xa = (int8_t *)m;
-    m += sz_xa;
-    p->acc = (float *)m;
-    m += sz_acc;
-    p->c = (int32_t *)m;
-    return true;
-}
-
-/* The int8 activations of all n tokens in tile order (once per call): tile
- * (token tile i, group g) is 16 rows of G bytes, contiguous, so that tile
- * loads read 1 KB (512 B) in one piece instead of 16 rows 2 KB apart.
- * Padding tokens are zero. */
-static void ax_token_pack(const ax_plan *p, const uint8_t *xq) {
-    const int G = p->G;
-    const int64_t npad = (p->n + AMX_TOK - 1) / AMX_TOK * AMX_TOK, ng = p->cols / G;
-    const bool k = ax_is_k(p->kind), one = ax_b32_min(p->kind);
-    const size_t bx = one ? sizeof(qf_block_q8_1) : sizeof(qf_block_q8_0), qo = one ? 4 : 2;
-    for (int64_t t = 0; t < npad; t++) {
-        int8_t *dst = p->xa + (size_t)(t / 16) * (size_t)(ng * 16 * G) + (size_t)(t % 16) * (size_t)G;
-        if (t >= p->n) {
-            for (int64_t g = 0; g < ng; g++)
-                memset(dst + (size_t)g * 16 * (size_t)G, 0, (size_t)G);
-            continue;
-        }
-        const uint8_t *x = xq + (size_t)t * p->xs;
-        for (int64_t g = 0; g < ng; g++) {
-            const uint8_t *src = k ? (const uint8_t *)((const qf_block_q8_K *)x + (g * G) / QF_QK_K)->qs + (g * G) % QF_QK_K
-                                   : x + (size_t)g * bx + qo;
-            if (G == 64) _mm512_storeu_si512(dst + (size_t)g * 16 * 64, _mm512_loadu_si512(src));
-            else _mm256_storeu_si256((__m256i *)(dst + (size_t)g * 16 * 32), ldu256(src));
-        }
-    }
-}
-
-/* Float scales of all n tokens (once per call), zeros for the padding. */
-static void ax_token_scales(const ax_plan *p, const uint8_t *xq) {
-    const int kind = p->kind;
-    const int64_t npad = (p->n + AMX_TOK - 1) / AMX_TOK * AMX_TOK;
-    memset(p->dx + p->n * p->ns, 0, sizeof(float) * (size_t)((npad - p->n) * p->ns));
-    if (ax_b32_min(kind)) memset(p->sx + p->n * p->ns, 0, sizeof(float) * (size_t)((npad - p->n) * p->ns));
-    if (ax_k_min(kind)) memset(p->bs + p->n * p->ns * 8, 0, sizeof(float) * (size_t)((npad - p->n) * p->ns * 8));
-    for (int64_t t = 0; t < p->n; t++) {
-        const uint8_t *x = xq + (size_t)t * p->xs;
-        float *dx = p->dx + t * p->ns;
-        if (ax_is_k(kind)) {
-            for (int64_t s = 0; s < p->ns; s++) {
-                const qf_block_q8_K *b = (const qf_block_q8_K *)x + s;
-                dx[s] = b->d;
-                if (ax_k_min(kind)) {
-                    float *bs = p->bs + (t * p->ns + s) * 8;
-                    for (int j = 0; j < 8; j++)
-                        bs[j] = (float)(b->bsums[2 * j] + b->bsums[2 * j + 1]) * b->d;
-                }
-            }
-        } else {
-            const bool one = ax_b32_min(kind);
-            const size_t bx = one ? sizeof(qf_block_q8_1) : sizeof(qf_block_q8_0);
-            for (int64_t g = 0; g < p->ns; g++) {
-                dx[g] = h2f(x + (size_t)g * bx);
-                if (one) p->sx[t * p->ns + g] = h2f(x + (size_t)g * bx + 2);
-            }
-        }
-    }
-}
-
-/* Store 16 rows x G/4 dwords (rows 64 bytes apart in src, the first G
- * bytes used) as the B tile: dword (k4, r) at dst[64 k4 + 4 r]. */
-static void ax_vnni16(const int8_t *src, int G, int8_t *dst) {
-    /* transpose 16 x 16 dwords (only G/4 columns are needed) */
-    __m512i v[16];
-    for (int r = 0; r < 16; r++)
-        v[r] = _mm512_loadu_si512(src + 64 * r);
-    __m512i t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(v[i], v[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(v[i], v[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        v[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-        v[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        v[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-        v[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    /* v[4q + j]: 128-bit lane l holds dword column 4l + j' of rows 4q..4q+3
-     * (j' = 0, 1, 2, 3 for j = 0, 1, 2, 3 in that order) */
-    for (int j = 0; j < 4; j++) {
-        const __m512i a = _mm512_shuffle_i32x4(v[j], v[4 + j], _MM_SHUFFLE(2, 0, 2, 0));
-        const __m512i b = _mm512_shuffle_i32x4(v[8 + j], v[12 + j], _MM_SHUFFLE(2, 0, 2, 0));
-        const __m512i c = _mm512_shuffle_i32x4(v[j], v[4 + j], _MM_SHUFFLE(3, 1, 3, 1));
-        const __m512i d = _mm512_shuffle_i32x4(v[8 + j], v[12 + j], _MM_SHUFFLE(3, 1, 3, 1));
-        /* column 4l + j of rows 0..15 for l = 0, 2 (from a, b) and 1, 3 */
-        const __m512i c0 = _mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0));
-        const __m512i c2 = _mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1));
-        const __m512i c1 = _mm512_shuffle_i32x4(c, d, _MM_SHUFFLE(2, 0, 2, 0));
-        const __m512i c3 = _mm512_shuffle_i32x4(c, d, _MM_SHUFFLE(3, 1, 3, 1));
-        const __m512i cols[4] = {c0, c1, c2, c3};
-        for (int l = 0; l < 4; l++) {
-            const int k4 = 4 * l + j;
-            if (k4 < G / 4) _mm512_storeu_si512(dst + 64 * k4, cols[l]);
-        }
-    }
-}
-
-/* Column order of a B tile built by ax_weights_rows: position p holds
- * weight row 4 * (p % 4) + p / 4 (a 4 x 4 transpose, its own inverse). */
-static const int32_t ax_perm[16] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
-
-/* 16 bytes of each of rows r0..r0+3 (zero past nr) as one vector. */
-INLINE __m512i ax_rows4(const uint8_t *w, size_t wrb, int r0, int nr) {
-    __m512i z = _mm512_setzero_si512();
-    if (r0 < nr) z = _mm512_castsi128_si512(ldu128(w + (size_t)r0 * wrb));
-    if (r0 + 1 < nr) z = _mm512_inserti32x4(z, ldu128(w + (size_t)(r0 + 1) * wrb), 1);
-    if (r0 + 2 < nr) z = _mm512_inserti32x4(z, ldu128(w + (size_t)(r0 + 2) * wrb), 2);
-    if (r0 + 3 < nr) z = _mm512_inserti32x4(z, ldu128(w + (size_t)(r0 + 3) * wrb), 3);
-    return z;
-}
-
-/* 16 bytes (4 dwords) of 16 rows, transposed: o[j] holds dword j of every
- * row, in ax_perm column order. Within each 128-bit lane this is the 4 x 4
- * dword transpose of four registers, no lane crossing: lane l of z[m] is
- * row 4m + l, so o[j] lane l is rows l, 4 + l, 8 + l, 12 + l. */
-INLINE void ax_rows16_t(const uint8_t *w, size_t wrb, int nr, __m512i o[4]) {
-    const __m512i z0 = ax_rows4(w, wrb, 0, nr), z1 = ax_rows4(w, wrb, 4, nr);
-    const __m512i z2 = ax_rows4(w, wrb, 8, nr), z3 = ax_rows4(w, wrb, 12, nr);
-    const __m512i t0 = _mm512_unpacklo_epi32(z0, z1), t1 = _mm512_unpackhi_epi32(z0, z1);
-    const __m512i t2 = _mm512_unpacklo_epi32(z2, z3), t3 = _mm512_unpackhi_epi32(z2, z3);
-    o[0] = _mm512_unpacklo_epi64(t0, t2);
-    o[1] = _mm512_unpackhi_epi64(t0, t2);
-    o[2] = _mm512_unpacklo_epi64(t1, t3);
-    o[3] = _mm512_unpackhi_epi64(t1, t3);
-}
-
-/* Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 rows straight into VNNI order (no row
- * buffer): a tile row holds dword kq of 16 weight rows, and dword j of a
- * Q4/Q5 block's nibble bytes carries values 4j..4j+3 (low nibbles) and
- * 16+4j.. (high), so one transpose of the 16-byte nibble rows gives tile
- * rows j and 4 + j after a mask and a shift. Scales come in with one
- * gather per 16 rows; so do Q5's 32 high bits: bits 4j..4j+3 (and
- * 16+4j..) of a row's qh become bit 4 of the four bytes of its dword in
- * tile row j (4 + j). vpmultishiftqb (VBMI, which every AMX CPU has) does
- * that in one instruction: output byte k of a qword is the 8 bits of the
- * qword from a bit offset (mod 64), so offset 4j + k - 4 puts qh bit
- * 4j + k at the byte's bit 4 (+32 for the dword in the qword's upper half;
- * j = 0 wraps around to the qword's top bits, which is what makes bit 0
- * land at bit 4). */
-#define AX_TARGET_VBMI __attribute__((target("avx512vbmi")))
-
-/* Byte k of the qword: offset (4j + k - 4 + (k >= 4 ? 28 : 0) + add) mod 64
- * with k' = k mod 4 in place of k. */
-static AX_TARGET_VBMI inline __m512i q5_ctrl(int j, int add) {
-    uint64_t c = 0;
-    for (int k = 0; k < 8; k++) {
-        int off = (4 * j + (k & 3) - 4 + (k >= 4 ? 32 : 0) + add) & 63;
-        c |= (uint64_t)off << (8 * k);
-    }
-    return _mm512_set1_epi64((long long)c);
-}
-
-static AX_TARGET_VBMI inline __m512i q5_spread(__m512i qh, __m512i ctrl) {
-    return _mm512_and_si512(_mm512_multishift_epi64_epi8(ctrl, qh), _mm512_set1_epi8(0x10));
-}
-
-static AX_TARGET_VBMI void ax_weights_rows(const ax_plan *p, int bk, const uint8_t *w, size_t wrb, int nr) {
-    const size_t bw = b32_bytes(bk), qs = b32_qs(bk);
-    const __m512i perm = _mm512_loadu_si512(ax_perm);
-    const __m512i lo4 = _mm512_set1_epi8(0x0F), off = _mm512_set1_epi8(bk == K_Q4_0 ? 8 : bk == K_Q5_0 ? 16 : 0);
-    const bool q5 = bk == K_Q5_0 || bk == K_Q5_1;
-    const size_t qh_at = bk == K_Q5_0 ? 2 : 4; /* Q5_0: d, qh; Q5_1: d, m, qh */
-    for (int rt = 0; rt < p->RT / 16; rt++) {
-        const int n16 = nr - 16 * rt < 0 ? 0 : nr - 16 * rt > 16 ? 16 : nr - 16 * rt;
-        const uint8_t *wr = w + (size_t)(16 * rt) * wrb;
-        const __mmask16 live = _mm512_cmplt_epi32_mask(perm, _mm512_set1_epi32(n16));
-        const __m512i idx = _mm512_mullo_epi32(perm, _mm512_set1_epi32((int)wrb));
-        for (int64_t g = 0; g < p->ns; g++) {
-            const uint8_t *blk = wr + (size_t)g * bw;
-            int8_t *dst = p->b + ((size_t)g * (size_t)(p->RT / 16) + (size_t)rt) * 512;
-            const __m512i dm = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, blk, 1);
-            _mm512_store_ps(p->dw + g * p->RT + 16 * rt, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm)));
-            if (bk == K_Q4_1 || bk == K_Q5_1)
-                _mm512_store_ps(p->mw + g * p->RT + 16 * rt,
-                                _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16))));
-            __m512i o[4];
-            ax_rows16_t(blk + qs, wrb, n16, o);
-            if (bk == K_Q8_0) {
-                UNROLL for (int j = 0; j < 4; j++)
-                    _mm512_store_si512(dst + 64 * j, o[j]);
-                ax_rows16_t(blk + qs + 16, wrb, n16, o);
-                UNROLL for (int j = 0; j < 4; j++)
-                    _mm512_store_si512(dst + 64 * (4 + j), o[j]);
-            } else {
-                const __m512i qh = q5 ? _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, blk + qh_at, 1)
-                                      : _mm512_setzero_si512();
-                UNROLL for (int j = 0; j < 4; j++) {
-                    __m512i lo = _mm512_and_si512(o[j], lo4), hi = _mm512_and_si512(_mm512_srli_epi16(o[j], 4), lo4);
-                    if (q5) {
-                        lo = _mm512_or_si512(lo, q5_spread(qh, q5_ctrl(j, 0)));
-                        hi = _mm512_or_si512(hi, q5_spread(qh, q5_ctrl(j, 16)));
-                    }
-                    _mm512_store_si512(dst + 64 * j, _mm512_sub_epi8(lo, off));
-                    _mm512_store_si512(dst + 64 * (4 + j), _mm512_sub_epi8(hi, off));
-                }
-            }
-        }
-    }
-}
-
-/* Weight rows [0, nr) of a row tile (the rest zero) into the B panel. */
-static void ax_weights_b32(const ax_plan *p, const uint8_t *w, size_t wrb, int nr) {
-    static const int kmap[] = {K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0};
-    ax_weights_rows(p, kmap[p->kind], w, wrb, nr);
-}
-
-/* 32 int16 products -> the two int8 planes (lo = p & 127, hi = p >> 7). */
-INLINE void ax_planes(__m512i p16, __m256i *lo, __m256i *hi) {
-    *lo = _mm512_cvtepi16_epi8(_mm512_and_si512(p16, _mm512_set1_epi16(127)));
-    *hi = _mm512_cvtepi16_epi8(_mm512_srai_epi16(p16, 7));
-}
-
-static void ax_weights_k(const ax_plan *p, const uint8_t *w, size_t wrb, int nr) {
-    const int kind = p->kind;
-    const int kq = kind == AX_Q4_K ? KQ_Q4 : kind == AX_Q5_K ? KQ_Q5 : KQ_Q6;
-    const size_t bw = kq == KQ_Q4 ? sizeof(qf_block_q4_K) : kq == KQ_Q5 ? sizeof(qf_block_q5_K) : sizeof(qf_block_q6_K);
-    /* planes of 16 rows: [c][plane][16 rows][64] */
-    int8_t rows[4 * 2 * 16 * 64] __attribute__((aligned(64)));
-    for (int64_t s = 0; s < p->ns; s++) {
-        for (int r = 0; r < 16; r++) {
-            float *dw = p->dw + s * 16 + r;
-            if (r >= nr) {
-                for (int cp = 0; cp < 8; cp++)
-                    _mm512_store_si512(rows + (cp * 16 + r) * 64, _mm512_setzero_si512());
-                *dw = 0.0f;
-                for (int j = 0; j < 8; j++)
-                    p->mw[(s * 8 + j) * 16 + r] = 0.0f;
-                continue;
-            }
-            const uint8_t *blk = w + (size_t)r * wrb + (size_t)s * bw;
-            kq_row k;
-            kq_decode(kq, blk, &k);
-            *dw = k.d;
-            int16_t sc[16];
-            if (kq == KQ_Q6) {
-                const qf_block_q6_K *b6 = (const qf_block_q6_K *)blk;
-                for (int j = 0; j < 16; j++)
-                    sc[j] = b6->scales[j];
-            } else {
-                uint8_t s8[8], m8[8];
-                k4_scales(blk + 4, s8, m8);
-                for (int j = 0; j < 8; j++) {
-                    sc[j] = s8[j];
-                    p->mw[(s * 8 + j) * 16 + r] = k.dmin * (float)m8[j];
-                }
-            }
-            for (int c = 0; c < 4; c++) {
-                __m512i lv = k.lv[c];
-                if (kq == KQ_Q6) lv = _mm512_sub_epi8(lv, _mm512_set1_epi8(32));
-                /* elements 64c + 0..31 and 64c + 32..63 as int16 */
-                const __m512i e0 = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(lv));
-                const __m512i e1 = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(lv, 1));
-                __m512i s0, s1;
-                if (kq == KQ_Q6) { /* sub-blocks of 16: 4c .. 4c+3 */
-                    s0 = _mm512_inserti64x4(_mm512_set1_epi16(sc[4 * c]), _mm256_set1_epi16(sc[4 * c + 1]), 1);
-                    s1 = _mm512_inserti64x4(_mm512_set1_epi16(sc[4 * c + 2]), _mm256_set1_epi16(sc[4 * c + 3]), 1);
-                } else { /* sub-blocks of 32: 2c, 2c + 1 */
-                    s0 = _mm512_set1_epi16(sc[2 * c]);
-                    s1 = _mm512_set1_epi16(sc[2 * c + 1]);
-                }
-                __m256i lo0, hi0, lo1, hi1;
-                ax_planes(_mm512_mullo_epi16(e0, s0), &lo0, &hi0);
-                ax_planes(_mm512_mullo_epi16(e1, s1), &lo1, &hi1);
-                int8_t *lo = rows + ((c * 2) * 16 + r) * 64, *hi = rows + ((c * 2 + 1) * 16 + r) * 64;
-                _mm256_store_si256((__m256i *)lo, lo0);
-                _mm256_store_si256((__m256i *)(lo + 32), lo1);
-                _mm256_store_si256((__m256i *)hi, hi0);
-                _mm256_store_si256((__m256i *)(hi + 32), hi1);
-            }
-        }
-        for (int cp = 0; cp < 8; cp++)
-            ax_vnni16(rows + cp * 16 * 64, 64, p->b + ((size_t)s * 8 + (size_t)cp) * 1024);
-    }
-}
-
-/* acc rows (16 tokens, stride RT floats) += C * dw * dx[t] (dx stride ns),
- * where C is c (or c + 128 * c_hi when c_hi is given). */
-INLINE void ax_epilogue(float *acc, int RT, const int32_t *c, const int32_t *c_hi, __m512 dw, const float *dx,
-                        int64_t dx_stride) {
-    UNROLL for (int t = 0; t < 16; t++) {
-        __m512i ci = _mm512_load_si512(c + 16 * t);
-        if (c_hi) ci = _mm512_add_epi32(ci, _mm512_slli_epi32(_mm512_load_si512(c_hi + 16 * t), 7));
-        float *a = acc + t * RT;
-        _mm512_store_ps(a, _mm512_fmadd_ps(_mm512_cvtepi32_ps(ci), _mm512_mul_ps(dw, _mm512_set1_ps(dx[t * dx_stride])),
-                                           _mm512_load_ps(a)));
-    }
-}
-
-/* The float part of one block for 32 tokens (16 when !two) x 32 rows: C
- * tiles in c. */
-INLINE void ax_finish_b32(const ax_plan *p, const int32_t *c, int64_t g, const float *dx, const float *sx,
-                          bool two) {
-    const int64_t ns = p->ns;
-    float *acc = p->acc;
-    const __m512 dw0 = _mm512_load_ps(p->dw + g * 32), dw1 = _mm512_load_ps(p->dw + g * 32 + 16);
-    ax_epilogue(acc, 32, c, NULL, dw0, dx + g, ns);
-    ax_epilogue(acc + 16, 32, c + 256, NULL, dw1, dx + g, ns);
-    if (two) {
-        ax_epilogue(acc + 16 * 32, 32, c + 512, NULL, dw0, dx + 16 * ns + g, ns);
-        ax_epilogue(acc + 16 * 32 + 16, 32, c + 768, NULL, dw1, dx + 16 * ns + g, ns);
-    }
-    if (sx) {
-        const __m512 m0 = _mm512_load_ps(p->mw + g * 32), m1 = _mm512_load_ps(p->mw + g * 32 + 16);
-        for (int t = 0; t < (two ? AMX_TOK : 16); t++) {
-            const __m512 sv = _mm512_set1_ps(sx[t * ns + g]);
-            float *ar = acc + t * 32;
-            _mm512_store_ps(ar, _mm512_fmadd_ps(m0, sv, _mm512_load_ps(ar)));
-            _mm512_store_ps(ar + 16, _mm512_fmadd_ps(m1, sv, _mm512_load_ps(ar + 16)));
-        }
-    }
-}
-
-/* 32 tokens (token tiles i0, i0 + 1; global index t0) x 32 rows over all
- * blocks; with !two only the 16 tokens of tile i0 (a batch of 16 or fewer
- * left: the padding tile would double the work). The tiles of block g are
- * stored to one half of c while the float work of block g - 1 runs on the
- * other half, so that the tile unit and the vector units overlap. */
-static void ax_compute_b32(const ax_plan *p, int64_t i0, int64_t t0, bool two) {
-    const int64_t ns = p->ns;
-    memset(p->acc, 0, sizeof(float) * AMX_TOK * 32);
-    const float *dx = p->dx + t0 * ns, *sx = ax_b32_min(p->kind) ? p->sx + t0 * ns : NULL;
-    const int8_t *a0 = p->xa + (size_t)i0 * (size_t)ns * 512, *a1 = a0 + (size_t)ns * 512;
-    for (int64_t g = 0; g < ns; g++) {
-        int32_t *c = p->c + (g & 1) * 1024;
-        const int8_t *b = p->b + (size_t)g * 1024;
-        /* the next tile's block g, one request per row when it starts a
-         * new cache line: its rows are read while this tile computes */
-        if (p->pf && (g == 0 || ((g * p->pf_bw) >> 6) != (((g + 1) * p->pf_bw - 1) >> 6)))
-            for (int i = 0; i < p->pf_rows; i++)
-                _mm_prefetch((const char *)p->pf + (size_t)i * p->pf_wrb + (size_t)(g + 1) * p->pf_bw - 1, _MM_HINT_T1);
-        _tile_loadd(4, a0 + g * 512, 32);
-        _tile_loadd(6, b, 64);
-        _tile_loadd(7, b + 512, 64);
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_dpbssd(0, 4, 6);
-        _tile_dpbssd(1, 4, 7);
-        _tile_stored(0, c, 64);
-        _tile_stored(1, c + 256, 64);
-        if (two) {
-            _tile_loadd(5, a1 + g * 512, 32);
-            _tile_zero(2);
-            _tile_zero(3);
-            _tile_dpbssd(2, 5, 6);
-            _tile_dpbssd(3, 5, 7);
-            _tile_stored(2, c + 512, 64);
-            _tile_stored(3, c + 768, 64);
-        }
-        if (g > 0) ax_finish_b32(p, p->c + ((g - 1) & 1) * 1024, g - 1, dx, sx, two);
-    }
-    ax_finish_b32(p, p->c + ((ns - 1) & 1) * 1024, ns - 1, dx, sx, two);
-}
-
-/* The float part of one super-block for 32 tokens (16 when !two) x 16 rows. */
-INLINE void ax_finish_k(const ax_plan *p, const int32_t *c, int64_t s, int64_t t0, bool two) {
-    const int64_t ns = p->ns;
-    float *acc = p->acc;
-    const float *dx = p->dx + t0 * ns;
-    const __m512 dw = _mm512_load_ps(p->dw + s * 16);
-    ax_epilogue(acc, 16, c, c + 256, dw, dx + s, ns);
-    if (two) ax_epilogue(acc + 16 * 16, 16, c + 512, c + 768, dw, dx + 16 * ns + s, ns);
-    if (ax_k_min(p->kind)) {
-        __m512 mv[8];
-        UNROLL for (int j = 0; j < 8; j++)
-            mv[j] = _mm512_load_ps(p->mw + (s * 8 + j) * 16);
-        const float *bs = p->bs + (t0 * ns + s) * 8;
-        for (int t = 0; t < (two ? AMX_TOK : 16); t++) {
-            const float *bt = bs + t * ns * 8;
-            float *ar = acc + t * 16;
-            __m512 v = _mm512_load_ps(ar);
-            UNROLL for (int j = 0; j < 8; j++)
-                v = _mm512_fnmadd_ps(mv[j], _mm512_set1_ps(bt[j]), v);
-            _mm512_store_ps(ar, v);
-        }
-    }
-}
-
-/* 32 tokens (16 when !two) x 16 rows over all super-blocks (C
- * double-buffered as above). */
-static void ax_compute_k(const ax_plan *p, int64_t i0, int64_t t0, bool two) {
-    const int64_t ns = p->ns, ng = p->cols / 64;
-    memset(p->acc, 0, sizeof(float) * AMX_TOK * 16);
-    const int8_t *a0 = p->xa + (size_t)i0 * (size_t)ng * 1024, *a1 = a0 + (size_t)ng * 1024;
-    for (int64_t s = 0; s < ns; s++) {
-        int32_t *c = p->c + (s & 1) * 1024;
-        const int8_t *b = p->b + (size_t)s * 8 * 1024;
-        _tile_zero(0);
-        _tile_zero(1);
-        if (two) {
-            _tile_zero(2);
-            _tile_zero(3);
-        }
-        for (int q = 0; q < 4; q++) {
-            const size_t g = (size_t)(4 * s + q) * 1024;
-            _tile_loadd(4, a0 + g, 64);
-            _tile_loadd(6, b + q * 2048, 64);
-            _tile_loadd(7, b + q * 2048 + 1024, 64);
-            _tile_dpbssd(0, 4, 6); /* tokens 0-15, lo */
-            _tile_dpbssd(1, 4, 7); /* tokens 0-15, hi */
-            if (two) {
-                _tile_loadd(5, a1 + g, 64);
-                _tile_dpbssd(2, 5, 6); /* tokens 16-31, lo */
-                _tile_dpbssd(3, 5, 7); /* tokens 16-31, hi */
-            }
-        }
-        _tile_stored(0, c, 64);
-        _tile_stored(1, c + 256, 64);
-        if (two) {
-            _tile_stored(2, c + 512, 64);
-            _tile_stored(3, c + 768, 64);
-        }
-        if (s > 0) ax_finish_k(p, p->c + ((s - 1) & 1) * 1024, s - 1, t0, two);
-    }
-    ax_finish_k(p, p->c + ((ns - 1) & 1) * 1024, ns - 1, t0, two);
-}
-
-static bool gemm_amx(int kind, const void *W, size_t wrb, int64_t cols, int64_t r0, int64_t r1,
-                     const void *xq, size_t xs, int64_t n, float *y, int64_t ldy) {
-    ax_plan p;
-    if (!ax_plan_init(&p, kind, cols, n, xs)) return false;
-    const bool k = ax_is_k(kind);
-    amx_cfg cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int i = 0; i < 8; i++) {
-        cfg.rows[i] = 16;
-        cfg.colsb[i] = 64;
-    }
-    if (!k) { /* A: 16 tokens x 32 values, B: 8 rows (K = 32) */
-        cfg.colsb[4] = cfg.colsb[5] = 32;
-        cfg.rows[6] = cfg.rows[7] = 8;
-    }
-    _tile_loadconfig(&cfg);
-    ax_token_scales(&p, xq);
-    ax_token_pack(&p, xq);
-    const __m512i permv = _mm512_loadu_si512(ax_perm);
-    const uint8_t *w = W;
-    for (int64_t c0 = 0; c0 < n; c0 += p.tch) {
-        const int64_t nt = n - c0 < p.tch ? n - c0 : p.tch;
-        for (int64_t rb = r0; rb < r1; rb += p.RT) {
-            const int nr = r1 - rb < p.RT ? (int)(r1 - rb) : p.RT;
-            if (k) ax_weights_k(&p, w + (size_t)rb * wrb, wrb, nr);
-            else ax_weights_b32(&p, w + (size_t)rb * wrb, wrb, nr);
-            if (!k && c0 + p.tch >= n && rb + p.RT < r1) { /* last token chunk: fetch the next row tile */
-                static const size_t bws[] = {sizeof(qf_block_q4_0), sizeof(qf_block_q4_1), sizeof(qf_block_q5_0),
-                                             sizeof(qf_block_q5_1), sizeof(qf_block_q8_0)};
-                p.pf = w + (size_t)(rb + p.RT) * wrb;
-                p.pf_rows = r1 - rb - p.RT < p.RT ? (int)(r1 - rb - p.RT) : p.RT;
-                p.pf_wrb = wrb;
-                p.pf_bw = bws[kind];
-            } else {
-                p.pf = NULL;
-            }
-            const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
-            const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
-            for (int64_t t = c0; t < c0 + nt; t += AMX_TOK) {
-                const int64_t tt = c0 + nt - t < AMX_TOK ? c0 + nt - t : AMX_TOK;
-                if (k) ax_compute_k(&p, t / 16, t, tt > 16);
-                else ax_compute_b32(&p, t / 16, t, tt > 16);
-                for (int64_t i = 0; i < tt; i++) {
-                    float *yt = y + (t + i) * ldy + rb;
-                    __m512 v0 = _mm512_load_ps(p.acc + i * p.RT), v1 = _mm512_setzero_ps();
-                    if (p.RT == 32) v1 = _mm512_load_ps(p.acc + i * p.RT + 16);
-                    if (p.perm) { /* ax_perm is its own inverse */
-                        v0 = _mm512_permutexvar_ps(permv, v0);
-                        v1 = _mm512_permutexvar_ps(permv, v1);
-                    }
-                    _mm512_mask_storeu_ps(yt, m0, v0);
-                    if (p.RT == 32) _mm512_mask_storeu_ps(yt + 16, m1, v1);
-                }
-            }
-        }
-    }
-    _tile_release();
-    return true;
-}
-
-/* ---- AMX-BF16: F16 weights x F16 activations (n >= AMX_MIN_N) ----
- * An fp16 value splits exactly into two bf16: hi = its top 16 bits as a
- * float (truncation) and lo = v - hi (at most 3 significant bits, exact in
- * bf16); a product of two bf16 is exact in fp32. TDPBF16PS multiplies bf16
- * pairs and accumulates in fp32, so with B holding the activations as
- * (x_hi, x_lo) pairs and A the weights as (w_hi, w_hi) pairs, then (w_lo,
- * w_lo): C += x * w_hi + x * w_lo = x * w, every product exact; only the
- * fp32 summation order differs from the reference. No per-block scale: C
- * accumulates a whole row in the tiles and is stored once. (Duplicating
- * the weights rather than the activations keeps the activation panel at 4
- * bytes per value, so twice as many tokens share each rebuild of the
- * weight panel, which re-reads the fp16 weights.)
- * Weights are A (16 rows x 16 pairs per tile, row-major: no transposition
- * in the per-row-tile work); the activations of a chunk of tokens are
- * transposed once into B tiles; C tiles (rows x tokens) are transposed on
- * the way out. Tiles per step: 32 rows x 32 tokens, 16 values of k. */
-
-#if defined(__AMX_BF16__)
-
-/* 16 floats (fp16 values) -> hi (top 16 bits) and lo = v - hi, as bf16 in
- * the low 16 bits of each dword. */
-INLINE void bf16_split(__m512 v, __m512i *hi, __m512i *lo) {
-    const __m512i h = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0xFFFF0000u));
-    const __m512 l = _mm512_sub_ps(v, _mm512_castsi512_ps(h));
-    *hi = _mm512_srli_epi32(h, 16);
-    *lo = _mm512_srli_epi32(_mm512_castps_si512(l), 16);
-}
-
-/* Columns per slice: longer rows are done in slices whose results are
- * added into y, so that a chunk of tokens (whose activation panel stays in
- * L2) is long enough to amortize the weight panel: each chunk re-reads the
- * fp16 weights of the slice. */
-#define F16_KS 2048
-
-/* One slice of columns (cols <= F16_KS); accumulate: add to y. */
-static bool amx_f16_slice(const uint8_t *w, size_t wrb, int64_t cols, int64_t r0, int64_t r1, const uint8_t *x,
-                          size_t xs, int64_t n, float *y, int64_t ldy, bool accumulate) {
-    const int64_t cp = (cols + 15) / 16 * 16, nk = cp / 16;
-    int64_t tch = (int64_t)((1u << 20) / (size_t)(4 * cp)); /* 128 tokens at F16_KS */
-    tch = tch < AMX_TOK ? AMX_TOK : tch - tch % AMX_TOK;
-    const int64_t npad = (n + AMX_TOK - 1) / AMX_TOK * AMX_TOK;
-    if (tch > npad) tch = npad;
-    /* B: [token tile][k / 16][16 pairs][16 tokens]; A: [k / 16][hi, lo][row
-     * tile][16 rows][16 pairs] */
-    const size_t sz_b = al64((size_t)(tch * cp) * 4), sz_a = al64((size_t)(32 * cp) * 8);
-    uint8_t *m = scratch_get(sz_b + sz_a + sizeof(float) * 4 * 256);
-    if (!m) return false;
-    int8_t *bp = (int8_t *)m, *ap = (int8_t *)(m + sz_b);
-    float *c = (float *)(m + sz_b + sz_a);
-    amx_cfg cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int i = 0; i < 8; i++) {
-        cfg.rows[i] = 16;
-        cfg.colsb[i] = 64;
-    }
-    _tile_loadconfig(&cfg);
-    int8_t buf[16 * 64] __attribute__((aligned(64)));
-    for (int64_t c0 = 0; c0 < n; c0 += tch) {
-        const int64_t nt = n - c0 < tch ? n - c0 : tch, ntt = (nt + AMX_TOK - 1) / AMX_TOK * 2;
-        for (int64_t jt = 0; jt < ntt; jt++) {
-            for (int64_t kc = 0; kc < nk; kc++) {
-                const __mmask16 mk = cols - 16 * kc >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - 16 * kc)) - 1);
-                for (int i = 0; i < 16; i++) { /* token row i: 16 k -> pairs */
-                    const int64_t t = 16 * jt + i;
-                    __m512i hi = _mm512_setzero_si512(), lo = _mm512_setzero_si512();
-                    if (t < nt) bf16_split(fx16(F_F16, x + (size_t)(c0 + t) * xs, 16 * kc, mk), &hi, &lo);
-                    _mm512_store_si512(buf + 64 * i, _mm512_or_si512(hi, _mm512_slli_epi32(lo, 16)));
-                }
-                ax_vnni16(buf, 64, bp + (size_t)(jt * nk + kc) * 1024);
-            }
-        }
-        for (int64_t rb = r0; rb < r1; rb += 32) {
-            const int nr = r1 - rb < 32 ? (int)(r1 - rb) : 32;
-            /* A: (w_hi, w_hi) and (w_lo, w_lo) pairs, row-major; written in
-             * panel order (k outer) so that the stores are sequential */
-            for (int64_t kc = 0; kc < nk; kc++) {
-                const __mmask16 mk = cols - 16 * kc >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - 16 * kc)) - 1);
-                int8_t *dst = ap + (size_t)kc * 4096;
-                for (int r = 0; r < 32; r++) {
-                    __m512i hi = _mm512_setzero_si512(), lo = _mm512_setzero_si512();
-                    if (r < nr) bf16_split(fw16(F_F16, w + (size_t)(rb + r) * wrb, 16 * kc, mk), &hi, &lo);
-                    _mm512_store_si512(dst + 64 * r, _mm512_or_si512(hi, _mm512_slli_epi32(hi, 16)));
-                    _mm512_store_si512(dst + 2048 + 64 * r, _mm512_or_si512(lo, _mm512_slli_epi32(lo, 16)));
-                }
-            }
-            for (int64_t t = 0; t < nt; t += AMX_TOK) {
-                const int8_t *b = bp + (size_t)(t / 16) * (size_t)nk * 1024;
-                _tile_zero(0);
-                _tile_zero(1);
-                _tile_zero(2);
-                _tile_zero(3);
-                for (int64_t kc = 0; kc < nk; kc++) {
-                    const int8_t *a = ap + (size_t)kc * 4096;
-                    const int8_t *b0 = b + (size_t)kc * 1024, *b1 = b0 + (size_t)nk * 1024;
-                    _tile_loadd(6, b0, 64);
-                    _tile_loadd(7, b1, 64);
-                    _tile_loadd(4, a, 64); /* w_hi pairs, rows 0-15 */
-                    _tile_loadd(5, a + 1024, 64);
-                    _tile_dpbf16ps(0, 4, 6); /* rows 0-15, tokens 0-15 */
-                    _tile_dpbf16ps(1, 4, 7); /* rows 0-15, tokens 16-31 */
-                    _tile_dpbf16ps(2, 5, 6);
-                    _tile_dpbf16ps(3, 5, 7);
-                    _tile_loadd(4, a + 2048, 64); /* w_lo pairs */
-                    _tile_loadd(5, a + 3072, 64);
-                    _tile_dpbf16ps(0, 4, 6);
-                    _tile_dpbf16ps(1, 4, 7);
-                    _tile_dpbf16ps(2, 5, 6);
-                    _tile_dpbf16ps(3, 5, 7);
-                }
-                _tile_stored(0, c, 64);
-                _tile_stored(1, c + 256, 64);
-                _tile_stored(2, c + 512, 64);
-                _tile_stored(3, c + 768, 64);
-                /* C tiles are [rows][tokens]: transpose to [tokens][rows] */
-                float ct[4][256] __attribute__((aligned(64)));
-                for (int q = 0; q < 4; q++)
-                    ax_vnni16((const int8_t *)(c + 256 * q), 64, (int8_t *)ct[q]);
-                const int64_t tt = nt - t < AMX_TOK ? nt - t : AMX_TOK;
-                const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
-                const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
-                for (int64_t i = 0; i < tt; i++) {
-                    const int hi = i >= 16, ti = (int)(i % 16);
-                    float *yt = y + (c0 + t + i) * ldy + rb;
-                    __m512 v0 = _mm512_load_ps(ct[hi] + 16 * ti), v1 = _mm512_load_ps(ct[2 + hi] + 16 * ti);
-                    if (accumulate) {
-                        v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, yt));
-                        v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, yt + 16));
-                    }
-                    _mm512_mask_storeu_ps(yt, m0, v0);
-                    _mm512_mask_storeu_ps(yt + 16, m1, v1);
-                }
-            }
-        }
-    }
-    _tile_release();
-    return true;
-}
-
-static bool gemm_amx_f16(const uint8_t *w, size_t wrb, int64_t cols, int64_t r0, int64_t r1, const uint8_t *x,
-                         size_t xs, int64_t n, float *y, int64_t ldy) {
-    for (int64_t k0 = 0; k0 < cols; k0 += F16_KS) {
-        const int64_t kc = cols - k0 < F16_KS ? cols - k0 : F16_KS;
-        /* a slice failing (no memory) can only be the first: nothing written */
-        if (!amx_f16_slice(w + 2 * k0, wrb, kc, r0, r1, x + 2 * k0, xs, n, y, ldy, k0 > 0)) return false;
-    }
-    return true;
-}
-
-#else
-
-static bool gemm_amx_f16(const uint8_t *w, size_t wrb, int64_t cols, int64_t r0, int64_t r1, const uint8_t *x,
-                         size_t xs, int64_t n, float *y, int64_t ldy) {
-    (void)w, (void)wrb, (void)cols, (void)r0, (void)r1, (void)x, (void)xs, (void)n, (void)y, (void)ldy;
-    return false;
-}
-
-#endif /* __AMX_BF16__ */
-
-#else /* compiler without AMX support: the VNNI kernels do all the work */
-
-static bool gemm_amx_f16(const uint8_t *w, size_t wrb, int64_t cols, int64_t r0, int64_t r1, const uint8_t *x,
-                         size_t xs, int64_t n, float *y, int64_t ldy) {
-    (void)w, (void)wrb, (void)cols, (void)r0, (void)r1, (void)x, (void)xs, (void)n, (void)y, (void)ldy;
-    return false;
-}
-
-static bool gemm_amx(int kind, const void *W, size_t wrb, int64_t cols, int64_t r0, int64_t r1,
-                     const void *xq, size_t xs, int64_t n, float *y, int64_t ldy) {
-    (void)kind, (void)W, (void)wrb, (void)cols, (void)r0, (void)r1, (void)xq, (void)xs, (void)n, (void)y, (void)ldy;
-    return false;
-}
-
-#endif
-
-/* AMX needs the CPU feature and, on Linux, permission for the tile data
- * state (arch_prctl ARCH_REQ_XCOMP_PERM, once per process). QF_AMX=0
- * turns it off (e.g. for valgrind, which does not know AMX). */
-static bool amx_enable(void) {
-#if !defined(__AMX_TILE__) || !defined(__AMX_INT8__)
-    return false;
-#endif
-    const char *env = getenv("QF_AMX");
-    if (env && strcmp(env, "0") == 0) return false;
-    if (!__builtin_cpu_supports("amx-tile") || !__builtin_cpu_supports("amx-int8")) return false;
-#if defined(__linux__)
-    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
-#else
-    return false;
-#endif
-}
-
 bool qf_kernels_fill_avx512(qf_kernel_table *t) {
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
@@ -1696,7 +738,7 @@ bool qf_kernels_fill_avx512(qf_kernel_table *t) {
         !__builtin_cpu_supports("fma") || !__builtin_cpu_supports("f16c"))
         return false;
     memcpy(fallback, t->gemm, sizeof fallback);
-    amx_ok = amx_enable() && __builtin_cpu_supports("avx512vbmi"); /* ax_weights_rows uses VBMI */
+    amx_ok = qf_avx512_amx_enable() && __builtin_cpu_supports("avx512vbmi"); /* ax_weights_rows uses VBMI */
 #if defined(__AMX_BF16__)
     amx_bf16_ok = amx_ok && __builtin_cpu_supports("amx-bf16");
 #endif

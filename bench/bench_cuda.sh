@@ -21,12 +21,15 @@
 # geometry), QF_CUDA_MV_U=n (register path: k-steps in flight per warp),
 # QF_CUDA_MV_EF=0 (normal L2 policy for the weights), QF_CUDA_MV_CYCLIC=1
 # (tiles dealt round robin), QF_CUDA_MV_PF=0 (no L2 prefetch of gate|up's
-# first tiles by Wo), QF_CUDA_ACT_REUSE=0 (act reads its value twice);
+# first tiles by Wo), QF_CUDA_MV_DYN=1 (gate|up tiles claimed from a counter:
+# measured slower), QF_CUDA_ACT_REUSE=0 (act reads its value twice);
 # attention: QF_CUDA_ATT_SHORT=0|2 (the split kernel always | for many tokens),
 # QF_CUDA_ATT_SHORT_EARLY=0, QF_CUDA_ATT_SHORT_FUSE=0 (k_store kernel again),
 # QF_CUDA_ATT_PF=0 (no L2 prefetch of the cache), QF_CUDA_ATT_COMBINE=1
 # (combine kernel), QF_CUDA_SPLIT_MIN=n / QF_CUDA_SPLIT_LEN=n (when and how
-# finely it splits), QF_CUDA_HPC=n.
+# finely it splits), QF_CUDA_HPC=n (query heads per attention block: 1, 2, 4,
+# 6, 7 or 8 dividing the kv group); QF_CUDA_PROFILE=1 in any program (qforge
+# included) prints device time per kind of kernel when the backend closes.
 # bench_gpu --mv times the matrix-vector kernel alone per 8B shape against a
 # plain read of device memory; bench_gpu --gpu-layers N a partial offload;
 # bench_gpu --trace the timeline of a batch-1 layer (every kernel's blocks

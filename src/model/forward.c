@@ -143,11 +143,7 @@ static void glu_region(void *p, int ith, int nth) {
     if (r0 >= r1) return;
     qf_gemm(t->gate->type, t->gate->data, t->gate->row_bytes, t->gate->cols, r0, r1, t->act, t->n, t->g, rows);
     qf_gemm(t->up->type, t->up->data, t->up->row_bytes, t->up->cols, r0, r1, t->act, t->n, t->u, rows);
-    for (int32_t i = 0; i < t->n; i++) {
-        float *g = t->g + (size_t)i * rows;
-        const float *u = t->u + (size_t)i * rows;
-        for (int64_t r = r0; r < r1; r++) g[r] = g[r] / (1.0f + expf(-g[r])) * u[r];
-    }
+    for (int32_t i = 0; i < t->n; i++) qf_swiglu(t->g + (size_t)i * rows + r0, t->u + (size_t)i * rows + r0, r1 - r0);
 }
 
 /* y (n, w->rows) = x (n, w->cols) W^T (+ bias). reuse: x and the weight's
@@ -514,12 +510,17 @@ typedef struct swiglu_task {
     float *g;
     const float *u;
     long n;
+    bool exact; /* the reference formula (libm expf), not the kernel */
 } swiglu_task;
 
 static void swiglu_region(void *p, int ith, int nth) {
     const swiglu_task *t = p;
     long lo, hi;
     qf_split_range(t->n, ith, nth, &lo, &hi);
+    if (!t->exact) {
+        if (hi > lo) qf_swiglu(t->g + lo, t->u + lo, hi - lo);
+        return;
+    }
     for (long i = lo; i < hi; i++) {
         float x = t->g[i];
         t->g[i] = x / (1.0f + expf(-x)) * t->u[i];
@@ -726,7 +727,7 @@ qf_status qf_fwd_decode_range(qf_fwd *f, const qf_batch *b, int32_t l0, int32_t 
         } else {
             matmul(f, &ly->w_gate, f->xn, f->g, NULL, n, true);
             matmul(f, &ly->w_up, f->xn, f->u, NULL, n, true);
-            swiglu_task sw = {f->g, f->u, (long)n * hp->n_ff};
+            swiglu_task sw = {f->g, f->u, (long)n * hp->n_ff, f->exact};
             qf_pool_run(f->pool, swiglu_region, &sw);
         }
         matmul(f, &ly->w_down, f->g, f->xn, NULL, n, false);

@@ -998,6 +998,30 @@ static void vmad_q8_0(int64_t d, int64_t n, const void *V, size_t v_row_bytes, c
     }
 }
 
+/* SwiGLU (qf_swiglu) on 8 lanes, avx512_attn.c's arithmetic with exp8: t =
+ * e^-|x|, silu(x) = (x >= 0 ? x : x t) / (1 + t). The tail goes through the
+ * same lanes from a padded copy, so every element's result is the same
+ * wherever a row is split. */
+INLINE __m256 swiglu8(__m256 x, __m256 uv) {
+    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+    const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+    const __m256 t = exp8(_mm256_sub_ps(zero, ax));
+    const __m256 num = _mm256_blendv_ps(x, _mm256_mul_ps(x, t), _mm256_cmp_ps(x, zero, _CMP_LT_OQ));
+    return _mm256_mul_ps(_mm256_div_ps(num, _mm256_add_ps(one, t)), uv);
+}
+
+static void swiglu(float *g, const float *u, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(g + i, swiglu8(_mm256_loadu_ps(g + i), _mm256_loadu_ps(u + i)));
+    if (i < n) {
+        float xb[8] = {0}, ub[8] = {0}, r[8];
+        memcpy(xb, g + i, (size_t)(n - i) * sizeof(float));
+        memcpy(ub, u + i, (size_t)(n - i) * sizeof(float));
+        _mm256_storeu_ps(r, swiglu8(_mm256_loadu_ps(xb), _mm256_loadu_ps(ub)));
+        memcpy(g + i, r, (size_t)(n - i) * sizeof(float));
+    }
+}
+
 bool qf_kernels_fill_avx2(qf_kernel_table *t) {
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") ||
@@ -1023,6 +1047,7 @@ bool qf_kernels_fill_avx2(qf_kernel_table *t) {
     t->vmad_f16 = vmad_f16;
     t->attn_sm_f16 = attn_sm_f16;
     t->attn_sm_q8_0 = attn_sm_q8_0;
+    t->swiglu = swiglu;
     t->vmad_q8_0 = vmad_q8_0;
     return true;
 }

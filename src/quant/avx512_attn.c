@@ -15,6 +15,8 @@
  * exp16, the same range reduction and polynomial as avx2.c's exp8 (within
  * 2 ulp of expf for x <= 0, 0 below -87.3).
  *
+ * The SwiGLU entry (qf_swiglu) lives here too: it is exp16 again.
+ *
  * F16 key sizes that are not a multiple of 32 and value sizes that are not
  * a multiple of 16 keep the entries this file replaced (AVX2 or its scalar
  * fallback). Results equal the reference up to float summation order.
@@ -272,6 +274,23 @@ static void vmad_q8_0(int64_t d, int64_t n, const void *V, size_t vrb, const flo
     vmad(KV_Q8_0, d, n, V, vrb, a, lda, nq, out, ldo);
 }
 
+/* SwiGLU (qf_swiglu) on 16 lanes, the tail masked (the same arithmetic
+ * for every element): t = e^-|x| through exp16, so the polynomial stays in
+ * its range, then silu(x) = x / (1 + t) for x >= 0 and x t / (1 + t) below
+ * (the same value as x / (1 + e^-x); the scalar reference's e^-x would
+ * overflow there). */
+static void swiglu(float *g, const float *u, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 x = _mm512_maskz_loadu_ps(m, g + i), uv = _mm512_maskz_loadu_ps(m, u + i);
+        const __m512 t = exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
+        const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+        const __m512 num = _mm512_mask_mul_ps(x, neg, x, t);
+        _mm512_mask_storeu_ps(g + i, m, _mm512_mul_ps(_mm512_div_ps(num, _mm512_add_ps(one, t)), uv));
+    }
+}
+
 void qf_kernels_fill_avx512_attn(qf_kernel_table *t) {
     prev_sm_f16 = t->attn_sm_f16 ? t->attn_sm_f16 : qf_ref_attn_sm_f16;
     prev_vmad_f16 = t->vmad_f16 ? t->vmad_f16 : qf_ref_vmad_f16;
@@ -279,6 +298,7 @@ void qf_kernels_fill_avx512_attn(qf_kernel_table *t) {
     t->attn_sm_q8_0 = attn_sm_q8_0;
     t->vmad_f16 = vmad_f16;
     t->vmad_q8_0 = vmad_q8_0;
+    t->swiglu = swiglu;
 }
 
 #endif /* __x86_64__ */

@@ -148,6 +148,11 @@ void qf_gemm(qf_type w, const void *W, size_t w_row_bytes, int64_t cols, int64_t
     t->gemm[w](W, w_row_bytes, cols, r0, r1, xq, qf_act_row_size(w, cols), n, y, ldy);
 }
 
+void qf_swiglu(float *g, const float *u, int64_t n) {
+    QF_ASSERT(n >= 0);
+    if (n > 0) table()->swiglu(g, u, n);
+}
+
 void qf_vmad_f16(int64_t d, int64_t n, const void *V, size_t v_row_bytes, const float *a, int64_t lda, int64_t nq,
                  float *out, int64_t ldo) {
     QF_ASSERT(d >= 0 && n >= 0 && nq >= 0 && (nq <= 1 || (lda >= n && ldo >= d)));

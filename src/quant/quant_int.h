@@ -102,6 +102,9 @@ typedef void (*qf_attn_sm_fn)(int64_t dk, int64_t n, const void *K, size_t k_row
                               int64_t nq, float scale, float *m, float *l, float *out, int64_t dv, int64_t ldo,
                               float *p);
 
+/* qf_swiglu (kernels.h): g[i] = silu(g[i]) * u[i] for i < n. */
+typedef void (*qf_swiglu_fn)(float *g, const float *u, int64_t n);
+
 typedef struct qf_kernel_table {
     const char *name;
     qf_gemm_fn gemm[QF_TYPE_COUNT_MAX];
@@ -110,8 +113,11 @@ typedef struct qf_kernel_table {
     qf_attn_sm_fn attn_sm_f16;  /* qf_attn_f16 before its value sum */
     qf_vmad_fn vmad_q8_0;       /* qf_vmad_f16's contract for Q8_0 rows (d a multiple of 32) */
     qf_attn_sm_fn attn_sm_q8_0; /* qf_attn_q8_0 before its value sum */
+    qf_swiglu_fn swiglu;        /* qf_swiglu */
 } qf_kernel_table;
 
+/* qf_swiglu's scalar reference (ref_dot.c): g / (1 + expf(-g)) * u. */
+void qf_ref_swiglu(float *g, const float *u, int64_t n);
 /* qf_vmad_f16's scalar reference (ref_dot.c). */
 void qf_ref_vmad_f16(int64_t d, int64_t n, const void *V, size_t v_row_bytes, const float *a, int64_t lda, int64_t nq,
                      float *out, int64_t ldo);

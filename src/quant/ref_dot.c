@@ -374,6 +374,10 @@ void qf_ref_vmad_f16(int64_t d, int64_t n, const void *V, size_t v_row_bytes, co
     }
 }
 
+void qf_ref_swiglu(float *g, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
 void qf_kernels_fill_scalar(qf_kernel_table *t) {
     memset(t, 0, sizeof *t);
     t->name = "scalar";
@@ -381,6 +385,7 @@ void qf_kernels_fill_scalar(qf_kernel_table *t) {
     t->attn_sm_f16 = qf_ref_attn_sm_f16;
     t->vmad_q8_0 = qf_ref_vmad_q8_0;
     t->attn_sm_q8_0 = qf_ref_attn_sm_q8_0;
+    t->swiglu = qf_ref_swiglu;
     t->gemm[QF_TYPE_F32] = gemm_f32;
     t->gemm[QF_TYPE_F16] = gemm_f16;
     t->gemm[QF_TYPE_BF16] = gemm_bf16;

@@ -40,9 +40,10 @@
  * QF_CUDA_SEQ=1 (a layer's Wo, gate|up, down and the next Q|K|V in one
  * persistent kernel, cu_matvec_seq: two kernels a layer) and
  * QF_CUDA_MV_DYN=1 (the one-token gate|up kernel's blocks take tiles from
- * a counter, mv_cnt) turn on what measured slower (debugging, measurements); QF_CUDA_PROFILE=1 times
- * every kernel (serialized), QF_CUDA_TRACE=1 records the timeline of the
- * graph-replayed step (qf_cuda_trace_get).
+ * a counter, mv_cnt) turn on what measured slower (debugging,
+ * measurements); QF_CUDA_PROFILE=1 times every kernel (serialized; any
+ * program prints the totals when the backend closes), QF_CUDA_TRACE=1
+ * records the timeline of the graph-replayed step (qf_cuda_trace_get).
  *
  * Invariant: every device buffer a captured graph names is allocated before
  * the capture and lives as long as the graph; the only buffer that can move

@@ -148,22 +148,6 @@ typedef struct gemm_args {
 
 /* ---- 32-value blocks: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 ---- */
 
-enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
-
-INLINE size_t b32_bytes(int kind) {
-    switch (kind) {
-    case K_Q4_0: return sizeof(qf_block_q4_0);
-    case K_Q4_1: return sizeof(qf_block_q4_1);
-    case K_Q5_0: return sizeof(qf_block_q5_0);
-    case K_Q5_1: return sizeof(qf_block_q5_1);
-    default: return sizeof(qf_block_q8_0);
-    }
-}
-
-/* Kinds with a min m (activations Q8_1 carry s = d * sum(q)). */
-INLINE bool b32_has_min(int kind) {
-    return kind == K_Q4_1 || kind == K_Q5_1;
-}
 
 /* Level offset subtracted from the unsigned levels (0: none or signed). */
 INLINE int b32_offset(int kind) {

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "quant/blocks.h"
+#include "quant/quant_int.h"
 
 #define INLINE static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 16")
@@ -67,21 +68,6 @@ INLINE __m128i ldu128(const uint8_t *p) {
 
 /* ---- 32-value blocks: decoding a pair ---- */
 
-enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
-
-INLINE size_t b32_bytes(int kind) {
-    switch (kind) {
-    case K_Q4_0: return sizeof(qf_block_q4_0);
-    case K_Q4_1: return sizeof(qf_block_q4_1);
-    case K_Q5_0: return sizeof(qf_block_q5_0);
-    case K_Q5_1: return sizeof(qf_block_q5_1);
-    default: return sizeof(qf_block_q8_0);
-    }
-}
-
-INLINE bool b32_has_min(int kind) {
-    return kind == K_Q4_1 || kind == K_Q5_1;
-}
 
 INLINE int b32_offset(int kind) {
     return kind == K_Q4_0 ? 8 : kind == K_Q5_0 ? 16 : kind == K_Q8_0 ? 128 : 0;

@@ -82,21 +82,6 @@ typedef struct gemm_args {
 
 /* ---- 32-value blocks ---- */
 
-enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
-
-INLINE size_t b32_bytes(int kind) {
-    switch (kind) {
-    case K_Q4_0: return sizeof(qf_block_q4_0);
-    case K_Q4_1: return sizeof(qf_block_q4_1);
-    case K_Q5_0: return sizeof(qf_block_q5_0);
-    case K_Q5_1: return sizeof(qf_block_q5_1);
-    default: return sizeof(qf_block_q8_0);
-    }
-}
-
-INLINE bool b32_has_min(int kind) {
-    return kind == K_Q4_1 || kind == K_Q5_1;
-}
 
 /* 16 fifth bits (bits 0-15 of qh >> shift) as bytes 0x10 / 0. */
 INLINE uint8x16_t q5_bits(uint32_t qh) {

@@ -14,10 +14,29 @@
 #ifndef QF_QUANT_INT_H
 #define QF_QUANT_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quant/blocks.h"
 #include "quant/quant.h"
+
+/* The 32-value block formats as the ISA kernel files number them (their
+ * kernels are instantiated per kind), the bytes of one block, and whether
+ * the format has a min m (its activations, Q8_1, carry s = d * sum(q)). */
+enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
+
+static inline size_t b32_bytes(int kind) {
+    switch (kind) {
+    case K_Q4_0: return sizeof(qf_block_q4_0);
+    case K_Q4_1: return sizeof(qf_block_q4_1);
+    case K_Q5_0: return sizeof(qf_block_q5_0);
+    case K_Q5_1: return sizeof(qf_block_q5_1);
+    default: return sizeof(qf_block_q8_0);
+    }
+}
+
+static inline bool b32_has_min(int kind) { return kind == K_Q4_1 || kind == K_Q5_1; }
 
 #define QF_REF_DECL(t)                                                                             \
     void qf_ref_to_float_##t(const void *src, float *dst, int64_t n);                              \

@@ -331,23 +331,87 @@ size_t qf_gpu_fwd_step_weight_bytes(const qf_gpu_fwd *f) { return f->ops->step_w
 
 int32_t qf_gpu_layers_env(void) {
     const char *s = getenv("QFORGE_GPU_LAYERS");
-    if (!s || !*s) return 0;
+    if (!s || !*s) return k_devs[0] ? QF_GPU_LAYERS_AUTO : 0;
+    if (!strcmp(s, "auto")) return QF_GPU_LAYERS_AUTO;
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno || *end || v < -1 || v > INT32_MAX) {
         static int warned;
         if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
-            qf_warn("QFORGE_GPU_LAYERS='%s' is not a layer count (-1 = all, 0 = none); using 0 (CPU)", s);
+            qf_warn("QFORGE_GPU_LAYERS='%s' is not a layer count (-1 = all, 0 = none) or auto; using 0 (CPU)", s);
         return 0;
     }
     return (int32_t)v;
+}
+
+int32_t qf_gpu_fit_layers(size_t free_b, size_t reserve, size_t fixed, size_t per_layer, int32_t n_layer) {
+    if (n_layer <= 0 || free_b <= reserve || free_b - reserve <= fixed) return 0;
+    size_t room = free_b - reserve - fixed;
+    if (per_layer == 0 || room / per_layer >= (size_t)n_layer) return -1;
+    return (int32_t)(room / per_layer);
+}
+
+/* Device memory one layer takes (weights, norms, its share of the kv pool)
+ * and the rest (output head, step buffers: activations of the largest
+ * batch, its logits), as the device would lay them out. */
+static void layer_bytes(const qf_dev_ops *ops, const qf_model *m, const qf_kv_params *kp, int32_t n_batch_max,
+                        size_t *per_layer, size_t *fixed) {
+    const qf_hparams *hp = &m->hp;
+    size_t w = 0;
+    for (int32_t l = 0; l < hp->n_layer; l++) {
+        const qf_layer *L = &m->layers[l];
+        const qf_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof *ws; i++) w += ops->weight_bytes(ws[i]);
+    }
+    size_t kv_layer = qf_kv_pool_bytes(kp) / (size_t)(kp->n_layer > 0 ? kp->n_layer : 1);
+    *per_layer = w / (size_t)hp->n_layer + kv_layer + 4 * (size_t)hp->n_embd * sizeof(float);
+    size_t qkv = (size_t)hp->n_head * hp->head_dim + 2 * (size_t)hp->n_head_kv * hp->head_dim;
+    size_t act = (size_t)n_batch_max * (hp->n_vocab + 3 * (size_t)hp->n_ff + 8 * (size_t)hp->n_embd + qkv);
+    *fixed = ops->weight_bytes(&m->output) + 2 * act * sizeof(float);
+}
+
+/* --gpu-layers auto: the count that fits (qf_gpu_fit_layers), 0 without a
+ * device or its memory figures. */
+static int32_t auto_layers(const qf_dev_ops *ops, const qf_model *m, const qf_kv_params *kp, int32_t n_batch_max,
+                           size_t *need, size_t *have) {
+    size_t fr = 0, tot = 0, per = 0, fixed = 0;
+    *need = *have = 0;
+    if (!ops->mem_info(&fr, &tot)) return 0;
+    layer_bytes(ops, m, kp, n_batch_max, &per, &fixed);
+    /* the context, cuBLAS workspaces, graphs and fragmentation: 5% of the
+     * device and 256 MiB */
+    size_t reserve = tot / 20 + ((size_t)256 << 20);
+    *need = per * (size_t)m->hp.n_layer + fixed + reserve, *have = fr;
+    return qf_gpu_fit_layers(fr, reserve, fixed, per, m->hp.n_layer);
 }
 
 qf_gpu_fwd *qf_gpu_fwd_try_new(const qf_model *m, const qf_kv_params *kp, int32_t n_batch_max, int32_t n_ctx_max,
                                int32_t n_gpu_layers) {
     if (n_gpu_layers == 0) return NULL;
     int32_t nl = m->hp.n_layer;
+    char name[256];
+    const bool aut = n_gpu_layers == QF_GPU_LAYERS_AUTO;
+    if (aut) {
+        const qf_dev_ops *ops = pick_device(name, sizeof name);
+        if (!ops) {
+            qf_debug("gpu: auto: %s; running on the CPU",
+                     k_devs[0] ? "no usable GPU found" : "this build has no GPU backend");
+            return NULL;
+        }
+        size_t need, have;
+        n_gpu_layers = auto_layers(ops, m, kp, n_batch_max, &need, &have);
+        if (n_gpu_layers == 0) {
+            qf_info("gpu: %s: %s needs about %.0f MiB with every layer, %.0f MiB free: not one layer fits; running on "
+                    "the CPU",
+                    name, m->name, need / 1048576.0, have / 1048576.0);
+            return NULL;
+        }
+        if (n_gpu_layers > 0)
+            qf_info("gpu: %s: %s needs about %.0f MiB with every layer, %.0f MiB free: offloading the last %d of %d "
+                    "layers (--gpu-layers to choose)",
+                    name, m->name, need / 1048576.0, have / 1048576.0, n_gpu_layers, nl);
+    }
     if (n_gpu_layers < -1) {
         qf_warn("--gpu-layers %d: not a layer count (-1 = all); running on the CPU", n_gpu_layers);
         return NULL;
@@ -357,7 +421,6 @@ qf_gpu_fwd *qf_gpu_fwd_try_new(const qf_model *m, const qf_kv_params *kp, int32_
                 n_gpu_layers);
         return NULL;
     }
-    char name[256];
     if (!qf_gpu_available(name, sizeof name)) {
         qf_warn("--gpu-layers %d: no usable GPU found (%s backend, compute capability 8.0 or newer needed); "
                 "running on the CPU",
@@ -366,8 +429,16 @@ qf_gpu_fwd *qf_gpu_fwd_try_new(const qf_model *m, const qf_kv_params *kp, int32_
     }
     qf_err e = {0};
     qf_gpu_fwd *f = qf_gpu_fwd_new(m, kp, n_batch_max, n_ctx_max, n_gpu_layers >= nl ? -1 : n_gpu_layers, &e);
+    /* auto: the estimate was short (another process took memory): fewer layers */
+    while (!f && aut && e.code == QF_ERR_NOMEM && n_gpu_layers != 1) {
+        n_gpu_layers = (n_gpu_layers < 0 ? nl : n_gpu_layers) * 3 / 4;
+        if (n_gpu_layers < 1) n_gpu_layers = 1;
+        qf_info("gpu: auto: %s; trying %d layers", e.msg, n_gpu_layers);
+        f = qf_gpu_fwd_new(m, kp, n_batch_max, n_ctx_max, n_gpu_layers, &e);
+    }
     if (!f) {
-        qf_warn("--gpu-layers %d: %s cannot take %s: %s; running on the CPU", n_gpu_layers, name, m->name, e.msg);
+        if (aut) qf_info("gpu: auto: %s cannot take %s: %s; running on the CPU", name, m->name, e.msg);
+        else qf_warn("--gpu-layers %d: %s cannot take %s: %s; running on the CPU", n_gpu_layers, name, m->name, e.msg);
         return NULL;
     }
     qf_gpu_mem mem;

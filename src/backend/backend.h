@@ -126,16 +126,34 @@ qf_status qf_gpu_fwd_copy_block(qf_gpu_fwd *f, int32_t src, int32_t dst, qf_err 
 
 /* ---- choosing between the CPU and the GPU (engine, session, CLI) ---- */
 
+/* --gpu-layers auto, the default of a build with a GPU backend (as Ollama
+ * and LM Studio offload by default): every layer when the model, its kv
+ * cache and the step buffers fit in the device's free memory, else as many
+ * of the last layers as fit (a partial offload), else none; no device (or
+ * no backend in the build) means the CPU, without a warning. Only
+ * qf_gpu_fwd_try_new and the callers that hand it on take this value. */
+#define QF_GPU_LAYERS_AUTO (-2)
+
 /* QFORGE_GPU_LAYERS from the environment, the default of --gpu-layers: an
- * integer >= -1 (-1 = all layers); 0 when unset. A malformed value is
- * read as 0 (warned about once per process). Thread-safe. */
+ * integer >= -1 (-1 = all layers) or "auto" (QF_GPU_LAYERS_AUTO). Unset or
+ * empty: QF_GPU_LAYERS_AUTO in a build with a GPU backend, 0 in a CPU-only
+ * build. A malformed value is read as 0 (warned about once per process).
+ * Thread-safe. */
 int32_t qf_gpu_layers_env(void);
+
+/* The arithmetic of auto: layers that fit in free_b bytes of device memory
+ * after reserve (context, libraries, fragmentation) and fixed (output
+ * head, step buffers), each taking per_layer (weights and kv): -1 when all
+ * n_layer fit, 0 when none does, else that count. Pure. */
+int32_t qf_gpu_fit_layers(size_t free_b, size_t reserve, size_t fixed, size_t per_layer, int32_t n_layer);
 
 /* The GPU forward pass a caller asked for, or NULL for the CPU path; never
  * a hard failure. n_gpu_layers: 0 = none (returns NULL silently), -1 or
  * >= n_layer = every layer and the output head, 0 < N < n_layer = the last
  * N layers and the output head (then qf_gpu_fwd_cpu_layers > 0 and the
- * caller attaches its CPU pass with qf_gpu_fwd_set_cpu). Otherwise NULL
+ * caller attaches its CPU pass with qf_gpu_fwd_set_cpu), QF_GPU_LAYERS_AUTO
+ * = what fits (NULL silently without a device; an info line when the model
+ * does not fit; a partial offload may result). Otherwise NULL
  * with one warning that says why and that the CPU runs instead (as
  * llama.cpp does when it cannot offload): the build has no GPU backend
  * (not configured with -DQF_CUDA=ON), no usable device is present, or the

@@ -86,6 +86,10 @@ typedef struct qf_dev_ops {
     const float *(*logits)(const qf_dev *d);
     void (*mem)(const qf_dev *d, size_t *weights, size_t *kv, size_t *scratch);
     size_t (*step_weight_bytes)(const qf_dev *d);
+    /* free and total memory of the device probe picks (false: unknown) */
+    bool (*mem_info)(size_t *free_b, size_t *total_b);
+    /* device bytes weight w would take once uploaded (in its format there) */
+    size_t (*weight_bytes)(const qf_weight *w);
 } qf_dev_ops;
 
 #ifdef QF_HAVE_CUDA

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "base/mem.h"
 
 int cli_usage_error(const char *usage, const char *fmt, ...) {
@@ -34,6 +35,14 @@ bool cli_parse_int(const char *s, long long lo, long long hi, long long *out) {
     if (errno || *end || v < lo || v > hi) return false;
     *out = v;
     return true;
+}
+
+bool cli_parse_gpu_layers(const char *s, long long *out) {
+    if (s && !strcmp(s, "auto")) {
+        *out = QF_GPU_LAYERS_AUTO;
+        return true;
+    }
+    return cli_parse_int(s, -1, 1 << 20, out);
 }
 
 bool cli_parse_kv_type(const char *s, qf_type *out) {

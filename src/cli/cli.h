@@ -40,6 +40,9 @@ bool cli_parse_float(const char *s, double lo, double hi, double *out);
 /* A kv cache element type: "f16", "q8_0" or "f32" (what every command's
  * --kv-type takes); false for anything else, NULL included. */
 bool cli_parse_kv_type(const char *s, qf_type *out);
+/* --gpu-layers: a count >= -1 (-1 = all, 0 = none) or "auto"
+ * (QF_GPU_LAYERS_AUTO: what fits in the device's memory). */
+bool cli_parse_gpu_layers(const char *s, long long *out);
 /* "1,2,3" -> malloc'ed array (caller frees); false on any bad element. */
 bool cli_parse_int_list(const char *s, int32_t **out, int32_t *n);
 

@@ -28,7 +28,8 @@ static const char *k_usage =
     "  --json one JSON object per test per line: test, tokens_per_s, stddev, ...\n"
     "  --config FILE  threads, batch and kv_type from a config file (`qforge tune --autotune` writes\n"
     "         one; default: ~/.config/qforge/config.yaml if present); flags win; --no-config ignores it\n"
-    "  -ngl, --gpu-layers N  layers on the GPU: -1 = all, 0 = none (default: $QFORGE_GPU_LAYERS or 0)\n"
+    "  -ngl, --gpu-layers N  layers on the GPU: -1 = all, 0 = none, auto = what fits\n"
+    "                        (default: $QFORGE_GPU_LAYERS, else auto with a GPU backend)\n"
     "\n"
     "engine (continuous batching) benchmarks:\n"
     "  --parallel 1,4,8,16   aggregate generation tokens/s of N concurrent sequences (-n tokens each)\n"
@@ -240,8 +241,11 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-n")) dst = &n_g;
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) dst = &threads, lo = 1, hi = 1024;
         else if (!strcmp(a, "-r")) dst = &reps, lo = 1, hi = 1000;
-        else if (!strcmp(a, "-ngl") || !strcmp(a, "--gpu-layers") || !strcmp(a, "--n-gpu-layers"))
-            dst = &gpu_layers, lo = -1;
+        else if (!strcmp(a, "-ngl") || !strcmp(a, "--gpu-layers") || !strcmp(a, "--n-gpu-layers")) {
+            if (!(v = cli_value(argc, argv, &i)) || !cli_parse_gpu_layers(v, &gpu_layers))
+                return cli_usage_error(k_usage, "bench: bad value for %s", a);
+            continue;
+        }
         else if (!strcmp(a, "--shared-prefix")) dst = &eo.shared_prefix, lo = 1;
         else if (!strcmp(a, "--seqs")) dst = &eo.seqs, lo = 1, hi = 256;
         else if (!strcmp(a, "--suffix")) dst = &eo.suffix, lo = 1;

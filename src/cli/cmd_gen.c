@@ -37,7 +37,8 @@ static const char *k_usage =
     "  -c, --ctx N             embedded: context length (default: min(model's, 4096))\n"
     "  -t, --threads N         embedded: compute threads (default: performance cores)\n"
     "      --chat-template NAME  embedded: chat template family instead of the model's\n"
-    "  -ngl, --gpu-layers N    embedded: layers on the GPU, -1 = all (default: $QFORGE_GPU_LAYERS or 0)\n"
+    "  -ngl, --gpu-layers N    embedded: layers on the GPU, -1 = all, 0 = none, auto = what fits\n"
+    "                          (default: $QFORGE_GPU_LAYERS, else auto with a GPU backend)\n"
     "      --kv-type TYPE      embedded: kv cache elements, f16 (default), q8_0 (half the bytes: more\n"
     "                          sequences in memory, faster attention) or f32\n"
     "      --fetch-model       download the default model if needed, print its path, exit\n"
@@ -145,7 +146,7 @@ int cmd_gen(int argc, char **argv) {
             o.chat_template = v;
         } else if (!strcmp(a, "-ngl") || !strcmp(a, "--gpu-layers") || !strcmp(a, "--n-gpu-layers")) {
             NEED();
-            if (!cli_parse_int(v, -1, 1 << 20, &n)) BAD();
+            if (!cli_parse_gpu_layers(v, &n)) BAD();
             o.n_gpu_layers = (int)n;
         } else if (!strcmp(a, "--kv-type")) {
             NEED();

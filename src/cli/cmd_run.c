@@ -26,7 +26,8 @@ static const char *k_usage =
     "      --repeat-penalty R (default 1.0) --seed S\n"
     "  -t, --threads N       compute threads (default: performance cores)\n"
     "      --kv-type TYPE    f16 (default), q8_0 or f32\n"
-    "  -ngl, --gpu-layers N  layers on the GPU: -1 = all, 0 = none (default: $QFORGE_GPU_LAYERS or 0)\n"
+    "  -ngl, --gpu-layers N  layers on the GPU: -1 = all, 0 = none, auto = what fits\n"
+    "                        (default: $QFORGE_GPU_LAYERS, else auto with a GPU backend)\n"
     "      --ignore-eos      keep generating after an end-of-generation token\n"
     "      --ids             print generated token ids on one line instead of text\n"
     "      --logits-out FILE write the last prompt position's logits (float32 LE)\n";
@@ -82,7 +83,7 @@ static int parse(int argc, char **argv, run_opts *o) {
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             if (!VAL() || !cli_parse_int(v, 1, 1024, &o->threads)) goto bad;
         } else if (!strcmp(a, "-ngl") || !strcmp(a, "--gpu-layers") || !strcmp(a, "--n-gpu-layers")) {
-            if (!VAL() || !cli_parse_int(v, -1, 1 << 20, &o->gpu_layers)) goto bad;
+            if (!VAL() || !cli_parse_gpu_layers(v, &o->gpu_layers)) goto bad;
         } else if (!strcmp(a, "--temp")) {
             if (!VAL() || !cli_parse_float(v, 0, 100, &d)) goto bad;
             o->sp.temperature = (float)d;

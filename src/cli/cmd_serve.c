@@ -51,7 +51,8 @@ static const char *k_usage =
     "  -t, --threads N         compute threads per model (default: performance cores)\n"
     "      --batch N           tokens per engine step (default 512)\n"
     "      --kv-type TYPE      f16 (default), q8_0 or f32\n"
-    "  -ngl, --gpu-layers N    layers on the GPU: -1 = all, 0 = none (default 0) [QFORGE_GPU_LAYERS]\n"
+    "  -ngl, --gpu-layers N    layers on the GPU: -1 = all, 0 = none, auto = what fits\n"
+    "                          (default auto with a GPU backend, else 0) [QFORGE_GPU_LAYERS]\n"
     "      --chat-template NAME   template family instead of the models' own\n"
     "      --max-body SIZE     request body limit (default 8M; beyond: 413)\n"
     "      --http-timeout S    close connections idle this long (slow clients; default 60)\n"
@@ -276,7 +277,7 @@ int cmd_serve(int argc, char **argv) {
             if (!cli_parse_kv_type(v, &o.kv_type)) BAD();
         } else if (!strcmp(a, "-ngl") || !strcmp(a, "--gpu-layers") || !strcmp(a, "--n-gpu-layers")) {
             NEED();
-            if (!cli_parse_int(v, -1, 1 << 20, &n)) BAD();
+            if (!cli_parse_gpu_layers(v, &n)) BAD();
             o.n_gpu_layers = (int)n;
         } else if (!strcmp(a, "--chat-template")) {
             NEED();

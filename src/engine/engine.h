@@ -55,10 +55,12 @@ typedef struct qf_engine_params {
     bool no_prefix_cache; /* disable reuse of cached prompt blocks */
     double timeout_s;     /* default per-request deadline; 0 = 1800 */
     size_t mem_budget;    /* bytes weights + kv + scratch must fit; 0 = available memory */
-    /* Layers run on the GPU (backend/backend.h): 0 = CPU only, -1 = all.
-     * Default: QFORGE_GPU_LAYERS from the environment, else 0. When the GPU
-     * cannot run them (no GPU backend in the build, no device, partial
-     * offload, device memory) the engine warns and runs on the CPU. */
+    /* Layers run on the GPU (backend/backend.h): 0 = CPU only, -1 = all,
+     * N = the last N, QF_GPU_LAYERS_AUTO = what fits in device memory.
+     * Default: QFORGE_GPU_LAYERS from the environment, else auto in a build
+     * with a GPU backend, 0 without. When the GPU cannot run the layers
+     * asked for (no GPU backend in the build, no device, device memory) the
+     * engine warns and runs on the CPU; auto falls back quietly. */
     int32_t n_gpu_layers;
 } qf_engine_params;
 

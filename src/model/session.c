@@ -45,8 +45,8 @@ qf_session *qf_session_new(const qf_model *m, const qf_session_params *p, qf_err
     qf_kv_params kp = qf_model_kv_params(m, s->n_ctx, 1, p->kv_type, 16);
     s->kv = qf_kv_new(&kp, err);
     if (!s->kv) goto fail;
-    if (p->n_gpu_layers && p->exact) qf_info("session: exact (reference) math runs on the CPU; GPU layers ignored");
-    else s->gpu = qf_gpu_fwd_try_new(m, &kp, s->n_batch, s->n_ctx, p->n_gpu_layers);
+    if (p->n_gpu_layers && p->n_gpu_layers != QF_GPU_LAYERS_AUTO && p->exact) qf_info("session: exact (reference) math runs on the CPU; GPU layers ignored");
+    else if (!p->exact) s->gpu = qf_gpu_fwd_try_new(m, &kp, s->n_batch, s->n_ctx, p->n_gpu_layers);
     if (!s->gpu || qf_gpu_fwd_cpu_layers(s->gpu) > 0) {
         /* the CPU runs the model, or its first layers (partial offload) */
         s->fwd = qf_fwd_new(m, s->kv, s->pool, s->n_batch, s->n_ctx, err);

@@ -21,10 +21,11 @@ typedef struct qf_session_params {
     int n_threads;    /* 0 = performance cores */
     qf_type kv_type;  /* QF_TYPE_F16 (default), QF_TYPE_Q8_0 or QF_TYPE_F32 */
     bool exact;       /* float-activation reference matmuls (see qf_fwd_set_exact) */
-    /* Layers on the GPU (backend/backend.h): 0 = CPU only, -1 = all; the
-     * default is QFORGE_GPU_LAYERS from the environment, else 0. When the GPU
-     * cannot run them (no GPU backend, no device, partial offload, device
-     * memory) the session warns and runs on the CPU. Ignored with exact. */
+    /* Layers on the GPU (backend/backend.h): 0 = CPU only, -1 = all, N =
+     * the last N, QF_GPU_LAYERS_AUTO = what fits; the default is
+     * QFORGE_GPU_LAYERS from the environment, else auto in a build with a
+     * GPU backend, 0 without. When the GPU cannot run them the session
+     * warns (auto: quietly) and runs on the CPU. Ignored with exact. */
     int32_t n_gpu_layers;
 } qf_session_params;
 

@@ -51,7 +51,8 @@ typedef struct qf_gen_opts {
     const char *chat_template;  /* embedded: template family override */
     int32_t n_ctx;              /* embedded: 0 = min(trained, 4096) */
     int n_threads;              /* embedded: 0 = performance cores */
-    int n_gpu_layers;           /* embedded: layers on the GPU, -1 all, 0 none (default: $QFORGE_GPU_LAYERS, else 0) */
+    int n_gpu_layers;           /* embedded: layers on the GPU, -1 all, 0 none (QF_GPU_LAYERS_AUTO:
+                                   what fits; default: $QFORGE_GPU_LAYERS, else auto with a GPU backend) */
     qf_type kv_type;            /* embedded: kv cache elements, QF_TYPE_F16 (default), Q8_0 or F32 */
 
     qf_preset preset;           /* processing keys (flags already applied) */

@@ -92,7 +92,7 @@ typedef struct qf_provider_engine_params {
     int32_t n_parallel;        /* sequences decoded together; 0 = 8 */
     int64_t kv_tokens;         /* kv cache size in tokens; 0 = n_ctx * n_parallel */
     int n_threads;             /* 0: performance cores */
-    int n_gpu_layers;          /* layers on the GPU: -1 all, 0 none */
+    int n_gpu_layers;          /* layers on the GPU: -1 all, 0 none, QF_GPU_LAYERS_AUTO what fits */
     qf_type kv_type;           /* kv cache elements: QF_TYPE_F16 (the usual), Q8_0 or F32; set it
                                   explicitly (a zeroed struct means F32) */
     const char *chat_template; /* family name override, NULL = the model's */

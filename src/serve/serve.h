@@ -52,7 +52,8 @@ typedef struct qf_serve_opts {
     int n_threads;             /* 0 = engine default */
     int n_batch;               /* 0 = engine default */
     qf_type kv_type;           /* kv cache elements: F16 (default), Q8_0, F32 */
-    int n_gpu_layers;          /* layers on the GPU: -1 all, 0 none (default: $QFORGE_GPU_LAYERS, else 0) */
+    int n_gpu_layers;          /* layers on the GPU: -1 all, 0 none (QF_GPU_LAYERS_AUTO: what fits;
+                                  default: $QFORGE_GPU_LAYERS, else auto with a GPU backend, 0 without) */
     int max_loaded;            /* 0 = 1 */
     double keep_alive_s;       /* default 300; < 0 forever */
     size_t mem_budget;         /* 0 = available memory */

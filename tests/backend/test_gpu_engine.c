@@ -37,15 +37,25 @@ static void test_env_default(void) {
     const char *old = getenv("QFORGE_GPU_LAYERS");
     char *saved = old ? strdup(old) : NULL;
     unsetenv("QFORGE_GPU_LAYERS");
+    /* unset: auto where the build has a GPU backend (as Ollama offloads by
+     * default), the CPU otherwise */
+    const int32_t def = strcmp(qf_gpu_backend_name(), "none") ? QF_GPU_LAYERS_AUTO : 0;
+    ASSERT_EQ_INT(qf_gpu_layers_env(), def);
+    ASSERT_EQ_INT(qf_engine_params_default().n_gpu_layers, def);
+    ASSERT_EQ_INT(qf_session_params_default().n_gpu_layers, def);
+    setenv("QFORGE_GPU_LAYERS", "", 1);
+    ASSERT_EQ_INT(qf_gpu_layers_env(), def);
+    setenv("QFORGE_GPU_LAYERS", "auto", 1);
+    ASSERT_EQ_INT(qf_gpu_layers_env(), QF_GPU_LAYERS_AUTO);
+    ASSERT_EQ_INT(qf_engine_params_default().n_gpu_layers, QF_GPU_LAYERS_AUTO);
+    setenv("QFORGE_GPU_LAYERS", "0", 1);
     ASSERT_EQ_INT(qf_gpu_layers_env(), 0);
-    ASSERT_EQ_INT(qf_engine_params_default().n_gpu_layers, 0);
-    ASSERT_EQ_INT(qf_session_params_default().n_gpu_layers, 0);
     setenv("QFORGE_GPU_LAYERS", "-1", 1);
     ASSERT_EQ_INT(qf_engine_params_default().n_gpu_layers, -1);
     ASSERT_EQ_INT(qf_session_params_default().n_gpu_layers, -1);
     setenv("QFORGE_GPU_LAYERS", "12", 1);
     ASSERT_EQ_INT(qf_gpu_layers_env(), 12);
-    const char *bad[] = {"x", "-2", "3x", "99999999999", ""};
+    const char *bad[] = {"x", "-2", "3x", "99999999999", "Auto", "auto1"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         setenv("QFORGE_GPU_LAYERS", bad[i], 1);
         ASSERT_MSG(qf_gpu_layers_env() == 0, "QFORGE_GPU_LAYERS='%s'", bad[i]);
@@ -55,12 +65,32 @@ static void test_env_default(void) {
     free(saved);
 }
 
+/* The arithmetic of --gpu-layers auto. */
+static void test_fit_layers(void) {
+    const size_t MiB = (size_t)1 << 20;
+    /* 32 layers of 100 MiB, 500 MiB fixed, 1 GiB reserve */
+    ASSERT_EQ_INT(qf_gpu_fit_layers(80000 * MiB, 1024 * MiB, 500 * MiB, 100 * MiB, 32), -1);
+    ASSERT_EQ_INT(qf_gpu_fit_layers((1024 + 500 + 3200) * MiB, 1024 * MiB, 500 * MiB, 100 * MiB, 32), -1);
+    ASSERT_EQ_INT(qf_gpu_fit_layers((1024 + 500 + 3199) * MiB, 1024 * MiB, 500 * MiB, 100 * MiB, 32), 31);
+    ASSERT_EQ_INT(qf_gpu_fit_layers((1024 + 500 + 1250) * MiB, 1024 * MiB, 500 * MiB, 100 * MiB, 32), 12);
+    ASSERT_EQ_INT(qf_gpu_fit_layers((1024 + 500 + 99) * MiB, 1024 * MiB, 500 * MiB, 100 * MiB, 32), 0);
+    ASSERT_EQ_INT(qf_gpu_fit_layers(1500 * MiB, 1024 * MiB, 500 * MiB, 100 * MiB, 32), 0); /* not even the head */
+    ASSERT_EQ_INT(qf_gpu_fit_layers(512 * MiB, 1024 * MiB, 0, 100 * MiB, 32), 0);          /* below the reserve */
+    ASSERT_EQ_INT(qf_gpu_fit_layers(4096 * MiB, 0, 0, 0, 32), -1);
+    ASSERT_EQ_INT(qf_gpu_fit_layers(4096 * MiB, 0, 0, 100 * MiB, 0), 0);
+}
+
 /* n_gpu_layers values the GPU cannot or need not take give NULL (CPU). */
 static void test_try_new_refusals(void) {
     qf_kv_params kp = qf_model_kv_params(g_m, 128, 1, QF_TYPE_F32, 16);
     ASSERT(qf_gpu_fwd_try_new(g_m, &kp, 8, 64, 0) == NULL);
     ASSERT(qf_gpu_fwd_try_new(g_m, &kp, 8, 64, -3) == NULL);
     qf_gpu_fwd *f = qf_gpu_fwd_try_new(g_m, &kp, 8, 64, g_m->hp.n_layer + 5); /* more than there are: all */
+    ASSERT(g_gpu ? f != NULL : f == NULL);
+    if (f) ASSERT_EQ_INT(qf_gpu_fwd_cpu_layers(f), 0);
+    qf_gpu_fwd_free(f);
+    /* auto: a small model fits whole on any device; the CPU without one */
+    f = qf_gpu_fwd_try_new(g_m, &kp, 8, 64, QF_GPU_LAYERS_AUTO);
     ASSERT(g_gpu ? f != NULL : f == NULL);
     if (f) ASSERT_EQ_INT(qf_gpu_fwd_cpu_layers(f), 0);
     qf_gpu_fwd_free(f);
@@ -330,6 +360,7 @@ int main(void) {
     g_gpu = qf_gpu_available(name, sizeof name);
     fprintf(stderr, "backend %s, device: %s\n", qf_gpu_backend_name(), g_gpu ? name : "none (CPU fallback checked)");
     RUN_TEST(test_env_default);
+    RUN_TEST(test_fit_layers);
     RUN_TEST(test_try_new_refusals);
     RUN_TEST(test_partial_new);
     RUN_TEST(test_session);

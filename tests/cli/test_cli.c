@@ -96,7 +96,16 @@ static void test_usage_errors(void) {
     ASSERT_EQ_INT(qf(NULL, true, "quantize a.gguf"), 2);
     ASSERT_EQ_INT(qf(NULL, true, "bench"), 2);
     ASSERT_EQ_INT(qf(NULL, true, "bench -m x.gguf -r 0"), 2);
+    /* --gpu-layers: a count >= -1 or auto */
+    ASSERT_EQ_INT(qf(NULL, true, "run -m x.gguf -p a --gpu-layers -2"), 2);
+    ASSERT_EQ_INT(qf(NULL, true, "run -m x.gguf -p a --gpu-layers most"), 2);
+    ASSERT_EQ_INT(qf(NULL, true, "bench -m x.gguf --gpu-layers AUTO"), 2);
+    ASSERT_EQ_INT(qf(NULL, true, "gen --gpu-layers -5 docs"), 2);
+    ASSERT_EQ_INT(qf(NULL, true, "serve --gpu-layers x"), 2);
+    ASSERT_EQ_INT(qf(NULL, true, "run -m /nonexistent/m.gguf -p a --gpu-layers auto"), 1); /* parsed: the model fails */
+    ASSERT_EQ_INT(qf(NULL, true, "run -m /nonexistent/m.gguf -p a -ngl 0"), 1);
     ASSERT_EQ_INT(qf(&out, true, "run --help"), 0);
+    ASSERT(strstr(out, "auto = what fits"));
     ASSERT(strstr(out, "--logits-out"));
     free(out);
 }

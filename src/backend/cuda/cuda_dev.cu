@@ -429,6 +429,26 @@ static bool cuda_probe(char *name, size_t cap) {
     return true;
 }
 
+static bool cuda_mem_info(size_t *free_b, size_t *total_b) {
+    if (cudaSetDevice(0) != cudaSuccess || cudaMemGetInfo(free_b, total_b) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    return true;
+}
+
+/* the bytes mat_alloc gives w: tiles of the native quantized formats (as
+ * many bytes per weight as GGUF, rows padded to 32), f16 for the rest */
+static size_t cuda_weight_bytes(const qf_weight *w) {
+    const size_t rows = round_up((size_t)w->rows, 32);
+    switch (dev_fmt(w)) {
+    case FMT_F32: return (size_t)w->rows * (size_t)w->cols * 4;
+    case FMT_F16:
+    case FMT_BF16: return (size_t)w->rows * (size_t)w->cols * 2;
+    default: return rows * w->row_bytes;
+    }
+}
+
 static void cuda_close(qf_dev *d);
 
 static qf_status check_model(const qf_model *m, qf_err *err) {
@@ -1202,8 +1222,8 @@ static void cuda_mem(const qf_dev *d, size_t *w, size_t *kv, size_t *scratch) {
 static size_t cuda_step_weight_bytes(const qf_dev *d) { return d->step_bytes; }
 
 extern "C" const qf_dev_ops qf_dev_cuda_ops = {
-    "cuda", cuda_probe, cuda_open, cuda_close, cuda_staging, cuda_copy_blocks, cuda_step, cuda_logits, cuda_mem,
-    cuda_step_weight_bytes,
+    "cuda",   cuda_probe,    cuda_open,        cuda_close,        cuda_staging,      cuda_copy_blocks,
+    cuda_step, cuda_logits,  cuda_mem,         cuda_step_weight_bytes, cuda_mem_info, cuda_weight_bytes,
 };
 
 /* ---- test and benchmark entry points (cuda.h) ---- */

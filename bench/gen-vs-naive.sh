@@ -18,8 +18,9 @@
 #        last wave of 13 of 32, as with 6 copies, runs mostly empty)
 #        THREADS=N   PAIRS/PASSES
 #        override the preset   CURATE=T adds curation   KV_TYPE=f16|q8_0 (both
-#        runs)   NGL=N layers on the GPU (both runs; -1 = all, needs a CUDA
-#        build)   OUT=dir (default a temp dir)
+#        runs)   NGL=N layers on the GPU (both runs; -1 = all, 0 = none,
+#        auto; unset: the build's default, auto with CUDA)   OUT=dir
+#        (default a temp dir)
 # Without MODEL (and $QFORGE_MODEL), a random-weight model of realistic
 # shape is synthesized (llama, 1024 wide, 8 layers, q8_0, with the 32k
 # llama SentencePiece vocabulary from ../shared/testdata when present):

@@ -199,6 +199,13 @@ static void test_matmul_kernels(void) {
     check_matmul(QF_TYPE_Q4_0, 96, 4096, 1);
     check_matmul(QF_TYPE_Q8_0, 96, 4096, 1);
     check_matmul(QF_TYPE_Q4_K, 64, 14336, 32);
+    /* the K-quants through the matrix-vector kernel: 8 warps per tile,
+     * super-block k split, bit for bit against mmq (check_staging) */
+    check_matmul(QF_TYPE_Q4_K, 64, 14336, 1);
+    check_matmul(QF_TYPE_Q6_K, 64, 14336, 1);
+    check_matmul(QF_TYPE_Q4_K, 96, 4096, 1);
+    check_matmul(QF_TYPE_Q6_K, 96, 4096, 1);
+    check_matmul(QF_TYPE_Q6_K, 48, 768, 1); /* 3 warps, uneven super-block split */
 }
 
 /* The matrix-vector kernel normalizing and encoding its own input, and its
@@ -816,9 +823,11 @@ static void test_fusions(void) {
         check_fusions(m, files[i]);
         qf_model_free(m);
     }
-    /* shapes where a tile is split over 8 warps (the 8B model's) */
-    const qf_ftype fts[] = {QF_FTYPE_Q4_0, QF_FTYPE_Q8_0};
-    for (int k = 0; k < 2; k++) {
+    /* shapes where a tile is split over 8 warps (the 8B model's); Q4_K_M:
+     * Q4_K and Q6_K matrices through the matrix-vector kernel against mmq */
+    const qf_ftype fts[] = {QF_FTYPE_Q4_0, QF_FTYPE_Q8_0, QF_FTYPE_Q4_K_M};
+    const char *names[] = {"synth llama 2048/5632 q4_0", "synth llama 2048/5632 q8_0", "synth llama 2048/5632 q4_k_m"};
+    for (int k = 0; k < 3; k++) {
         char path[256];
         snprintf(path, sizeof path, "/tmp/qf-test-cuda-fuse-%d-%d.gguf", (int)getpid(), k);
         qf_synth_params sp = {0};
@@ -837,7 +846,7 @@ static void test_fusions(void) {
         qf_model *m = qf_model_load(path, &mp, &e);
         unlink(path);
         ASSERT_MSG(m, "%s", e.msg);
-        check_fusions(m, k ? "synth llama 2048/5632 q8_0" : "synth llama 2048/5632 q4_0");
+        check_fusions(m, names[k]);
         qf_model_free(m);
     }
 }

@@ -12,6 +12,7 @@
 #ifndef QF_CUDA_COMMON_CUH
 #define QF_CUDA_COMMON_CUH
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
@@ -99,6 +100,44 @@ DEV void mma_s8s8_k32(int c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t 
 }
 
 /* Asynchronous copies global -> shared (sm_80): issue many, then wait once. */
+DEV void mma_s8s8_k16(int c[4], uint32_t a0, uint32_t a1, uint32_t b0) {
+    asm("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%7,%7,%7,%7};"
+        : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+        : "r"(a0), "r"(a1), "r"(b0), "r"(0));
+}
+
+/* 6-bit values (bytes 0..63) minus 32, as signed bytes */
+DEV uint32_t s6(uint32_t x) {
+    uint32_t y = x ^ 0x20202020u, t = y & 0x20202020u;
+    return y | (t << 1) | (t << 2);
+}
+
+DEV float h2f(uint32_t bits16) { return __half2float(__ushort_as_half((unsigned short)(bits16 & 0xffff))); }
+
+/* 6-bit scale and min of sub-block j of a Q4_K header (bytes 4..15 of h) */
+DEV void k4_scale_min(const uint4 &h, int j, int *sc, int *m) {
+    /* byte i of the 12 scale bytes, without a run-time indexed array */
+#define SB(i) ((int)((((i) < 4 ? h.y : (i) < 8 ? h.z : h.w) >> (8 * ((i) & 3))) & 0xff))
+    if (j < 4) {
+        *sc = SB(j) & 63;
+        *m = SB(j + 4) & 63;
+    } else {
+        *sc = (SB(j + 4) & 15) | ((SB(j - 4) >> 6) << 4);
+        *m = (SB(j + 4) >> 4) | ((SB(j) >> 6) << 4);
+    }
+#undef SB
+}
+
+/* The K-quant column arithmetic shared by mmq (cuda_mm.cu) and the
+ * one-token kernel (cuda_mv.cu), with every rounding spelled out (no
+ * multiply-add contraction left to the compiler), so that a token's result
+ * is the same bits in both. Q4_K: acc + (d_a (c d sc) - dmin m (d_a sum_a));
+ * Q6_K: acc + ci (d d_a) as one fused multiply-add. */
+DEV float k4_col(float acc, int c, float dsx, float dsc, float dm, float sx) {
+    return __fadd_rn(acc, __fsub_rn(__fmul_rn(dsx, __fmul_rn((float)c, dsc)), __fmul_rn(dm, sx)));
+}
+DEV float k6_col(float acc, int ci, float d, float dsx) { return __fmaf_rn((float)ci, __fmul_rn(d, dsx), acc); }
+
 DEV void cp16(void *dst, const void *src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src));
 }

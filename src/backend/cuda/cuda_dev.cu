@@ -784,8 +784,9 @@ static qf_status cuda_copy_blocks(qf_dev *d, const int32_t *pairs, int32_t n, qf
     } while (0)
 
 /* A group of matrices that share their input (Q/K/V, gate/up): one act
- * kernel encodes it for all of them, outputs at consecutive row offsets.
- * cat: profiling category of the matrices. */
+ * kernel encodes it for all of them, outputs at consecutive row offsets
+ * (cu_matmul takes one token through the matrix-vector kernel where the
+ * format allows). cat: profiling category of the matrices. */
 static cudaError_t mm_group(qf_dev *d, const dmat *m, int nm, int acts, const act_args *in, float *y, int ldy,
                             int add, int cat) {
     act_args a = *in;
@@ -1001,13 +1002,13 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc, in
         if (one && d->use_mv_norm && D->n_qkv == 1 && cu_mv_ok(&D->qkv[0], 1)) {
             CK(mv_normed(d, &D->qkv[0], d->x, D->attn_norm, d->qkv, false, qkv_store ? &kvs : NULL, PC_QKV));
         } else if (qkv_store) {
-            act_args s_in = {d->x, NULL, E, NULL, D->attn_norm, eps, E, ACT_Q8_0, n, NULL};
+            act_args s_in = {d->x, NULL, E, NULL, D->attn_norm, eps, E, D->act_qkv, n, NULL};
             s_in.trace = tr_take(d, PC_ACT);
             prof_mark(d, PC_ACT, 0);
             CK(cu_act(&s_in, &d->act, pdl, d->st));
             mv_in in;
             memset(&in, 0, sizeof in);
-            in.src = &d->act.a8_0;
+            in.src = fmt_act(D->qkv[0].fmt) == ACT_Q8_0 ? &d->act.a8_0 : &d->act.a8_k;
             in.src_tok_pad = d->act.tok_pad;
             in.kv = &kvs;
             in.trace = tr_take(d, PC_QKV);

@@ -160,34 +160,6 @@ cudaError_t cu_repack(const dmat *m, const void *raw, size_t row_bytes, int n_ro
 
 /* ---- mma wrappers ---- */
 
-DEV void mma_s8s8_k16(int c[4], uint32_t a0, uint32_t a1, uint32_t b0) {
-    asm("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%7,%7,%7,%7};"
-        : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
-        : "r"(a0), "r"(a1), "r"(b0), "r"(0));
-}
-
-/* 6-bit values (bytes 0..63) minus 32, as signed bytes */
-DEV uint32_t s6(uint32_t x) {
-    uint32_t y = x ^ 0x20202020u, t = y & 0x20202020u;
-    return y | (t << 1) | (t << 2);
-}
-
-DEV float h2f(uint32_t bits16) { return __half2float(__ushort_as_half((unsigned short)(bits16 & 0xffff))); }
-
-/* 6-bit scale and min of sub-block j of a Q4_K header (bytes 4..15 of h) */
-DEV void k4_scale_min(const uint4 &h, int j, int *sc, int *m) {
-    /* byte i of the 12 scale bytes, without a run-time indexed array */
-#define SB(i) ((int)((((i) < 4 ? h.y : (i) < 8 ? h.z : h.w) >> (8 * ((i) & 3))) & 0xff))
-    if (j < 4) {
-        *sc = SB(j) & 63;
-        *m = SB(j + 4) & 63;
-    } else {
-        *sc = (SB(j + 4) & 15) | ((SB(j - 4) >> 6) << 4);
-        *m = (SB(j + 4) >> 4) | ((SB(j) >> 6) << 4);
-    }
-#undef SB
-}
-
 /* ---- mmq: quantized weights x int8 activations ---- */
 
 typedef struct mmq_args {
@@ -347,10 +319,10 @@ DEV void compute_step(const wstep<FMT, MT> &b, const act_view &v, int ks, int la
                     mma_u8s8_k32(c, a0, a1, a2, a3, b0, b1);
                     float4 ds = dsv[nt][j];
                     float sx = ds.x * (float)__float_as_int(ds.y), sz = ds.z * (float)__float_as_int(ds.w);
-                    acc[mt][nt][0] += ds.x * ((float)c[0] * dsc0) - dm0 * sx;
-                    acc[mt][nt][1] += ds.z * ((float)c[1] * dsc0) - dm0 * sz;
-                    acc[mt][nt][2] += ds.x * ((float)c[2] * dsc1) - dm1 * sx;
-                    acc[mt][nt][3] += ds.z * ((float)c[3] * dsc1) - dm1 * sz;
+                    acc[mt][nt][0] = k4_col(acc[mt][nt][0], c[0], ds.x, dsc0, dm0, sx);
+                    acc[mt][nt][1] = k4_col(acc[mt][nt][1], c[1], ds.z, dsc0, dm0, sz);
+                    acc[mt][nt][2] = k4_col(acc[mt][nt][2], c[2], ds.x, dsc1, dm1, sx);
+                    acc[mt][nt][3] = k4_col(acc[mt][nt][3], c[3], ds.z, dsc1, dm1, sz);
                 }
             }
         } else { /* Q6_K */
@@ -376,10 +348,10 @@ DEV void compute_step(const wstep<FMT, MT> &b, const act_view &v, int ks, int la
                     mma_s8s8_k16(c1, r0, r1, b0);
                     mma_s8s8_k16(c2, r2, r3, b1);
                     float4 ds = dsv[nt][j];
-                    acc[mt][nt][0] += (float)(c1[0] * sa0 + c2[0] * sb0) * (d0 * ds.x);
-                    acc[mt][nt][1] += (float)(c1[1] * sa0 + c2[1] * sb0) * (d0 * ds.z);
-                    acc[mt][nt][2] += (float)(c1[2] * sa1 + c2[2] * sb1) * (d1 * ds.x);
-                    acc[mt][nt][3] += (float)(c1[3] * sa1 + c2[3] * sb1) * (d1 * ds.z);
+                    acc[mt][nt][0] = k6_col(acc[mt][nt][0], c1[0] * sa0 + c2[0] * sb0, d0, ds.x);
+                    acc[mt][nt][1] = k6_col(acc[mt][nt][1], c1[1] * sa0 + c2[1] * sb0, d0, ds.z);
+                    acc[mt][nt][2] = k6_col(acc[mt][nt][2], c1[2] * sa1 + c2[2] * sb1, d1, ds.x);
+                    acc[mt][nt][3] = k6_col(acc[mt][nt][3], c1[3] * sa1 + c2[3] * sb1, d1, ds.z);
                 }
             }
         }

@@ -153,9 +153,16 @@ DEV uint2 mv_ld2(const uint2 *p) {
     return v;
 }
 
-DEV float mv_h2f(uint32_t bits16) { return __half2float(__ushort_as_half((unsigned short)(bits16 & 0xffff))); }
 
-template <int FMT> struct mv_un { static constexpr int N = FMT == FMT_Q8_0 ? 2 : 1; };
+/* per format: uint4 fragments per lane and k-step (N), 32-groups per
+ * k-step (KG), values per k-step (KST), k-steps a warp's k-range is split
+ * in units of (GRAN: a 256-value super-block for the K-quants, as mmq) */
+template <int FMT> struct mv_un {
+    static constexpr int N = FMT == FMT_Q8_0 ? 2 : FMT == FMT_Q6_K ? 3 : 1;
+    static constexpr int KG = FMT == FMT_Q6_K ? 4 : 2, KST = 32 * KG;
+    static constexpr int GRAN = FMT == FMT_Q4_K ? 4 : FMT == FMT_Q6_K ? 2 : 1;
+    static constexpr bool K = FMT == FMT_Q4_K || FMT == FMT_Q6_K;
+};
 
 /* what a lane holds of one k-step of a tile: its fragment bytes and the
  * scales of its rows g and g + 8 */
@@ -197,7 +204,7 @@ DEV void mv_step(const mvw<FMT> &b, const uint8_t *sq, const float2 *sds, int k,
         const float2 ds = sds[2 * k + j];
         const uint32_t b0 = j ? a.z : a.x, b1 = j ? a.w : a.y;
         const uint32_t sc = j ? b.s.y : b.s.x;
-        const float dw0 = mv_h2f(sc), dw1 = mv_h2f(sc >> 16);
+        const float dw0 = h2f(sc), dw1 = h2f(sc >> 16);
         int c[4];
         if (FMT == FMT_Q4_0) {
             const uint32_t x = j ? b.w[0].z : b.w[0].x, y = j ? b.w[0].w : b.w[0].y;
@@ -318,11 +325,16 @@ DEV void mv_next(mv_cur &c, const mv_args &a, int k0, int k1, int rw, int tpb, i
  * stages of 4 KB of quants per warp (default), 4 = four of 2 KB, 3 = two
  * of 2 KB (half the shared memory: more blocks per SM). k-steps per stage: */
 template <int FMT, int S> struct mvb_c {
-    static constexpr int C = (S == 2 ? 8 : 4) / (FMT == FMT_Q8_0 ? 2 : 1);
+    static constexpr int C = FMT == FMT_Q6_K ? 2 : (S == 2 ? 8 : 4) / (FMT == FMT_Q8_0 ? 2 : 1);
     static constexpr int N = S == 4 ? 4 : 2; /* stages */
 };
+/* A stage: C k-steps of quants (QB bytes), then their scales (SB): Q4_0 /
+ * Q8_0 64 bytes a k-step; Q4_K the C / 4 super-block headers of the tile's
+ * 16 rows (also 64 bytes a k-step); Q6_K 128 bytes of sub-block scales a
+ * k-step, then the super-blocks' d pairs (32 bytes each) */
 template <int FMT, int S> struct mvb_stage {
-    static constexpr int QB = mvb_c<FMT, S>::C * mv_un<FMT>::N * 512, SB = mvb_c<FMT, S>::C * 64, BYTES = QB + SB;
+    static constexpr int QB = mvb_c<FMT, S>::C * mv_un<FMT>::N * 512,
+                         SB = mvb_c<FMT, S>::C * (FMT == FMT_Q6_K ? 144 : 64), BYTES = QB + SB;
 };
 
 DEV uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
@@ -352,12 +364,17 @@ DEV uint64_t mv_policy(int evict_first) {
  * quants and scales (sizes multiples of 16, 16-byte aligned), with the L2
  * policy pol. */
 DEV void mbar_bulk2(uint64_t *bar, void *dq, const void *sq, uint32_t nq, void *ds, const void *ss, uint32_t ns,
-                    uint64_t pol) {
+                    uint64_t pol, void *dd = NULL, const void *sd = NULL, uint32_t nd = 0) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     const uint32_t b = smem_u32(bar);
     /* earlier generic reads of the stage before the async-proxy writes */
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(b), "r"(nq + ns) : "memory");
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(b), "r"(nq + ns + nd) : "memory");
+    if (nd)
+        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, "
+                     "[%3], %4;" ::"r"(smem_u32(dd)),
+                     "l"(sd), "r"(nd), "r"(b), "l"(pol)
+                     : "memory");
     asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, "
                  "[%3], %4;" ::"r"(smem_u32(dq)),
                  "l"(sq), "r"(nq), "r"(b), "l"(pol)
@@ -367,7 +384,7 @@ DEV void mbar_bulk2(uint64_t *bar, void *dq, const void *sq, uint32_t nq, void *
                  "l"(ss), "r"(ns), "r"(b), "l"(pol)
                  : "memory");
 #else
-    (void)pol;
+    (void)pol, (void)dd, (void)sd, (void)nd;
 #endif
 }
 
@@ -401,10 +418,83 @@ DEV void mvb_issue(const mv_args &a, uint8_t *stages, uint64_t *bars, int i, int
     if (lane != 0 || p < 0) return;
     constexpr int C = mvb_c<FMT, S>::C, UN = mv_un<FMT>::N, SS = mvb_c<FMT, S>::N;
     const int c = i % nch, kb = k0 + c * C, n = min(C, k1 - kb);
-    const size_t ts = (size_t)mv_tile<SWIGLU>(p, a.n_ff / 16) * (size_t)a.ks + (size_t)kb;
-    uint8_t *st = stages + (size_t)(i % SS) * mvb_stage<FMT, S>::BYTES;
-    mbar_bulk2(&bars[i % SS], st, (const uint8_t *)a.wq + ts * UN * 512, (uint32_t)(n * UN * 512),
-               st + mvb_stage<FMT, S>::QB, (const uint8_t *)a.ws + ts * 64, (uint32_t)(n * 64), pol);
+    const size_t tile = (size_t)mv_tile<SWIGLU>(p, a.n_ff / 16), ts = tile * (size_t)a.ks + (size_t)kb;
+    uint8_t *st = stages + (size_t)(i % SS) * mvb_stage<FMT, S>::BYTES, *ss = st + mvb_stage<FMT, S>::QB;
+    const uint8_t *wq = (const uint8_t *)a.wq + ts * UN * 512, *ws = (const uint8_t *)a.ws;
+    if (FMT == FMT_Q4_K) /* headers of the super-blocks kb / 4 .. (a chunk is whole super-blocks) */
+        mbar_bulk2(&bars[i % SS], st, wq, (uint32_t)(n * UN * 512), ss,
+                   ws + (tile * (size_t)(a.ks / 4) + (size_t)(kb / 4)) * 256, (uint32_t)(n / 4 * 256), pol);
+    else if (FMT == FMT_Q6_K) /* sub-block scales, then the d pairs after every tile's scales */
+        mbar_bulk2(&bars[i % SS], st, wq, (uint32_t)(n * UN * 512), ss, ws + ts * 128, (uint32_t)(n * 128), pol,
+                   ss + C * 128, ws + (size_t)a.tiles * (size_t)a.ks * 128 + (tile * (size_t)(a.ks / 2) + kb / 2) * 32,
+                   (uint32_t)(n / 2 * 32));
+    else
+        mbar_bulk2(&bars[i % SS], st, wq, (uint32_t)(n * UN * 512), ss, ws + ts * 64, (uint32_t)(n * 64), pol);
+}
+
+/* One K-quant k-step kk of a stage (absolute k-step k) into rows g and
+ * g + 8 of column 0, mmq's arithmetic for that column (k4_col / k6_col). */
+template <int FMT, int S>
+DEV void mvk_step(const uint8_t *st, int kk, int k, const uint8_t *sq, const float2 *sds, int lane, float &acc0,
+                  float &acc1) {
+    constexpr int QB = mvb_stage<FMT, S>::QB, N = mv_un<FMT>::N, KST = mv_un<FMT>::KST;
+    const int g = lane >> 2;
+    const uint32_t M4 = 0x0F0F0F0Fu;
+    uint4 av[KST / 64];
+#pragma unroll
+    for (int u = 0; u < KST / 64; u++)
+        av[u] = lane < 4 ? *(const uint4 *)(sq + (size_t)k * KST + u * 64 + lane * 16) : make_uint4(0, 0, 0, 0);
+    if (FMT == FMT_Q4_K) {
+        const uint4 w = *(const uint4 *)(st + ((size_t)kk * 32 + lane) * 16);
+        const uint4 *hd = (const uint4 *)(st + QB + (kk / 4) * 256);
+        const uint4 h0 = hd[g], h1 = hd[g + 8];
+        const float d0 = h2f(h0.x), m0 = h2f(h0.x >> 16), d1 = h2f(h1.x), m1 = h2f(h1.x >> 16);
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            int sc0, mn0, sc1, mn1;
+            const int sub = (k & 3) * 2 + j;
+            k4_scale_min(h0, sub, &sc0, &mn0);
+            k4_scale_min(h1, sub, &sc1, &mn1);
+            const float dsc0 = d0 * (float)sc0, dm0 = m0 * (float)mn0, dsc1 = d1 * (float)sc1, dm1 = m1 * (float)mn1;
+            const int sh = 4 * j;
+            int c[4];
+            mma_u8s8_k32(c, (w.x >> sh) & M4, (w.y >> sh) & M4, (w.z >> sh) & M4, (w.w >> sh) & M4,
+                         j ? av[0].z : av[0].x, j ? av[0].w : av[0].y);
+            const float2 ds = sds[2 * k + j];
+            const float sx = ds.x * (float)__float_as_int(ds.y);
+            acc0 = k4_col(acc0, c[0], ds.x, dsc0, dm0, sx);
+            acc1 = k4_col(acc1, c[2], ds.x, dsc1, dm1, sx);
+        }
+    } else {
+        uint32_t wv[12];
+#pragma unroll
+        for (int u = 0; u < N; u++) {
+            const uint4 v = *(const uint4 *)(st + ((size_t)(kk * N + u) * 32 + lane) * 16);
+            wv[4 * u] = v.x, wv[4 * u + 1] = v.y, wv[4 * u + 2] = v.z, wv[4 * u + 3] = v.w;
+        }
+        const uint2 s0 = *(const uint2 *)(st + QB + kk * 128 + g * 8), s1 = *(const uint2 *)(st + QB + kk * 128 + (g + 8) * 8);
+        const uint32_t dpair = *(const uint32_t *)(st + QB + mvb_c<FMT, S>::C * 128 + (kk / 2) * 32 + g * 4);
+        const float d0 = h2f(dpair), d1 = h2f(dpair >> 16);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const uint32_t lg = wv[2 * j], l8 = wv[2 * j + 1], h = wv[8 + j];
+            const uint32_t r0 = s6((lg & M4) | ((h << 4) & 0x30303030u));
+            const uint32_t r2 = s6(((lg >> 4) & M4) | ((h << 2) & 0x30303030u));
+            const uint32_t r1 = s6((l8 & M4) | (h & 0x30303030u));
+            const uint32_t r3 = s6(((l8 >> 4) & M4) | ((h >> 2) & 0x30303030u));
+            const uint32_t sg = j < 2 ? s0.x : s0.y, s8 = j < 2 ? s1.x : s1.y;
+            const int sh = 16 * (j & 1);
+            const int sa0 = (int)(int8_t)(sg >> sh), sb0 = (int)(int8_t)(sg >> (sh + 8));
+            const int sa1 = (int)(int8_t)(s8 >> sh), sb1 = (int)(int8_t)(s8 >> (sh + 8));
+            const uint4 &bv = av[j >> 1];
+            int c1[4], c2[4];
+            mma_s8s8_k16(c1, r0, r1, (j & 1) ? bv.z : bv.x);
+            mma_s8s8_k16(c2, r2, r3, (j & 1) ? bv.w : bv.y);
+            const float2 ds = sds[4 * k + j];
+            acc0 = k6_col(acc0, c1[0] * sa0 + c2[0] * sb0, d0, ds.x);
+            acc1 = k6_col(acc1, c1[2] * sa1 + c2[2] * sb1, d1, ds.x);
+        }
+    }
 }
 
 template <int FMT, int U, bool NORM, bool SWIGLU, int S>
@@ -415,8 +505,11 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
     __shared__ int spos[MV_DYN_R], sdone[MV_DYN_R]; /* dynamic tiles: positions of rounds, quads to encode */
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int W = a.W, tpb = MV_WARPS / W, tt = warp / W, w = warp % W;
-    const int k0 = (int)((long)a.ks * w / W), k1 = (int)((long)a.ks * (w + 1) / W);
-    const int kpad = a.ks * 64, gt = a.n_ff / 16;
+    /* mmq's split of the k-steps between the W warps of a tile */
+    constexpr int GRAN = mv_un<FMT>::GRAN, KG = mv_un<FMT>::KG;
+    const int units = a.ks / GRAN;
+    const int k0 = (int)((long)units * w / W) * GRAN, k1 = (int)((long)units * (w + 1) / W) * GRAN;
+    const int kpad = a.ks * mv_un<FMT>::KST, gt = a.n_ff / 16;
     /* this block's tiles: its positions j < nt (mv_pos), rounds of tpb;
      * dynamic tiles: nt is known after the main loop */
     int nt = a.dyn ? 0 : mv_ntiles(a);
@@ -424,7 +517,7 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
     const int rounds = a.rounds;
     uint8_t *sq = smem;
     float2 *sds = (float2 *)(smem + kpad);
-    float *xs = (float *)(smem + kpad + (size_t)a.ks * 2 * sizeof(float2));
+    float *xs = (float *)(smem + kpad + (size_t)a.ks * KG * sizeof(float2));
     float *red = xs + (NORM ? a.k : 0); /* (rounds, 8 warps, 16 rows) */
     float *ys = red + (size_t)rounds * MV_WARPS * 16; /* SwiGLU: (nt, 16) the block's outputs */
     constexpr int C = mvb_c<FMT, S>::C, SS = mvb_c<FMT, S>::N;
@@ -445,7 +538,7 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
     mvw<FMT> B[S ? 1 : U];
     mv_cur lc = {a.wq, a.ws, 0, k0}; /* next k-step to request */
     uint64_t pol = 0;
-    if (S) {
+    if constexpr (S != 0) {
         pol = mv_policy(a.ef);
         if (lane == 0)
             for (int j = 0; j < SS; j++) mbar_init(&bars[warp][j]);
@@ -488,7 +581,7 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
         for (int i = tid; i < a.k / 4; i += 256) cp16(xs + 4 * i, a.x + 4 * i);
     } else {
         for (int i = tid; i < kpad / 16; i += 256) cp16(sq + 16 * i, a.aq + 16 * i);
-        for (int g = tid; g < 2 * a.ks; g += 256) cp8(&sds[g], &a.ads[(size_t)g * a.a_tok_pad]);
+        for (int g = tid; g < KG * a.ks; g += 256) cp8(&sds[g], &a.ads[(size_t)g * a.a_tok_pad]);
     }
     if (tid < MV_DYN_R) spos[tid] = -2; /* unpublished */
     cp_commit();
@@ -534,7 +627,7 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
 
     float acc0 = 0.0f, acc1 = 0.0f;
     unsigned int fin = 0; /* dynamic tiles: blocks done claiming before this one */
-    if (S) {
+    if constexpr (S != 0) {
         /* stage i % S holds unit i; refilled with unit i + S once the warp
          * has read it */
         unsigned int pend = 0; /* dynamic tiles, thread 0: the claim in flight */
@@ -573,12 +666,16 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
 #pragma unroll
             for (int kk = 0; kk < C; kk++) {
                 if (kk < n) {
-                    mvw<FMT> b;
+                    if constexpr (mv_un<FMT>::K) {
+                        mvk_step<FMT, S>(st, kk, kb + kk, sq, sds, lane, acc0, acc1);
+                    } else {
+                        mvw<FMT> b;
 #pragma unroll
-                    for (int u = 0; u < mv_un<FMT>::N; u++)
-                        b.w[u] = *(const uint4 *)(st + ((size_t)(kk * mv_un<FMT>::N + u) * 32 + lane) * 16);
-                    b.s = *(const uint2 *)(st + mvb_stage<FMT, S>::QB + kk * 64 + (lane >> 2) * 8);
-                    mv_step<FMT>(b, sq, sds, kb + kk, lane, acc0, acc1);
+                        for (int u = 0; u < mv_un<FMT>::N; u++)
+                            b.w[u] = *(const uint4 *)(st + ((size_t)(kk * mv_un<FMT>::N + u) * 32 + lane) * 16);
+                        b.s = *(const uint2 *)(st + mvb_stage<FMT, S>::QB + kk * 64 + (lane >> 2) * 8);
+                        mv_step<FMT>(b, sq, sds, kb + kk, lane, acc0, acc1);
+                    }
                 }
             }
             if (c == nch - 1) {
@@ -726,6 +823,7 @@ template <int FMT> static __global__ void mvs_kernel(const mvs_args a);
 #define MV_U_Q8 8
 
 static int g_mv_bulk = 0; /* the device has the bulk copy engine */
+static int g_mv_k = 1;    /* Q4_K / Q6_K take the kernel (QF_CUDA_MV_K=0: mmq at batch 1) */
 
 cudaError_t cu_mv_init(void) {
     int dev = 0, v = 0, major = 0;
@@ -747,6 +845,11 @@ cudaError_t cu_mv_init(void) {
     if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q8_0, 1, 3>();
     if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q4_0, 1, 4>();
     if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q8_0, 1, 4>();
+    if (e == cudaSuccess) e = mv_allow<FMT_Q4_K, 1, false, false, 2>();
+    if (e == cudaSuccess) e = mv_allow<FMT_Q4_K, 1, false, true, 2>();
+    if (e == cudaSuccess) e = mv_allow<FMT_Q6_K, 1, false, false, 2>();
+    if (e == cudaSuccess) e = mv_allow<FMT_Q6_K, 1, false, true, 2>();
+    g_mv_k = mv_env("QF_CUDA_MV_K", 1) != 0;
     if (e == cudaSuccess)
         e = cudaFuncSetAttribute(mvs_kernel<FMT_Q4_0>, cudaFuncAttributeMaxDynamicSharedMemorySize, g_mv_smem_max);
     if (e == cudaSuccess)
@@ -761,10 +864,13 @@ int cu_mm_warps(int ks);
  * norm also the float row and the norm weights; the partial sums of
  * `rounds` rounds of tiles; the bulk path's stages */
 static size_t mv_smem(const dmat *w, int with_norm, int rounds, int stages) {
-    size_t s = (size_t)w->ks * 64 + (size_t)w->ks * 2 * sizeof(float2);
+    const size_t kg = w->fmt == FMT_Q6_K ? 4 : 2;
+    size_t s = (size_t)w->ks * kg * 32 + (size_t)w->ks * kg * sizeof(float2);
     if (with_norm) s += (size_t)w->cols * sizeof(float);
     s += (size_t)rounds * MV_WARPS * 16 * sizeof(float) * 2; /* partial sums, SwiGLU outputs */
     if (!stages) return s;
+    if (w->fmt == FMT_Q4_K) return s + (size_t)MV_WARPS * 2 * mvb_stage<FMT_Q4_K, 2>::BYTES; /* S = 2 only */
+    if (w->fmt == FMT_Q6_K) return s + (size_t)MV_WARPS * 2 * mvb_stage<FMT_Q6_K, 2>::BYTES;
     int per_warp = w->fmt == FMT_Q8_0 ? (stages == 2   ? 2 * mvb_stage<FMT_Q8_0, 2>::BYTES
                                          : stages == 4 ? 4 * mvb_stage<FMT_Q8_0, 4>::BYTES
                                                        : 2 * mvb_stage<FMT_Q8_0, 3>::BYTES)
@@ -781,7 +887,13 @@ static int mv_stages_env(void) {
 }
 
 int cu_mv_ok(const dmat *w, int with_norm) {
-    if (!cu_mv_enabled() || (w->fmt != FMT_Q4_0 && w->fmt != FMT_Q8_0)) return 0;
+    if (!cu_mv_enabled()) return 0;
+    /* the K-quants: the default bulk path, inputs encoded by the act kernel */
+    if (w->fmt == FMT_Q4_K || w->fmt == FMT_Q6_K) {
+        if (with_norm || mv_stages_env() != 2 || !g_mv_k) return 0;
+        return mv_smem(w, 0, 8, 2) <= (size_t)g_mv_smem_max;
+    }
+    if (w->fmt != FMT_Q4_0 && w->fmt != FMT_Q8_0) return 0;
     /* the register path has no registers to spare for the norm weights */
     if (with_norm && !mv_stages_env()) return 0;
     /* room for a few rounds of partial sums besides the row */
@@ -885,7 +997,7 @@ static cudaError_t mv_run(const mv_args &a, const dmat *w, bool norm, bool sw, i
 static void mv_pf_plan(mv_args *a, const dmat *w, int n_ff, int tiles, bool dyn) {
     const int S = mv_stages_env(), W = cu_mm_warps(w->ks);
     const bool sw = n_ff > 0;
-    if (!S || (w->fmt != FMT_Q4_0 && w->fmt != FMT_Q8_0)) return;
+    if (!S || (w->fmt != FMT_Q4_0 && w->fmt != FMT_Q8_0)) return; /* (the K-quants: not planned) */
     mv_geom g;
     bool ok;
 #define MV_PLAN(F, SS)                                                                                            \
@@ -939,6 +1051,13 @@ cudaError_t cu_matvec(const dmat *w, const mv_in *in, float *y, int add, int pdl
     if (in->pf && in->pf_tiles > 0) mv_pf_plan(&a, in->pf, in->pf_n_ff, in->pf_tiles, in->pf_dyn != 0);
     const bool norm = in->x != NULL;
     const int S = mv_stages_env();
+    if (w->fmt == FMT_Q4_K || w->fmt == FMT_Q6_K) { /* cu_mv_ok: S == 2, no norm */
+        if (w->fmt == FMT_Q4_K)
+            return sw ? mv_launch<FMT_Q4_K, 1, false, true, 2>(a, w, pdl, st)
+                      : mv_launch<FMT_Q4_K, 1, false, false, 2>(a, w, pdl, st);
+        return sw ? mv_launch<FMT_Q6_K, 1, false, true, 2>(a, w, pdl, st)
+                  : mv_launch<FMT_Q6_K, 1, false, false, 2>(a, w, pdl, st);
+    }
     if (w->fmt == FMT_Q4_0) {
         if (S == 2) return mv_run<FMT_Q4_0, 1, 2>(a, w, norm, sw, pdl, st);
         if (S == 3) return mv_run<FMT_Q4_0, 1, 3>(a, w, norm, sw, pdl, st);

@@ -1,4 +1,11 @@
-/* cuda_mv.cu - one token times a Q4_0 / Q8_0 weight matrix (generation).
+/* cuda_mv.cu - one token times a Q4_0 / Q8_0 / Q4_K / Q6_K weight matrix
+ * (generation).
+ *
+ * The K-quants take the bulk path only (sm_90, S = 2) with pre-encoded
+ * inputs: their stages carry the super-block headers (Q4_K) or the
+ * sub-block scales and d pairs (Q6_K) next to the quants (mvb_stage), the
+ * k split between warps is mmq's in whole super-blocks, and mvk_step does
+ * mmq's column arithmetic (k4_col / k6_col), so again the same bits.
  *
  * At batch 1 a decode step is a stream of weight bytes; this kernel exists
  * to keep the memory busy and to do little else. Block: 8 warps. A tile (16

@@ -373,17 +373,45 @@ static void layer_bytes(const qf_dev_ops *ops, const qf_model *m, const qf_kv_pa
 
 /* --gpu-layers auto: the count that fits (qf_gpu_fit_layers), 0 without a
  * device or its memory figures. */
-static int32_t auto_layers(const qf_dev_ops *ops, const qf_model *m, const qf_kv_params *kp, int32_t n_batch_max,
-                           size_t *need, size_t *have) {
-    size_t fr = 0, tot = 0, per = 0, fixed = 0;
-    *need = *have = 0;
-    if (!ops->mem_info(&fr, &tot)) return 0;
-    layer_bytes(ops, m, kp, n_batch_max, &per, &fixed);
+/* QFORGE_GPU_MEM_MIB: the device memory auto may plan with (a GPU shared
+ * with other programs); 0 when unset or malformed (warned once). */
+static size_t mem_cap_env(void) {
+    const char *s = getenv("QFORGE_GPU_MEM_MIB");
+    if (!s || !*s) return 0;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < 1 || v > ((long long)1 << 40)) {
+        static int warned;
+        if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+            qf_warn("QFORGE_GPU_MEM_MIB='%s' is not a size in MiB; ignored", s);
+        return 0;
+    }
+    return (size_t)v << 20;
+}
+
+bool qf_gpu_auto_sizes(const qf_model *m, const qf_kv_params *kp, int32_t n_batch_max, qf_gpu_sizes *out) {
+    memset(out, 0, sizeof *out);
+    const qf_dev_ops *ops = pick_device(NULL, 0);
+    size_t fr = 0, tot = 0;
+    if (!ops || !ops->mem_info(&fr, &tot)) return false;
+    const size_t cap = mem_cap_env();
+    if (cap && cap < tot) tot = cap, fr = fr < cap ? fr : cap;
+    layer_bytes(ops, m, kp, n_batch_max, &out->per_layer, &out->fixed);
     /* the context, cuBLAS workspaces, graphs and fragmentation: 5% of the
-     * device and 256 MiB */
-    size_t reserve = tot / 20 + ((size_t)256 << 20);
-    *need = per * (size_t)m->hp.n_layer + fixed + reserve, *have = fr;
-    return qf_gpu_fit_layers(fr, reserve, fixed, per, m->hp.n_layer);
+     * device (or of the cap) and 256 MiB */
+    out->reserve = tot / 20 + ((size_t)256 << 20);
+    out->free = fr;
+    return true;
+}
+
+static int32_t auto_layers(const qf_model *m, const qf_kv_params *kp, int32_t n_batch_max, size_t *need,
+                           size_t *have) {
+    qf_gpu_sizes z;
+    *need = *have = 0;
+    if (!qf_gpu_auto_sizes(m, kp, n_batch_max, &z)) return 0;
+    *need = z.per_layer * (size_t)m->hp.n_layer + z.fixed + z.reserve, *have = z.free;
+    return qf_gpu_fit_layers(z.free, z.reserve, z.fixed, z.per_layer, m->hp.n_layer);
 }
 
 qf_gpu_fwd *qf_gpu_fwd_try_new(const qf_model *m, const qf_kv_params *kp, int32_t n_batch_max, int32_t n_ctx_max,
@@ -400,7 +428,7 @@ qf_gpu_fwd *qf_gpu_fwd_try_new(const qf_model *m, const qf_kv_params *kp, int32_
             return NULL;
         }
         size_t need, have;
-        n_gpu_layers = auto_layers(ops, m, kp, n_batch_max, &need, &have);
+        n_gpu_layers = auto_layers(m, kp, n_batch_max, &need, &have);
         if (n_gpu_layers == 0) {
             qf_info("gpu: %s: %s needs about %.0f MiB with every layer, %.0f MiB free: not one layer fits; running on "
                     "the CPU",

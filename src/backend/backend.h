@@ -147,6 +147,17 @@ int32_t qf_gpu_layers_env(void);
  * n_layer fit, 0 when none does, else that count. Pure. */
 int32_t qf_gpu_fit_layers(size_t free_b, size_t reserve, size_t fixed, size_t per_layer, int32_t n_layer);
 
+/* What auto plans with, in bytes: the device's free memory (at most
+ * QFORGE_GPU_MEM_MIB MiB when that is set: a GPU shared with other
+ * programs), the reserve kept back (5% of the device or of that cap, and
+ * 256 MiB), the memory of one layer (weights in the device's formats,
+ * norms, its share of the kv pool kp) and the rest (output head, step
+ * buffers of n_batch_max tokens). false without a device. */
+typedef struct qf_gpu_sizes {
+    size_t free, reserve, per_layer, fixed;
+} qf_gpu_sizes;
+bool qf_gpu_auto_sizes(const qf_model *m, const qf_kv_params *kp, int32_t n_batch_max, qf_gpu_sizes *out);
+
 /* The GPU forward pass a caller asked for, or NULL for the CPU path; never
  * a hard failure. n_gpu_layers: 0 = none (returns NULL silently), -1 or
  * >= n_layer = every layer and the output head, 0 < N < n_layer = the last

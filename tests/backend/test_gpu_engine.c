@@ -21,11 +21,13 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend/backend.h"
 #include "engine/engine.h"
 #include "model/model.h"
 #include "model/session.h"
+#include "model/synth.h"
 #include "qf_test.h"
 
 static qf_model *g_m;
@@ -99,6 +101,58 @@ static void test_try_new_refusals(void) {
     ASSERT_EQ_INT(e.code, g_gpu ? QF_ERR_INVALID : QF_ERR_UNSUPPORTED);
     ASSERT(qf_gpu_fwd_new(g_m, &kp, 8, 64, -2, &e) == NULL);
     ASSERT_EQ_INT(e.code, g_gpu ? QF_ERR_INVALID : QF_ERR_UNSUPPORTED);
+}
+
+/* auto on a device: QFORGE_GPU_MEM_MIB caps what it plans with, so a cap
+ * between the sizes it estimates gives a partial offload of exactly the
+ * layers that fit, a tiny one the CPU, a malformed one is ignored. */
+static void test_auto_cap(void) {
+    qf_kv_params kp0 = qf_model_kv_params(g_m, 128, 1, QF_TYPE_F32, 16);
+    qf_gpu_sizes z;
+    if (!g_gpu) {
+        ASSERT(!qf_gpu_auto_sizes(g_m, &kp0, 8, &z));
+        return;
+    }
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/qf-test-gpu-auto-%d.gguf", (int)getpid());
+    qf_synth_params sp = {0};
+    sp.arch = QF_ARCH_LLAMA, sp.n_embd = 2048, sp.n_layer = 4, sp.n_head = 16, sp.n_head_kv = 4, sp.n_ff = 5632;
+    sp.ftype = QF_FTYPE_Q4_0, sp.seed = 5, sp.n_threads = 4;
+    qf_err e = {0};
+    ASSERT_MSG(qf_model_synth(&sp, path, &e) == QF_OK, "%s", e.msg);
+    qf_model_params mp = {.no_tokenizer = true};
+    qf_model *m = qf_model_load(path, &mp, &e);
+    unlink(path);
+    ASSERT_MSG(m, "%s", e.msg);
+    if (!m) return;
+    qf_kv_params kp = qf_model_kv_params(m, 256, 2, QF_TYPE_F16, 16);
+    unsetenv("QFORGE_GPU_MEM_MIB");
+    ASSERT(qf_gpu_auto_sizes(m, &kp, 8, &z));
+    ASSERT_MSG(z.per_layer > ((size_t)20 << 20) && z.fixed > 0 && z.free > z.reserve, "per layer %zu, fixed %zu",
+               z.per_layer, z.fixed);
+    qf_gpu_fwd *f = qf_gpu_fwd_try_new(m, &kp, 8, 128, QF_GPU_LAYERS_AUTO); /* fits: all */
+    ASSERT(f && qf_gpu_fwd_cpu_layers(f) == 0);
+    qf_gpu_fwd_free(f);
+    /* room for 2.5 layers after the reserve (5% of the cap + 256 MiB) and the rest */
+    const double mib = 1048576.0;
+    long cap = (long)((2.5 * (double)z.per_layer + (double)z.fixed + 256.0 * mib) / 0.95 / mib) + 1;
+    char v[32];
+    snprintf(v, sizeof v, "%ld", cap);
+    setenv("QFORGE_GPU_MEM_MIB", v, 1);
+    qf_gpu_sizes zc;
+    ASSERT(qf_gpu_auto_sizes(m, &kp, 8, &zc) && zc.free <= (size_t)cap << 20);
+    ASSERT_EQ_INT(qf_gpu_fit_layers(zc.free, zc.reserve, zc.fixed, zc.per_layer, 4), 2);
+    f = qf_gpu_fwd_try_new(m, &kp, 8, 128, QF_GPU_LAYERS_AUTO);
+    ASSERT_MSG(f && qf_gpu_fwd_cpu_layers(f) == 2, "cap %ld MiB: %d cpu layers", cap, f ? qf_gpu_fwd_cpu_layers(f) : -1);
+    qf_gpu_fwd_free(f);
+    setenv("QFORGE_GPU_MEM_MIB", "100", 1); /* below the reserve: the CPU */
+    ASSERT(qf_gpu_fwd_try_new(m, &kp, 8, 128, QF_GPU_LAYERS_AUTO) == NULL);
+    setenv("QFORGE_GPU_MEM_MIB", "lots", 1); /* malformed: ignored */
+    f = qf_gpu_fwd_try_new(m, &kp, 8, 128, QF_GPU_LAYERS_AUTO);
+    ASSERT(f && qf_gpu_fwd_cpu_layers(f) == 0);
+    qf_gpu_fwd_free(f);
+    unsetenv("QFORGE_GPU_MEM_MIB");
+    qf_model_free(m);
 }
 
 /* A partial offload: the last N layers on the device, only their weights
@@ -362,6 +416,7 @@ int main(void) {
     RUN_TEST(test_env_default);
     RUN_TEST(test_fit_layers);
     RUN_TEST(test_try_new_refusals);
+    RUN_TEST(test_auto_cap);
     RUN_TEST(test_partial_new);
     RUN_TEST(test_session);
     RUN_TEST(test_engine);

@@ -770,7 +770,7 @@ static void test_short_attention_heads(void) {
  * input, the SwiGLU epilogue, attention storing its own K/V), all on and
  * as configured by default, against the separate kernels (QF_CUDA_MV=0,
  * and QF_CUDA_ATT_COMBINE=1: split attention combined by its own kernel;
- * QF_CUDA_SEQ=1: Wo, gate|up, down and the next Q|K|V in one kernel):
+ * QF_CUDA_MV_DYN=1: gate|up's tiles taken from a counter):
  * the same logits bit for bit, a 72-token prefill and 8 decode steps that
  * attend to more than 64 positions (split attention). */
 static void check_fusions(const qf_model *m, const char *what) {
@@ -780,8 +780,8 @@ static void check_fusions(const qf_model *m, const char *what) {
     for (int i = 0; i < NT; i++) toks[i] = (i * 53 + 5) % nv;
     /* 0: every fusion on (some are off by default: measured slower),
      * 1: the defaults, 2: the separate kernels (and the combine kernel of
-     * split attention instead of the last split block), 3: a layer's
-     * matrices in one kernel (QF_CUDA_SEQ, off by default: slower) */
+     * split attention instead of the last split block), 3: dynamic gate|up
+     * tiles (QF_CUDA_MV_DYN, off by default: slower) */
     runner r[4];
     setenv("QF_CUDA_ATT_FUSE", "1", 1);
     setenv("QF_CUDA_MV_NORM", "1", 1);
@@ -794,9 +794,9 @@ static void check_fusions(const qf_model *m, const char *what) {
     ok = ok && runner_init(&r[2], m, true, QF_TYPE_F16, 96, 1, 32) == 0;
     unsetenv("QF_CUDA_MV");
     unsetenv("QF_CUDA_ATT_COMBINE");
-    setenv("QF_CUDA_SEQ", "1", 1);
+    setenv("QF_CUDA_MV_DYN", "1", 1);
     ok = ok && runner_init(&r[3], m, true, QF_TYPE_F16, 96, 1, 32) == 0;
-    unsetenv("QF_CUDA_SEQ");
+    unsetenv("QF_CUDA_MV_DYN");
     ASSERT(ok);
     double worst = 0;
     int steps = 0;

@@ -34,10 +34,8 @@ double qf_cuda_read_bandwidth(size_t bytes, int reps);
  * matrix (arbitrary contents) times one encoded row, launched reps times
  * one after the other (no PDL, no graph); median microseconds per launch
  * (events around each), 0 on failure. n_ff > 0: a gate|up matrix (rows =
- * 2 n_ff) with the SwiGLU epilogue. With QF_CUDA_BENCH_SEQ=k (1..4) in the
- * environment, the matrix k times as the phases of one persistent
- * cu_matvec_seq launch instead. For the streaming bandwidth of the kernel
- * (bench_gpu --mv). */
+ * 2 n_ff) with the SwiGLU epilogue. For the streaming bandwidth of the
+ * kernel (bench_gpu --mv). */
 double qf_cuda_bench_matvec(qf_type type, int32_t rows, int32_t cols, int32_t n_ff, int reps);
 
 /* One matrix multiplication through the device kernels: W (rows x cols,
@@ -66,7 +64,7 @@ qf_status qf_cuda_test_matvec_fused(qf_type type, int32_t rows, int32_t cols, co
  * QF_CUDA_PROFILE=1 in the environment when the forward pass was made
  * (graphs off, an event between every two launches, so each kernel's time
  * includes its launch gap). Kinds: rope, embed, act, qkv, k_store,
- * attention, wo, gate_up, down, head, mv_seq (QF_CUDA_SEQ=1); bytes: weight
+ * attention, wo, gate_up, down, head; bytes: weight
  * bytes the kind's kernels streamed. Fills up to cap entries (kinds that ran), returns the
  * count. Process-global, not thread-safe: for benchmarks. */
 typedef struct qf_cuda_prof {

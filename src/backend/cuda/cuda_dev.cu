@@ -36,9 +36,7 @@
  * QF_CUDA_PDL=0, QF_CUDA_ATT_ENC=0, QF_CUDA_MV=0, QF_CUDA_SWIGLU=0,
  * QF_CUDA_QKV_STORE=0, QF_CUDA_ATT_PF=0, QF_CUDA_ATT_SHORT=0 (=2: only for
  * few tokens), QF_CUDA_ATT_SHORT_EARLY=0, QF_CUDA_ATT_SHORT_FUSE=0 and
- * QF_CUDA_MV_PF=0 turn these off; QF_CUDA_MV_NORM=1, QF_CUDA_ATT_FUSE=1,
- * QF_CUDA_SEQ=1 (a layer's Wo, gate|up, down and the next Q|K|V in one
- * persistent kernel, cu_matvec_seq: two kernels a layer) and
+ * QF_CUDA_MV_PF=0 turn these off; QF_CUDA_MV_NORM=1, QF_CUDA_ATT_FUSE=1 and
  * QF_CUDA_MV_DYN=1 (the one-token gate|up kernel's blocks take tiles from
  * a counter, mv_cnt) turn on what measured slower (debugging,
  * measurements); QF_CUDA_PROFILE=1 times every kernel (serialized; any
@@ -107,8 +105,6 @@ struct qf_dev {
     int use_graphs, use_pdl, use_att_enc;
     /* batch-1 fusions (QF_CUDA_MV_NORM, QF_CUDA_SWIGLU, QF_CUDA_ATT_FUSE) */
     int use_mv, use_mv_norm, use_swiglu, use_att_fuse, use_qkv_store;
-    int use_seq;    /* QF_CUDA_SEQ: one token, a layer's Wo, gate|up, down and the next Q|K|V in one kernel */
-    unsigned long long *bar; /* its grid barrier */
     int split_min;  /* most attended positions that run unsplit (QF_CUDA_SPLIT_MIN) */
     int split_len;  /* fewest positions per split (QF_CUDA_SPLIT_LEN) */
     int hpc_env;    /* QF_CUDA_HPC: query heads per attention block, 0 = chosen per step */
@@ -138,9 +134,9 @@ struct qf_dev {
 
 /* ---- profiling: device time per kind of kernel (QF_CUDA_PROFILE=1) ---- */
 
-enum { PC_ROPE = 0, PC_EMBED, PC_ACT, PC_QKV, PC_KSTORE, PC_ATTN, PC_WO, PC_GU, PC_DOWN, PC_HEAD, PC_SEQ, PC_COUNT };
-static const char *const k_pc_name[PC_COUNT] = {"rope", "embed", "act", "qkv", "k_store", "attention",
-                                                "wo", "gate_up", "down", "head", "mv_seq"};
+enum { PC_ROPE = 0, PC_EMBED, PC_ACT, PC_QKV, PC_KSTORE, PC_ATTN, PC_WO, PC_GU, PC_DOWN, PC_HEAD, PC_COUNT };
+static const char *const k_pc_name[PC_COUNT] = {"rope",      "embed", "act",     "qkv",  "k_store",
+                                                "attention", "wo",    "gate_up", "down", "head"};
 static double g_pc_ms[PC_COUNT], g_pc_bytes[PC_COUNT];
 static long g_pc_calls[PC_COUNT], g_pc_steps;
 
@@ -485,7 +481,6 @@ static qf_dev *cuda_open(const qf_model *m, const qf_dev_config *cfg, qf_err *er
     d->use_swiglu = env_on("QF_CUDA_SWIGLU", 1);
     d->use_qkv_store = env_on("QF_CUDA_QKV_STORE", 1);
     /* measured slower than the kernel chain with PDL (docs/backend.md) */
-    d->use_seq = env_on("QF_CUDA_SEQ", 0);
     /* measured slower than k_store + attention on the H100 (docs/backend.md) */
     d->use_att_fuse = env_on("QF_CUDA_ATT_FUSE", 0);
     d->split_min = getenv("QF_CUDA_SPLIT_MIN") ? atoi(getenv("QF_CUDA_SPLIT_MIN")) : 64;
@@ -669,7 +664,6 @@ static qf_dev *cuda_open(const qf_model *m, const qf_dev_config *cfg, qf_err *er
             (st = dalloc((void **)&d->part, d->part_floats * 4, sc, "attention", err)) != QF_OK ||
             (st = dalloc((void **)&d->att_cnt, (size_t)nb * hp->n_head * sizeof(int), sc, "attention", err)) !=
                 QF_OK ||
-            (st = dalloc((void **)&d->bar, sizeof(unsigned long long), sc, "barrier", err)) != QF_OK ||
             (st = dalloc((void **)&d->h8.q, kmax, sc, "activations", err)) != QF_OK ||
             (st = dalloc((void **)&d->h8.ds, kmax / 32 * sizeof(float2), sc, "activations", err)) != QF_OK ||
             (st = dalloc((void **)&d->mv_cnt, CU_MV_CNT_WORDS(hp->n_ff) * sizeof(unsigned int), sc, "counters", err)) !=
@@ -729,7 +723,7 @@ static void cuda_close(qf_dev *d) {
     qf_free(d->L);
     mat_free(&d->out);
     void *bufs[] = {d->out_norm, d->freq, d->kv,      d->x,          d->qkv,        d->att,
-                    d->gu,       d->logits, d->cs, d->part,     d->act.a8_0.q, d->act.a8_0.ds, d->att_cnt, d->bar,
+                    d->gu,       d->logits, d->cs, d->part,     d->act.a8_0.q, d->act.a8_0.ds, d->att_cnt,
                     d->act.a8_k.q, d->act.a8_k.ds, d->act.f, d->stage_d, d->h8.q,     d->h8.ds, d->mv_cnt};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) cudaFree(bufs[i]);
     if (d->stage_h) cudaFreeHost(d->stage_h);
@@ -823,86 +817,6 @@ static cudaError_t mv_normed(qf_dev *d, const dmat *m, const float *x, const flo
     return cu_matvec(m, &in, y, 0, d->use_pdl, d->st);
 }
 
-/* One token through every layer with cu_matvec_seq: the formats and the
- * fusions it needs (Q|K|V with the kv store, attention encoding Wo's
- * input, gate|up with the SwiGLU epilogue; one quantized format). */
-static bool seq_ok(const qf_dev *d, const attn_params *ap) {
-    const qf_hparams *hp = &d->m->hp;
-    if (!d->use_seq || !cu_matvec_seq_available() || !d->use_att_enc || !d->use_qkv_store || !d->use_swiglu ||
-        d->use_mv_norm || ap->fuse_store || hp->rope_kind != QF_ROPE_NORM || hp->head_dim_v % 32 ||
-        hp->n_ff % 32 || hp->n_embd % 32)
-        return false;
-    const int nl = hp->n_layer - d->cfg.layer0, fmt = d->L[0].wo.fmt;
-    for (int l = 0; l < nl; l++) {
-        const dlayer *D = &d->L[l];
-        if (D->n_qkv != 1 || D->n_gu != 1 || D->k_norm || D->act_wo != ACT_Q8_0 || D->act_down != ACT_Q8_0)
-            return false;
-        const dmat *ms[4] = {&D->qkv[0], &D->wo, &D->gu[0], &D->down};
-        for (int i = 0; i < 4; i++)
-            if (ms[i]->fmt != fmt || !cu_mv_ok(ms[i], 0)) return false;
-    }
-    return true;
-}
-
-/* The layers of a one-token step with cu_matvec_seq: [Q|K|V of layer 0],
- * then per layer attention and [Wo, gate|up, down, Q|K|V of the next
- * layer]: two kernels a layer. */
-static cudaError_t enqueue_seq(qf_dev *d, attn_params *ap, const int *tok, const int *tab) {
-    const qf_hparams *hp = &d->m->hp;
-    const int nl = hp->n_layer - d->cfg.layer0, pdl = d->use_pdl;
-    mv_kv kvs;
-    memset(&kvs, 0, sizeof kvs);
-    kvs.kv = d->kv;
-    kvs.kv_f32 = d->kv_f32;
-    kvs.q_rows = hp->n_head * hp->head_dim;
-    kvs.kv_dim = d->cfg.kv.kv_dim;
-    kvs.kv_dim_v = d->cfg.kv.kv_dim_v;
-    kvs.hd = hp->head_dim;
-    kvs.hdv = hp->head_dim_v;
-    kvs.n_rot = hp->n_rot;
-    kvs.bs = d->cfg.kv.block_size;
-    kvs.n_layer = nl;
-    kvs.tok = tok;
-    kvs.tables = tab;
-    kvs.cs = d->cs;
-    mvs_in ph[4];
-    int n_ph = 0;
-    size_t bytes = 0;
-    memset(ph, 0, sizeof ph);
-    for (int l = 0; l <= nl; l++) {
-        const dlayer *D = l < nl ? &d->L[l] : NULL;
-        if (D) {
-            mvs_in *q = &ph[n_ph++];
-            q->w = &D->qkv[0], q->x = d->x, q->norm = D->attn_norm, q->y = d->qkv, q->kv_layer = l;
-            bytes += D->qkv[0].bytes;
-        }
-        prof_mark(d, PC_SEQ, bytes);
-        CK(cu_matvec_seq(ph, n_ph, hp->rms_eps, &kvs, d->bar, pdl, d->st));
-        memset(ph, 0, sizeof ph);
-        n_ph = 0;
-        bytes = 0;
-        if (!D) break;
-        ap->layer = l;
-        ap->q_norm = D->q_norm;
-        ap->k_norm = NULL;
-        ap->aq8 = d->act.a8_0.q;
-        ap->ads8 = d->act.a8_0.ds;
-        ap->trace = tr_take(d, PC_ATTN);
-        prof_mark(d, PC_ATTN, 0);
-        CK(ap->lcap ? cu_attention_short(ap, pdl, d->st) : cu_attention(ap, pdl, d->st));
-        mvs_in *w = &ph[n_ph++];
-        w->w = &D->wo, w->src = &d->act.a8_0, w->src_tok_pad = d->act.tok_pad, w->y = d->x, w->add = 1;
-        w->kv_layer = -1;
-        mvs_in *g = &ph[n_ph++];
-        g->w = &D->gu[0], g->x = d->x, g->norm = D->ffn_norm, g->y = d->gu, g->h = &d->h8, g->n_ff = hp->n_ff;
-        g->kv_layer = -1;
-        mvs_in *dn = &ph[n_ph++];
-        dn->w = &D->down, dn->src = &d->h8, dn->src_tok_pad = 1, dn->y = d->x, dn->add = 1, dn->kv_layer = -1;
-        bytes += D->wo.bytes + D->gu[0].bytes + D->down.bytes;
-    }
-    return cudaSuccess;
-}
-
 /* Q|K|V of device layer l through the matrix-vector kernel with the kv
  * store epilogue (one token of a llama-style model: RoPE on adjacent
  * pairs, no k norm), no k_store kernel. */
@@ -971,11 +885,7 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc, in
     ap.cnt = d->att_combine ? NULL : d->att_cnt;
     ap.a_kmax = d->act.kmax;
     ap.a_tok_pad = d->act.tok_pad;
-    /* one token, every layer fit for it: two kernels a layer (enqueue_seq);
-     * otherwise the kernels below */
-    const bool seq = one && seq_ok(d, &ap);
-    if (seq) CK(enqueue_seq(d, &ap, tok, tab));
-    for (int l = 0; !seq && l < nl; l++) {
+    for (int l = 0; l < nl; l++) {
         const dlayer *D = &d->L[l];
         d->tr_layer = l;
         /* Q/K/V; one token of a llama-style model: the matrix-vector kernel
@@ -1327,10 +1237,7 @@ extern "C" double qf_cuda_bench_matvec(qf_type type, int32_t rows, int32_t cols,
     memset(&m, 0, sizeof m);
     act_set a8 = {NULL, NULL}, h8 = {NULL, NULL};
     float *y = NULL, *ms = (float *)qf_malloc((size_t)reps * sizeof(float));
-    unsigned long long *bar = NULL;
     unsigned int *cnt = NULL;
-    /* QF_CUDA_BENCH_SEQ=k: the matrix k times as the phases of one cu_matvec_seq */
-    const int seq = getenv("QF_CUDA_BENCH_SEQ") ? atoi(getenv("QF_CUDA_BENCH_SEQ")) : 0;
     cudaEvent_t e0 = NULL, e1 = NULL;
     double us = 0.0;
     qf_err err;
@@ -1344,7 +1251,6 @@ extern "C" double qf_cuda_bench_matvec(qf_type type, int32_t rows, int32_t cols,
         dalloc((void **)&h8.q, kmax, NULL, "bench", &err) != QF_OK ||
         dalloc((void **)&h8.ds, kmax / 32 * sizeof(float2), NULL, "bench", &err) != QF_OK ||
         dalloc((void **)&y, (size_t)rows * sizeof(float), NULL, "bench", &err) != QF_OK ||
-        dalloc((void **)&bar, sizeof *bar, NULL, "bench", &err) != QF_OK ||
         dalloc((void **)&cnt, CU_MV_CNT_WORDS(n_ff > 0 ? n_ff : 0) * sizeof *cnt, NULL, "bench", &err) != QF_OK ||
         cudaMemset(m.q, 0x5a, m.qbytes) != cudaSuccess || cudaEventCreate(&e0) != cudaSuccess ||
         cudaEventCreate(&e1) != cudaSuccess || !cu_mv_ok(&m, 0))
@@ -1356,17 +1262,9 @@ extern "C" double qf_cuda_bench_matvec(qf_type type, int32_t rows, int32_t cols,
         in.src_tok_pad = 1;
         /* QF_CUDA_MV_DYN=1: gate|up with dynamic tiles */
         if (n_ff > 0) in.h = &h8, in.h_tok_pad = 1, in.n_ff = n_ff, in.cnt = env_on("QF_CUDA_MV_DYN", 0) ? cnt : NULL;
-        mvs_in ph[4];
-        memset(ph, 0, sizeof ph);
-        for (int k = 0; k < 4; k++) {
-            ph[k].w = &m, ph[k].src = &a8, ph[k].src_tok_pad = 1, ph[k].y = y, ph[k].kv_layer = -1;
-            if (n_ff > 0) ph[k].h = &h8, ph[k].n_ff = n_ff;
-        }
         for (int i = -3; i < reps; i++) {
             cudaEventRecord(e0, d.st);
-            if (seq > 0 ? cu_matvec_seq(ph, seq < 4 ? seq : 4, 1e-5f, NULL, bar, 0, d.st) != cudaSuccess
-                        : cu_matvec(&m, &in, y, 0, 0, d.st) != cudaSuccess)
-                goto out;
+            if (cu_matvec(&m, &in, y, 0, 0, d.st) != cudaSuccess) goto out;
             cudaEventRecord(e1, d.st);
             cudaEventSynchronize(e1);
             if (i >= 0) cudaEventElapsedTime(&ms[i], e0, e1);
@@ -1376,7 +1274,7 @@ extern "C" double qf_cuda_bench_matvec(qf_type type, int32_t rows, int32_t cols,
     }
 out:
     mat_free(&m);
-    void *bufs[] = {a8.q, a8.ds, h8.q, h8.ds, y, bar, cnt};
+    void *bufs[] = {a8.q, a8.ds, h8.q, h8.ds, y, cnt};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) cudaFree(bufs[i]);
     if (e0) cudaEventDestroy(e0);
     if (e1) cudaEventDestroy(e1);

@@ -151,35 +151,6 @@ typedef struct mv_in {
 
 #define CU_MV_CNT_WORDS(n_ff) (2 + (size_t)(n_ff) / 32)
 
-/* One matrix of cu_matvec_seq: input pre-encoded (src, token 0, ds
- * stride src_tok_pad) or x RMS-normed with norm and encoded by the kernel
- * (cols a multiple of 32); y[r] (+)= W[r] . row (+ bias); with h (n_ff > 0,
- * rows = 2 n_ff) the SwiGLU epilogue encodes silu(gate) * up into h (ds
- * stride 1); kv_layer >= 0: the kv store epilogue for that device layer
- * (the other kv fields from cu_matvec_seq's mv_kv). */
-typedef struct mvs_in {
-    const dmat *w;
-    const act_set *src;
-    int src_tok_pad;
-    const float *x, *norm;
-    float *y;
-    int add;
-    const act_set *h;
-    int n_ff;
-    int kv_layer;
-} mvs_in;
-
-/* Up to 4 one-token products one after the other in one persistent kernel
- * (grid barriers between them, each warp's weight stream running on
- * across them), the same bits as cu_matvec each. All matrices Q4_0, or all
- * Q8_0, taken by cu_mv_ok; sm_90 bulk copy path only. bar: a device
- * word, zero before the first call (its arrival count is zero again after
- * every call); one call at a time per bar. cudaErrorInvalidValue when the inputs do not fit. */
-cudaError_t cu_matvec_seq(const mvs_in *ph, int n_ph, float eps, const mv_kv *kv, unsigned long long *bar, int pdl,
-                          cudaStream_t st);
-/* cu_matvec_seq can run here (sm_90, the bulk copy path) */
-int cu_matvec_seq_available(void);
-
 /* batch-1 products go through cu_matvec unless cu_mv_off; the device sets
  * it from its QF_CUDA_MV before it enqueues a step (one value per process
  * in practice: the environment is read when a device opens) */

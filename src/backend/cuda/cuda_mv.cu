@@ -250,15 +250,12 @@ template <bool SWIGLU> DEV int mv_tile(int s, int gate_tiles) {
     return w < 2 ? 2 * q + w : gate_tiles + 2 * q + (w - 2);
 }
 
-/* Sequence position of the j-th tile of this block (mv_args.cyc). */
 /* The Q|K|V epilogue's store of the token's K and V rows, k_store's
  * arithmetic: RoPE on adjacent pairs (the pair's other value comes from the
  * neighbouring lane: every lane of the warp must call this), then the
  * cache's element type. row: the output row of this lane (q rows first,
- * then kv_dim K rows, then kv_dim_v V rows); ok: the row exists. A:
- * mv_args or mvs_args (the same kv fields). */
-template <class A>
-DEV void kv_epilogue(const A &a, int row, float val, bool ok, size_t kv_base, int kv_slot) {
+ * then kv_dim K rows, then kv_dim_v V rows); ok: the row exists. */
+DEV void kv_epilogue(const mv_args &a, int row, float val, bool ok, size_t kv_base, int kv_slot) {
     const float other = __shfl_xor_sync(0xffffffffu, val, 1);
     const int kr = row - a.kv_q;
     if (ok && kr >= 0 && kr < a.kv_dim) {
@@ -281,6 +278,7 @@ DEV void kv_epilogue(const A &a, int row, float val, bool ok, size_t kv_base, in
     }
 }
 
+/* Sequence position of the j-th tile of this block (mv_args.cyc). */
 DEV int mv_pos(const mv_args &a, int j) {
     if (!a.cyc) return (int)blockIdx.x * a.per_block + j;
     return ((j / a.unit) * (int)gridDim.x + (int)blockIdx.x) * a.unit + j % a.unit;
@@ -819,9 +817,6 @@ template <int FMT, int U, int S> static cudaError_t mv_allow_fmt(void) {
     return e;
 }
 
-typedef struct mvs_args mvs_args;
-template <int FMT> static __global__ void mvs_kernel(const mvs_args a);
-
 /* Register path: k-steps in flight per warp, 8 KB of weights
  * (QF_CUDA_MV_U=8 for q4_0 / 4 for q8_0: half of that, 3 blocks per SM).
  * Bulk path (sm_90, default there): QF_CUDA_MV_S=2 (default), 3 or 4 (see
@@ -840,7 +835,7 @@ cudaError_t cu_mv_init(void) {
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
     if (e != cudaSuccess) return e;
     g_mv_bulk = major >= 9;
-    /* room for the kernels' static arrays (mvs_kernel: about 1.1 KB) */
+    /* room for the kernel's static arrays */
     g_mv_smem_max = v - 2048;
     e = mv_allow_fmt<FMT_Q4_0, MV_U_Q4, 0>();
     if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q4_0, MV_U_Q4 / 2, 0>();
@@ -857,10 +852,6 @@ cudaError_t cu_mv_init(void) {
     if (e == cudaSuccess) e = mv_allow<FMT_Q6_K, 1, false, false, 2>();
     if (e == cudaSuccess) e = mv_allow<FMT_Q6_K, 1, false, true, 2>();
     g_mv_k = mv_env("QF_CUDA_MV_K", 1) != 0;
-    if (e == cudaSuccess)
-        e = cudaFuncSetAttribute(mvs_kernel<FMT_Q4_0>, cudaFuncAttributeMaxDynamicSharedMemorySize, g_mv_smem_max);
-    if (e == cudaSuccess)
-        e = cudaFuncSetAttribute(mvs_kernel<FMT_Q8_0>, cudaFuncAttributeMaxDynamicSharedMemorySize, g_mv_smem_max);
     return e;
 }
 
@@ -1077,393 +1068,4 @@ cudaError_t cu_matvec(const dmat *w, const mv_in *in, float *y, int add, int pdl
     if (S == 4) return mv_run<FMT_Q8_0, 1, 4>(a, w, norm, sw, pdl, st);
     if (u_env == MV_U_Q8 / 2) return mv_run<FMT_Q8_0, MV_U_Q8 / 2, 0>(a, w, norm, sw, pdl, st);
     return mv_run<FMT_Q8_0, MV_U_Q8, 0>(a, w, norm, sw, pdl, st);
-}
-
-/* ---- a sequence of matrices in one kernel (one token, sm_90) ----
- *
- * cu_matvec_seq runs up to MVS_MAX matrix-vector products one after the
- * other in one persistent kernel, with a grid-wide barrier between them:
- * e.g. Wo -> gate|up -> down -> the next layer's Q|K|V. What it buys over
- * one kernel each: every warp's weight stream is a single sequence of
- * units across all the matrices, so while a block waits at a barrier (or
- * normalizes the new input row) its stages already fill with the next
- * matrix's first weights; the tail of one matrix and the start of the
- * next overlap instead of each kernel paying launch, ramp-up and drain.
- *
- * Each phase is one matrix with the arithmetic of mv_kernel, bit for bit:
- * same tiles, k split over W warps, int8 mma per 32-group, partial sums in
- * warp order, bias, residual add; inputs either a pre-encoded row (written
- * by an earlier kernel or an earlier phase) or the RMSNorm of x encoded by
- * every block itself (act_kernel's arithmetic: each thread sums the
- * squares of values tid + 256 i in order, in double); epilogues the
- * SwiGLU encoding of gate|up and the kv store of Q|K|V. Tiles are dealt to
- * blocks round robin in chunks (as mv_kernel with QF_CUDA_MV_CYCLIC).
- *
- * Co-residency: the grid is what fits on the device at once. Every block
- * calls pdl_trigger after its prologue, so no later kernel of the stream
- * can launch (and take room) before all blocks of this one are resident;
- * earlier kernels finish on their own. So the barrier cannot wait on a
- * block that never starts. Data written by other blocks in an earlier
- * phase is read through L2 only (ld.cg, cp.async.cg): L1 is not coherent.
- */
-
-#define MVS_MAX 4
-
-typedef struct mvs_phase {
-    const uint8_t *wq, *ws; /* tile layout quants, scales */
-    int ks, rows, tiles, W, unit, rounds, sw;
-    /* input: pre-encoded (aq: int8 row in fragment order, ads: {d, sum}
-     * per group with stride a_tok_pad), or x normed with nw (k values) */
-    const uint8_t *aq;
-    const float2 *ads;
-    int a_tok_pad;
-    const float *x, *nw;
-    int k;
-    /* output */
-    float *y;
-    const float *bias;
-    int add;
-    int n_ff;     /* SwiGLU epilogue: h = silu(gate) * up encoded into hq/hds (tok_pad 1) */
-    uint8_t *hq;
-    float2 *hds;
-    int kv_layer; /* >= 0: store K (rotated) and V of this device layer */
-} mvs_phase;
-
-typedef struct mvs_args {
-    mvs_phase ph[MVS_MAX];
-    int n_ph, ef, kpad_max, ks_max, red_max;
-    float eps;
-    unsigned long long *bar; /* grid barrier: generation << 32 | arrivals */
-    /* kv store (mv_kv) */
-    void *kv;
-    int kv_f32, kv_q, kv_dim, kv_dim_v, hd, n_rot, bs, n_layer;
-    const int *tok, *tables;
-    const float *cs;
-} mvs_args;
-
-typedef struct mvs_geo {
-    int tpb, tt, k0, k1, nt, rw, nch;
-} mvs_geo;
-
-template <int FMT> DEV mvs_geo mvs_geom(const mvs_phase &P, int warp) {
-    constexpr int C = mvb_c<FMT, 2>::C;
-    mvs_geo g;
-    const int W = P.W, w = warp % W, b = (int)blockIdx.x, G = (int)gridDim.x;
-    g.tpb = MV_WARPS / W;
-    g.tt = warp / W;
-    g.k0 = (int)((long)P.ks * w / W);
-    g.k1 = (int)((long)P.ks * (w + 1) / W);
-    const int nch_t = (P.tiles + P.unit - 1) / P.unit;
-    g.nt = 0;
-    if (b < nch_t) {
-        g.nt = ((nch_t - 1 - b) / G + 1) * P.unit;
-        if ((nch_t - 1) % G == b) g.nt -= nch_t * P.unit - P.tiles;
-    }
-    g.rw = g.tt < g.tpb ? (g.nt - g.tt + g.tpb - 1) / g.tpb : 0;
-    g.nch = (g.k1 - g.k0 + C - 1) / C;
-    return g;
-}
-
-/* tile of this block's j-th position in phase P */
-DEV int mvs_tile(const mvs_phase &P, int j) {
-    const int s = ((j / P.unit) * (int)gridDim.x + (int)blockIdx.x) * P.unit + j % P.unit;
-    if (!P.sw) return s;
-    const int q = s >> 2, w = s & 3;
-    return w < 2 ? 2 * q + w : P.n_ff / 16 + 2 * q + (w - 2);
-}
-
-/* The issue side of a warp's stream (lane 0): the next unit to request,
- * as (phase, round, chunk), advanced one unit at a time, so a request
- * costs no divisions. geo[p] is the warp's geometry of phase p. */
-typedef struct mvs_cur {
-    int p, r, c, u;
-} mvs_cur;
-
-DEV void mvs_cur_skip(mvs_cur &k, const mvs_geo *geo, int n_ph) {
-    while (k.p < n_ph && (k.r >= geo[k.p].rw || geo[k.p].nch == 0)) k.p++, k.r = 0, k.c = 0;
-}
-
-/* Request the cursor's unit (number k.u) into stage k.u % 2 and advance. */
-template <int FMT>
-DEV void mvs_issue(const mvs_args &a, const mvs_geo *geo, mvs_cur &k, uint8_t *stages, uint64_t *bars, int lane,
-                   uint64_t pol) {
-    if (lane != 0 || k.p >= a.n_ph) return;
-    constexpr int C = mvb_c<FMT, 2>::C, UN = mv_un<FMT>::N;
-    const mvs_phase &P = a.ph[k.p];
-    const mvs_geo &g = geo[k.p];
-    const int kb = g.k0 + k.c * C, n = min(C, g.k1 - kb), j = k.r * g.tpb + g.tt;
-    const size_t ts = (size_t)mvs_tile(P, j) * (size_t)P.ks + (size_t)kb;
-    uint8_t *st = stages + (size_t)(k.u & 1) * mvb_stage<FMT, 2>::BYTES;
-    mbar_bulk2(&bars[k.u & 1], st, P.wq + ts * UN * 512, (uint32_t)(n * UN * 512), st + mvb_stage<FMT, 2>::QB,
-               P.ws + ts * 64, (uint32_t)(n * 64), pol);
-    k.u++;
-    if (++k.c == g.nch) {
-        k.c = 0;
-        k.r++;
-        mvs_cur_skip(k, geo, a.n_ph);
-    }
-}
-
-/* All blocks of the grid meet here. One 64-bit word: arrivals in the low
- * half, a generation in the high half; the last to arrive clears the
- * arrivals and bumps the generation with one atomic, which releases the
- * others (so any grid size may use the word, one launch at a time). */
-DEV void mvs_grid_sync(unsigned long long *bar) {
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        __threadfence();
-        const unsigned long long old = atomicAdd(bar, 1ull);
-        if ((unsigned)(old & 0xffffffffu) == gridDim.x - 1) {
-            atomicAdd(bar, (1ull << 32) - gridDim.x);
-        } else {
-            const unsigned g0 = (unsigned)(old >> 32);
-            volatile unsigned long long *v = bar;
-            while ((unsigned)(*v >> 32) == g0) {
-            }
-        }
-        __threadfence();
-    }
-    __syncthreads();
-}
-
-template <int FMT>
-static __global__ void __launch_bounds__(256, 2) mvs_kernel(const mvs_args a) {
-    extern __shared__ __align__(16) uint8_t smem[];
-    __shared__ double ssq[MV_WARPS];
-    __shared__ __align__(8) uint64_t bars[MV_WARPS][2];
-    constexpr int C = mvb_c<FMT, 2>::C, SB = mvb_stage<FMT, 2>::BYTES, QB = mvb_stage<FMT, 2>::QB;
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    uint8_t *stages = smem + (size_t)warp * 2 * SB;
-    uint8_t *sq = smem + (size_t)MV_WARPS * 2 * SB;
-    float2 *sds = (float2 *)(sq + a.kpad_max);
-    float *red = (float *)(sds + (size_t)a.ks_max * 2);
-    float *ys = red + a.red_max;
-
-    /* the warp's geometry of every phase, once */
-    __shared__ mvs_geo sgeo[MV_WARPS][MVS_MAX];
-    mvs_geo *geo = sgeo[warp];
-    if (lane < a.n_ph) geo[lane] = mvs_geom<FMT>(a.ph[lane], warp);
-    __syncwarp();
-    const uint64_t pol = mv_policy(a.ef);
-    if (lane == 0) {
-        mbar_init(&bars[warp][0]);
-        mbar_init(&bars[warp][1]);
-    }
-    __syncwarp();
-    mvs_cur cur = {0, 0, 0, 0};
-    mvs_cur_skip(cur, geo, a.n_ph);
-    mvs_issue<FMT>(a, geo, cur, stages, bars[warp], lane, pol);
-    mvs_issue<FMT>(a, geo, cur, stages, bars[warp], lane, pol);
-    pdl_trigger();
-    pdl_wait();
-
-    int u = 0; /* the warp's next unit to consume */
-    for (int p = 0; p < a.n_ph; p++) {
-        const mvs_phase &P = a.ph[p];
-        const mvs_geo g = geo[p];
-        if (p > 0) mvs_grid_sync(a.bar);
-        /* the input row of this phase into sq / sds */
-        if (P.aq) {
-            for (int i = tid; i < P.ks * 4; i += 256) cp16(sq + 16 * i, P.aq + 16 * i);
-            cp_commit();
-            for (int i = tid; i < 2 * P.ks; i += 256) sds[i] = __ldcg(&P.ads[(size_t)i * P.a_tok_pad]);
-            cp_wait_all();
-        } else {
-            /* RMSNorm + encoding, act_kernel's arithmetic; the row was
-             * written by an earlier phase: through L2 */
-            float xv[MV_NR], nv[MV_NR];
-#pragma unroll
-            for (int i = 0; i < MV_NR; i++) {
-                const int e = tid + 256 * i;
-                xv[i] = e < P.k ? __ldcg(P.x + e) : 0.0f;
-                nv[i] = e < P.k ? P.nw[e] : 0.0f;
-            }
-            double ss = 0.0;
-#pragma unroll
-            for (int i = 0; i < MV_NR; i++)
-                if (tid + 256 * i < P.k) ss += (double)xv[i] * xv[i];
-            for (int e = tid + 256 * MV_NR; e < P.k; e += 256) {
-                const float v = __ldcg(P.x + e);
-                ss += (double)v * v;
-            }
-            ss = warp_sum_d(ss);
-            if (lane == 0) ssq[warp] = ss;
-            __syncthreads();
-            double tot = 0.0;
-            for (int i = 0; i < MV_WARPS; i++) tot += ssq[i];
-            const float scale = (float)(1.0 / sqrt(tot / (double)P.k + (double)a.eps));
-            /* group g = warp + 8 i holds values e = g * 32 + lane = tid + 256 i */
-#pragma unroll
-            for (int i = 0; i < MV_NR; i++) {
-                const int gi = warp + MV_WARPS * i, e = gi * 32 + lane;
-                if (gi >= 2 * P.ks) break;
-                if (gi * 32 < P.k) {
-                    mv_encode32(xv[i] * scale * nv[i], e, sq, &sds[gi], lane);
-                } else { /* padding beyond k: zero weights meet zero activations */
-                    sq[frag_off(e)] = 0;
-                    if (lane == 0) sds[gi] = make_float2(0.0f, 0.0f);
-                }
-            }
-            for (int gi = warp + MV_WARPS * MV_NR; gi < 2 * P.ks; gi += MV_WARPS) {
-                const int e = gi * 32 + lane;
-                if (gi * 32 < P.k) {
-                    mv_encode32(__ldcg(P.x + e) * scale * P.nw[e], e, sq, &sds[gi], lane);
-                } else {
-                    sq[frag_off(e)] = 0;
-                    if (lane == 0) sds[gi] = make_float2(0.0f, 0.0f);
-                }
-            }
-        }
-        __syncthreads();
-
-        /* this phase's units: stage u % 2 holds unit u; refilled with unit
-         * u + 2 (maybe of a later phase) once the warp has read it */
-        float acc0 = 0.0f, acc1 = 0.0f;
-        for (int r = 0, c = 0; r < g.rw && g.nch > 0; u++) {
-            const int kb = g.k0 + c * C, n = min(C, g.k1 - kb);
-            mbar_wait(&bars[warp][u & 1], (uint32_t)((u >> 1) & 1));
-            const uint8_t *st = stages + (size_t)(u & 1) * SB;
-#pragma unroll
-            for (int kk = 0; kk < C; kk++) {
-                if (kk < n) {
-                    mvw<FMT> b;
-#pragma unroll
-                    for (int v = 0; v < mv_un<FMT>::N; v++)
-                        b.w[v] = *(const uint4 *)(st + ((size_t)(kk * mv_un<FMT>::N + v) * 32 + lane) * 16);
-                    b.s = *(const uint2 *)(st + QB + kk * 64 + (lane >> 2) * 8);
-                    mv_step<FMT>(b, sq, sds, kb + kk, lane, acc0, acc1);
-                }
-            }
-            if (c == g.nch - 1) {
-                if ((lane & 3) == 0) {
-                    red[(r * MV_WARPS + warp) * 16 + (lane >> 2)] = acc0;
-                    red[(r * MV_WARPS + warp) * 16 + (lane >> 2) + 8] = acc1;
-                }
-                acc0 = acc1 = 0.0f;
-            }
-            __syncwarp();
-            /* the stage is free: the unit two ahead (maybe of a later phase) */
-            mvs_issue<FMT>(a, geo, cur, stages, bars[warp], lane, pol);
-            if (++c == g.nch) c = 0, r++;
-        }
-        __syncthreads();
-
-        /* outputs (mv_kernel's epilogue) */
-        size_t kv_base = 0;
-        int kv_slot = 0;
-        if (P.kv_layer >= 0) {
-            const int pos = a.tok[0], blk = a.tables[a.tok[1] + pos / a.bs];
-            kv_base = ((size_t)blk * a.n_layer + P.kv_layer) * (size_t)a.bs * (size_t)(a.kv_dim + a.kv_dim_v);
-            kv_slot = pos % a.bs;
-        }
-        const int W = P.W, tpb = g.tpb;
-        for (int o0 = 0; o0 < P.rounds * tpb * 16; o0 += 256) {
-            const int o = o0 + tid, r = o / (tpb * 16), t2 = (o / 16) % tpb, rr = o % 16, sp = r * tpb + t2;
-            const int row = sp < g.nt ? mvs_tile(P, sp) * 16 + rr : P.rows;
-            const bool ok = o < P.rounds * tpb * 16 && sp < g.nt && row < P.rows;
-            float val = 0.0f;
-            if (ok) {
-                for (int ww = 0; ww < W; ww++) val += red[(r * MV_WARPS + t2 * W + ww) * 16 + rr];
-                if (P.bias) val += P.bias[row];
-                float *yp = P.y + row;
-                const float out = P.add ? __ldcg(yp) + val : val;
-                *yp = out;
-                if (P.sw) ys[sp * 16 + rr] = out;
-            }
-            if (P.kv_layer >= 0) kv_epilogue(a, row, val, ok, kv_base, kv_slot);
-        }
-        if (P.sw) {
-            __syncthreads();
-            for (int jq = warp; jq < g.nt / 4; jq += MV_WARPS) {
-                const int q = (jq * (int)gridDim.x + (int)blockIdx.x), e = q * 32 + lane;
-                const float gv = ys[64 * jq + lane], uv = ys[64 * jq + 32 + lane];
-                const float v = gv / (1.0f + expf(-gv)) * uv;
-                mv_encode32(v, e, P.hq, &P.hds[q], lane);
-            }
-        }
-        __syncthreads(); /* sq, sds, red are rewritten by the next phase */
-    }
-}
-
-static size_t mvs_smem(const mvs_args &a, int fmt) {
-    size_t st = (size_t)MV_WARPS * 2 *
-                (fmt == FMT_Q8_0 ? mvb_stage<FMT_Q8_0, 2>::BYTES : mvb_stage<FMT_Q4_0, 2>::BYTES);
-    return st + (size_t)a.kpad_max + (size_t)a.ks_max * 2 * sizeof(float2) + (size_t)a.red_max * 2 * sizeof(float);
-}
-
-int cu_matvec_seq_available(void) { return mv_stages_env() == 2; }
-
-static int g_mvs_blocks[2] = {-1, -1}; /* blocks per SM of mvs_kernel<Q4_0 / Q8_0> at the smem last asked */
-static size_t g_mvs_smem[2];
-
-cudaError_t cu_matvec_seq(const mvs_in *ph, int n_ph, float eps, const mv_kv *kv, unsigned long long *bar, int pdl,
-                          cudaStream_t st) {
-    if (n_ph < 1 || n_ph > MVS_MAX || !bar || mv_stages_env() != 2) return cudaErrorInvalidValue;
-    const int fmt = ph[0].w->fmt, fi = fmt == FMT_Q8_0;
-    mvs_args a;
-    memset(&a, 0, sizeof a);
-    a.n_ph = n_ph;
-    a.eps = eps;
-    a.bar = bar;
-    static int ef_env = -2;
-    if (ef_env == -2) ef_env = mv_env("QF_CUDA_MV_EF", 1);
-    a.ef = ef_env;
-    if (kv) {
-        if (kv->n_rot % 2 || kv->hd % 2) return cudaErrorInvalidValue;
-        a.kv = kv->kv, a.kv_f32 = kv->kv_f32, a.kv_q = kv->q_rows, a.kv_dim = kv->kv_dim, a.kv_dim_v = kv->kv_dim_v;
-        a.hd = kv->hd, a.n_rot = kv->n_rot, a.bs = kv->bs, a.n_layer = kv->n_layer;
-        a.tok = kv->tok, a.tables = kv->tables, a.cs = kv->cs;
-    }
-    for (int p = 0; p < n_ph; p++) {
-        const dmat *w = ph[p].w;
-        if (w->fmt != fmt || !cu_mv_ok(w, 0) || (!ph[p].src && (w->cols % 32 || !ph[p].norm)) ||
-            (ph[p].h && (ph[p].n_ff % 32 || w->rows != 2 * ph[p].n_ff)) || (ph[p].kv_layer >= 0 && !kv))
-            return cudaErrorInvalidValue;
-        if (w->kpad > a.kpad_max) a.kpad_max = w->kpad;
-        if (w->ks > a.ks_max) a.ks_max = w->ks;
-    }
-    /* grid: what fits at once (the barrier needs every block resident);
-     * the partial sums' room depends on the grid: settle both */
-    size_t smem = mvs_smem(a, fmt);
-    for (int it = 0; it < 3; it++) {
-        if (g_mvs_blocks[fi] < 0 || g_mvs_smem[fi] != smem) {
-            int nb = 0;
-            cudaError_t e = fi ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, mvs_kernel<FMT_Q8_0>, 256, smem)
-                               : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, mvs_kernel<FMT_Q4_0>, 256, smem);
-            if (e != cudaSuccess || nb < 1) {
-                cudaGetLastError();
-                return cudaErrorInvalidConfiguration;
-            }
-            g_mvs_blocks[fi] = nb, g_mvs_smem[fi] = smem;
-        }
-        const int G = g_mvs_blocks[fi] * g_mv_n_sm;
-        a.red_max = 0;
-        for (int p = 0; p < n_ph; p++) {
-            const dmat *w = ph[p].w;
-            mvs_phase *P = &a.ph[p];
-            const int W = cu_mm_warps(w->ks), tpb = MV_WARPS / W, sw = ph[p].h != NULL;
-            P->wq = (const uint8_t *)w->q, P->ws = (const uint8_t *)w->s;
-            P->ks = w->ks, P->rows = w->rows, P->tiles = w->rows_pad / 16, P->W = W;
-            P->unit = sw ? 4 : tpb, P->sw = sw;
-            const int units = (P->tiles + P->unit - 1) / P->unit, per_block = (units + G - 1) / G * P->unit;
-            P->rounds = (per_block + tpb - 1) / tpb;
-            if (P->rounds * MV_WARPS * 16 > a.red_max) a.red_max = P->rounds * MV_WARPS * 16;
-            if (ph[p].src) {
-                P->aq = ph[p].src->q, P->ads = ph[p].src->ds, P->a_tok_pad = ph[p].src_tok_pad;
-            } else {
-                P->x = ph[p].x, P->nw = ph[p].norm, P->k = w->cols;
-            }
-            P->y = ph[p].y, P->bias = w->bias, P->add = ph[p].add;
-            if (sw) P->n_ff = ph[p].n_ff, P->hq = ph[p].h->q, P->hds = ph[p].h->ds;
-            P->kv_layer = ph[p].kv_layer;
-        }
-        const size_t need = mvs_smem(a, fmt);
-        if (need > (size_t)g_mv_smem_max) return cudaErrorInvalidConfiguration;
-        if (need <= smem) {
-            if (fi) return launch_k(mvs_kernel<FMT_Q8_0>, dim3((unsigned)G), dim3(256), smem, st, pdl, a);
-            return launch_k(mvs_kernel<FMT_Q4_0>, dim3((unsigned)G), dim3(256), smem, st, pdl, a);
-        }
-        smem = need; /* the partial sums need more room: again with the occupancy of that size */
-    }
-    return cudaErrorInvalidConfiguration;
 }

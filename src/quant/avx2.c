@@ -238,22 +238,6 @@ DEFINE_DRIVER(gemm_q8_0, TILE_Q8_0, 2)
 
 /* ---- K-quants: Q4_K, Q5_K, Q6_K against Q8_K ---- */
 
-/* Q4_K/Q5_K scales: 8 six-bit scales and mins from the 12 packed bytes
- * (blocks.h), four at a time with 32-bit masks. */
-INLINE void k4_scales(const uint8_t *s, uint8_t sc[8], uint8_t mn[8]) {
-    uint32_t a, b, c;
-    memcpy(&a, s, 4);
-    memcpy(&b, s + 4, 4);
-    memcpy(&c, s + 8, 4);
-    const uint32_t sc_lo = a & 0x3F3F3F3Fu, mn_lo = b & 0x3F3F3F3Fu;
-    const uint32_t sc_hi = (c & 0x0F0F0F0Fu) | ((a >> 2) & 0x30303030u);
-    const uint32_t mn_hi = ((c >> 4) & 0x0F0F0F0Fu) | ((b >> 2) & 0x30303030u);
-    memcpy(sc, &sc_lo, 4);
-    memcpy(sc + 4, &sc_hi, 4);
-    memcpy(mn, &mn_lo, 4);
-    memcpy(mn + 4, &mn_hi, 4);
-}
-
 /* Fifth bit j of each byte of qh moved to bit 4 (0x10). */
 INLINE __m256i bit_to_0x10(__m256i qh, int j) {
     const __m256i b = _mm256_and_si256(qh, _mm256_set1_epi8((char)(1 << j)));
@@ -282,7 +266,7 @@ INLINE void tile_k45(const bool five, const int R, const int T, const gemm_args 
             blk[r] = g->w + (size_t)r * g->wrb + (size_t)s * bw;
             dw[r] = h2f(blk[r]);
             dmin[r] = h2f(blk[r] + 2);
-            k4_scales(blk[r] + 4, sc[r], mn[r]);
+            qf_k4_scales(blk[r] + 4, sc[r], mn[r]);
             mins[r] = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)mn[r]), dup));
         }
         const qf_block_q8_K *xb[TT_MAX];

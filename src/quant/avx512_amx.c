@@ -381,7 +381,7 @@ static void ax_weights_k(const ax_plan *p, const uint8_t *w, size_t wrb, int nr)
                     sc[j] = b6->scales[j];
             } else {
                 uint8_t s8[8], m8[8];
-                k4_scales(blk + 4, s8, m8);
+                qf_k4_scales(blk + 4, s8, m8);
                 for (int j = 0; j < 8; j++) {
                     sc[j] = s8[j];
                     p->mw[(s * 8 + j) * 16 + r] = k.dmin * (float)m8[j];

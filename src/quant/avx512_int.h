@@ -88,20 +88,6 @@ INLINE size_t b32_qs(int kind) {
 
 enum { KQ_Q4, KQ_Q5, KQ_Q6 };
 
-INLINE void k4_scales(const uint8_t *s, uint8_t sc[8], uint8_t mn[8]) {
-    uint32_t a, b, c;
-    memcpy(&a, s, 4);
-    memcpy(&b, s + 4, 4);
-    memcpy(&c, s + 8, 4);
-    const uint32_t sc_lo = a & 0x3F3F3F3Fu, mn_lo = b & 0x3F3F3F3Fu;
-    const uint32_t sc_hi = (c & 0x0F0F0F0Fu) | ((a >> 2) & 0x30303030u);
-    const uint32_t mn_hi = ((c >> 4) & 0x0F0F0F0Fu) | ((b >> 2) & 0x30303030u);
-    memcpy(sc, &sc_lo, 4);
-    memcpy(sc + 4, &sc_hi, 4);
-    memcpy(mn, &mn_lo, 4);
-    memcpy(mn + 4, &mn_hi, 4);
-}
-
 /* One decoded weight super-block. */
 typedef struct kq_row {
     __m512i lv[4];  /* levels of elements 64v .. 64v + 63 */
@@ -139,7 +125,7 @@ INLINE void kq_decode(const int kind, const uint8_t *blk, kq_row *k) {
     k->d = h2f(blk);
     k->dmin = h2f(blk + 2);
     uint8_t sc[8], mn[8];
-    k4_scales(blk + 4, sc, mn);
+    qf_k4_scales(blk + 4, sc, mn);
     const __m128i dup = _mm_set_epi8(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
     k->mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)mn), dup));
     const __m512i s16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));

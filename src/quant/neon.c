@@ -170,20 +170,6 @@ DEFINE_DRIVER(gemm_q8_0, TILE_Q8_0)
 
 /* ---- K-quants against Q8_K ---- */
 
-INLINE void k4_scales(const uint8_t *s, uint8_t sc[8], uint8_t mn[8]) {
-    uint32_t a, b, c;
-    memcpy(&a, s, 4);
-    memcpy(&b, s + 4, 4);
-    memcpy(&c, s + 8, 4);
-    const uint32_t sc_lo = a & 0x3F3F3F3Fu, mn_lo = b & 0x3F3F3F3Fu;
-    const uint32_t sc_hi = (c & 0x0F0F0F0Fu) | ((a >> 2) & 0x30303030u);
-    const uint32_t mn_hi = ((c >> 4) & 0x0F0F0F0Fu) | ((b >> 2) & 0x30303030u);
-    memcpy(sc, &sc_lo, 4);
-    memcpy(sc + 4, &sc_hi, 4);
-    memcpy(mn, &mn_lo, 4);
-    memcpy(mn + 4, &mn_hi, 4);
-}
-
 /* sum_j m_j * (bsums[2j] + bsums[2j+1]) */
 INLINE int32_t min_dot(const uint8_t mn[8], const int16_t *bsums) {
     const int16x8_t pair = vpaddq_s16(vld1q_s16(bsums), vld1q_s16(bsums + 8));
@@ -231,7 +217,7 @@ INLINE void tile_k45(const bool five, const int R, const int T, const gemm_args 
         UNROLL for (int r = 0; r < R; r++) {
             blk[r] = g->w + (size_t)r * g->wrb + (size_t)s * bw;
             __builtin_prefetch(blk[r] + 4 * R * g->wrb);
-            k4_scales(blk[r] + 4, sc[r], mn[r]);
+            qf_k4_scales(blk[r] + 4, sc[r], mn[r]);
             UNROLL for (int t = 0; t < T; t++)
                 ia[r][t] = vdupq_n_s32(0);
         }

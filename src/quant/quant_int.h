@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "quant/blocks.h"
 #include "quant/quant.h"
@@ -37,6 +38,23 @@ static inline size_t b32_bytes(int kind) {
 }
 
 static inline bool b32_has_min(int kind) { return kind == K_Q4_1 || kind == K_Q5_1; }
+
+/* Q4_K/Q5_K scales: the 8 six-bit scales and mins of a super-block from its
+ * 12 packed bytes (blocks.h), four at a time with 32-bit masks; the SIMD
+ * kernels' shared scalar step. */
+static inline void qf_k4_scales(const uint8_t *s, uint8_t sc[8], uint8_t mn[8]) {
+    uint32_t a, b, c;
+    memcpy(&a, s, 4);
+    memcpy(&b, s + 4, 4);
+    memcpy(&c, s + 8, 4);
+    const uint32_t sc_lo = a & 0x3F3F3F3Fu, mn_lo = b & 0x3F3F3F3Fu;
+    const uint32_t sc_hi = (c & 0x0F0F0F0Fu) | ((a >> 2) & 0x30303030u);
+    const uint32_t mn_hi = ((c >> 4) & 0x0F0F0F0Fu) | ((b >> 2) & 0x30303030u);
+    memcpy(sc, &sc_lo, 4);
+    memcpy(sc + 4, &sc_hi, 4);
+    memcpy(mn, &mn_lo, 4);
+    memcpy(mn + 4, &mn_hi, 4);
+}
 
 #define QF_REF_DECL(t)                                                                             \
     void qf_ref_to_float_##t(const void *src, float *dst, int64_t n);                              \

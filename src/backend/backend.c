@@ -371,8 +371,6 @@ static void layer_bytes(const qf_dev_ops *ops, const qf_model *m, const qf_kv_pa
     *fixed = ops->weight_bytes(&m->output) + 2 * act * sizeof(float);
 }
 
-/* --gpu-layers auto: the count that fits (qf_gpu_fit_layers), 0 without a
- * device or its memory figures. */
 /* QFORGE_GPU_MEM_MIB: the device memory auto may plan with (a GPU shared
  * with other programs); 0 when unset or malformed (warned once). */
 static size_t mem_cap_env(void) {
@@ -405,6 +403,9 @@ bool qf_gpu_auto_sizes(const qf_model *m, const qf_kv_params *kp, int32_t n_batc
     return true;
 }
 
+/* --gpu-layers auto: the count that fits (qf_gpu_fit_layers), 0 without a
+ * device or its memory figures; need / have: the estimate with every layer
+ * and the memory planned with, for the log. */
 static int32_t auto_layers(const qf_model *m, const qf_kv_params *kp, int32_t n_batch_max, size_t *need,
                            size_t *have) {
     qf_gpu_sizes z;

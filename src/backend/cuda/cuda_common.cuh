@@ -138,6 +138,13 @@ DEV float k4_col(float acc, int c, float dsx, float dsc, float dm, float sx) {
 }
 DEV float k6_col(float acc, int ci, float d, float dsx) { return __fmaf_rn((float)ci, __fmul_rn(d, dsx), acc); }
 
+/* RoPE of one pair (x0, x1) by (cos, sin) = (c, s), roundings spelled out:
+ * the kv-store epilogue of the matrix kernel (one instance per weight
+ * format), k_store and attention rotate the same keys and must agree bit
+ * for bit whatever contraction each instance would pick. */
+DEV float rope_0(float x0, float x1, float c, float s) { return __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s)); }
+DEV float rope_1(float x0, float x1, float c, float s) { return __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c)); }
+
 DEV void cp16(void *dst, const void *src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src));
 }

@@ -357,41 +357,34 @@ static qf_status vec_upload(qf_dev *d, float **dst, const float *src, size_t n, 
     return QF_OK;
 }
 
-/* Upload n weights as one matrix (rows concatenated) when they share a
- * format and width, else as n matrices; biases concatenated likewise. */
+/* Upload n weights (their rows in order) as matrices: each run of
+ * consecutive weights that share a format and width becomes one matrix
+ * (rows concatenated, biases likewise), so Q/K/V is one matrix when they
+ * agree and e.g. [Q|K] + [V] when V alone is Q6_K (Q4_K_M). *n_out:
+ * matrices made. */
 static qf_status upload_group(qf_dev *d, const qf_weight *const *ws, const float *const *bias, int n, dmat *out,
                               int *n_out, void *raw_d, const char *name, qf_err *err) {
-    bool fuse = n > 1;
-    for (int i = 1; i < n; i++)
-        if (dev_fmt(ws[i]) != dev_fmt(ws[0]) || ws[i]->cols != ws[0]->cols) fuse = false;
-    if (getenv("QF_CUDA_NOFUSE") && env_on("QF_CUDA_NOFUSE", 0)) fuse = false;
+    const bool nofuse = getenv("QF_CUDA_NOFUSE") && env_on("QF_CUDA_NOFUSE", 0);
     qf_status st;
-    if (fuse) {
-        int rows = 0;
+    *n_out = 0;
+    for (int i = 0; i < n;) {
+        int j = i + 1, rows = (int)ws[i]->rows;
+        while (!nofuse && j < n && dev_fmt(ws[j]) == dev_fmt(ws[i]) && ws[j]->cols == ws[i]->cols)
+            rows += (int)ws[j++]->rows;
+        dmat *m = &out[(*n_out)++];
         bool any_bias = false;
-        for (int i = 0; i < n; i++) rows += (int)ws[i]->rows, any_bias = any_bias || (bias && bias[i]);
-        if ((st = mat_alloc(d, &out[0], dev_fmt(ws[0]), rows, (int)ws[0]->cols, name, err)) != QF_OK) return st;
-        if (any_bias && (st = dalloc((void **)&out[0].bias, (size_t)rows * 4, &d->w_bytes, name, err)) != QF_OK)
-            return st;
-        for (int i = 0, r0 = 0; i < n; r0 += (int)ws[i]->rows, i++) {
-            if ((st = mat_fill(d, &out[0], ws[i], r0, raw_d, name, err)) != QF_OK) return st;
-            if (bias && bias[i])
-                CU(cudaMemcpy(out[0].bias + r0, bias[i], (size_t)ws[i]->rows * 4, cudaMemcpyHostToDevice), "bias");
+        for (int k = i; k < j; k++) any_bias = any_bias || (bias && bias[k]);
+        if ((st = mat_alloc(d, m, dev_fmt(ws[i]), rows, (int)ws[i]->cols, name, err)) != QF_OK) return st;
+        if (any_bias && (st = dalloc((void **)&m->bias, (size_t)rows * 4, &d->w_bytes, name, err)) != QF_OK) return st;
+        for (int k = i, r0 = 0; k < j; r0 += (int)ws[k]->rows, k++) {
+            if ((st = mat_fill(d, m, ws[k], r0, raw_d, name, err)) != QF_OK) return st;
+            if (bias && bias[k])
+                CU(cudaMemcpy(m->bias + r0, bias[k], (size_t)ws[k]->rows * 4, cudaMemcpyHostToDevice), "bias");
+            else if (any_bias)
+                CU(cudaMemset(m->bias + r0, 0, (size_t)ws[k]->rows * 4), "bias");
         }
-        *n_out = 1;
-        return QF_OK;
+        i = j;
     }
-    for (int i = 0; i < n; i++) {
-        if ((st = mat_alloc(d, &out[i], dev_fmt(ws[i]), (int)ws[i]->rows, (int)ws[i]->cols, name, err)) != QF_OK)
-            return st;
-        if ((st = mat_fill(d, &out[i], ws[i], 0, raw_d, name, err)) != QF_OK) return st;
-        if (bias && bias[i]) {
-            if ((st = dalloc((void **)&out[i].bias, (size_t)ws[i]->rows * 4, &d->w_bytes, name, err)) != QF_OK)
-                return st;
-            CU(cudaMemcpy(out[i].bias, bias[i], (size_t)ws[i]->rows * 4, cudaMemcpyHostToDevice), "bias");
-        }
-    }
-    *n_out = n;
     return QF_OK;
 }
 
@@ -819,12 +812,15 @@ static cudaError_t mv_normed(qf_dev *d, const dmat *m, const float *x, const flo
 
 /* Q|K|V of device layer l through the matrix-vector kernel with the kv
  * store epilogue (one token of a llama-style model: RoPE on adjacent
- * pairs, no k norm), no k_store kernel. */
+ * pairs, no k norm), no k_store kernel; every matrix of the group (one,
+ * or e.g. [Q|K] and [V] of two formats) stores the K / V rows it holds. */
 static bool qkv_store_ok(const qf_dev *d, const attn_params *ap, int l, bool one) {
     const qf_hparams *hp = &d->m->hp;
     const dlayer *D = &d->L[l];
-    return one && d->use_qkv_store && !ap->fuse_store && D->n_qkv == 1 && !D->k_norm &&
-           hp->rope_kind == QF_ROPE_NORM && cu_mv_ok(&D->qkv[0], 0);
+    if (!one || !d->use_qkv_store || ap->fuse_store || D->k_norm || hp->rope_kind != QF_ROPE_NORM) return false;
+    for (int i = 0; i < D->n_qkv; i++)
+        if (!cu_mv_ok(&D->qkv[i], 0) || (D->n_qkv > 1 && D->qkv[i].rows % 2)) return false;
+    return true;
 }
 
 /* The launch sequence of one step (captured into a graph or run directly).
@@ -916,14 +912,20 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc, in
             s_in.trace = tr_take(d, PC_ACT);
             prof_mark(d, PC_ACT, 0);
             CK(cu_act(&s_in, &d->act, pdl, d->st));
-            mv_in in;
-            memset(&in, 0, sizeof in);
-            in.src = fmt_act(D->qkv[0].fmt) == ACT_Q8_0 ? &d->act.a8_0 : &d->act.a8_k;
-            in.src_tok_pad = d->act.tok_pad;
-            in.kv = &kvs;
-            in.trace = tr_take(d, PC_QKV);
-            prof_mark(d, PC_QKV, D->qkv[0].bytes);
-            CK(cu_matvec(&D->qkv[0], &in, d->qkv, 0, pdl, d->st));
+            /* each matrix's rows start at off of Q|K|V: its key heads begin
+             * q_rows - off rows in (negative: it holds none or only values) */
+            const int q_rows = kvs.q_rows;
+            for (int i = 0, off = 0; i < D->n_qkv; off += D->qkv[i].rows, i++) {
+                mv_in in;
+                memset(&in, 0, sizeof in);
+                in.src = fmt_act(D->qkv[i].fmt) == ACT_Q8_0 ? &d->act.a8_0 : &d->act.a8_k;
+                in.src_tok_pad = d->act.tok_pad;
+                kvs.q_rows = q_rows - off;
+                in.kv = &kvs;
+                in.trace = tr_take(d, PC_QKV);
+                prof_mark(d, PC_QKV, D->qkv[i].bytes);
+                CK(cu_matvec(&D->qkv[i], &in, d->qkv + off, 0, pdl, d->st));
+            }
         } else {
             act_args s_in = {d->x, NULL, E, NULL, D->attn_norm, eps, E, 0, n, NULL};
             CK(mm_group(d, D->qkv, D->n_qkv, D->act_qkv, &s_in, d->qkv, d->qkv_stride, 0, PC_QKV));

@@ -265,7 +265,7 @@ DEV void kv_epilogue(const mv_args &a, int row, float val, bool ok, size_t kv_ba
             const int j = dd >> 1;
             const float c = a.cs[2 * j], sn = a.cs[2 * j + 1];
             const float x0 = dd & 1 ? other : val, x1 = dd & 1 ? val : other;
-            v = dd & 1 ? x0 * sn + x1 * c : x0 * c - x1 * sn;
+            v = dd & 1 ? rope_1(x0, x1, c, sn) : rope_0(x0, x1, c, sn);
         }
         const size_t off = kv_base + (size_t)kv_slot * a.kv_dim + (size_t)h * a.hd + dd;
         if (a.kv_f32) ((float *)a.kv)[off] = v;

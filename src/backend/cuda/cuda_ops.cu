@@ -197,8 +197,8 @@ DEV void head_norm_rope(float *v, int hd, const float *nw, float eps, const floa
     for (int j = lane; j < half; j += 32) {
         int ia = neox ? j : 2 * j, ib = neox ? j + half : 2 * j + 1;
         float c = cs[2 * j], s = cs[2 * j + 1], x0 = v[ia], x1 = v[ib];
-        v[ia] = x0 * c - x1 * s;
-        v[ib] = x0 * s + x1 * c;
+        v[ia] = rope_0(x0, x1, c, s);
+        v[ib] = rope_1(x0, x1, c, s);
     }
     __syncwarp();
 }

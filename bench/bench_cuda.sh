@@ -19,10 +19,9 @@
 # k_store kernels again), QF_CUDA_MV_NORM=1 and QF_CUDA_ATT_FUSE=1
 # (fusions that measured slower), QF_CUDA_MV_S=0|2|3|4 (stage
 # geometry), QF_CUDA_MV_U=n (register path: k-steps in flight per warp),
-# QF_CUDA_MV_EF=0 (normal L2 policy for the weights), QF_CUDA_MV_CYCLIC=1
-# (tiles dealt round robin), QF_CUDA_MV_PF=0 (no L2 prefetch of gate|up's
-# first tiles by Wo), QF_CUDA_MV_DYN=1 (gate|up tiles claimed from a counter:
-# measured slower), QF_CUDA_ACT_REUSE=0 (act reads its value twice);
+# QF_CUDA_MV_EF=0 (normal L2 policy for the weights), QF_CUDA_MV_PF=0 (no L2
+# prefetch of gate|up's first tiles by Wo), QF_CUDA_MV_K=0 (Q4_K/Q6_K through
+# mmq at batch 1), QF_CUDA_ACT_REUSE=0 (act reads its value twice);
 # attention: QF_CUDA_ATT_SHORT=0|2 (the split kernel always | for many tokens),
 # QF_CUDA_ATT_SHORT_EARLY=0, QF_CUDA_ATT_SHORT_FUSE=0 (k_store kernel again),
 # QF_CUDA_ATT_PF=0 (no L2 prefetch of the cache), QF_CUDA_ATT_COMBINE=1

@@ -770,7 +770,8 @@ static void test_short_attention_heads(void) {
  * input, the SwiGLU epilogue, attention storing its own K/V), all on and
  * as configured by default, against the separate kernels (QF_CUDA_MV=0,
  * and QF_CUDA_ATT_COMBINE=1: split attention combined by its own kernel;
- * QF_CUDA_MV_DYN=1: gate|up's tiles taken from a counter):
+ * and the one-token kernel without its epilogues, QF_CUDA_SWIGLU=0
+ * QF_CUDA_QKV_STORE=0: act and k_store kernels between):
  * the same logits bit for bit, a 72-token prefill and 8 decode steps that
  * attend to more than 64 positions (split attention). */
 static void check_fusions(const qf_model *m, const char *what) {
@@ -780,8 +781,8 @@ static void check_fusions(const qf_model *m, const char *what) {
     for (int i = 0; i < NT; i++) toks[i] = (i * 53 + 5) % nv;
     /* 0: every fusion on (some are off by default: measured slower),
      * 1: the defaults, 2: the separate kernels (and the combine kernel of
-     * split attention instead of the last split block), 3: dynamic gate|up
-     * tiles (QF_CUDA_MV_DYN, off by default: slower) */
+     * split attention instead of the last split block), 3: the one-token
+     * kernel without its SwiGLU and kv-store epilogues */
     runner r[4];
     setenv("QF_CUDA_ATT_FUSE", "1", 1);
     setenv("QF_CUDA_MV_NORM", "1", 1);
@@ -794,9 +795,11 @@ static void check_fusions(const qf_model *m, const char *what) {
     ok = ok && runner_init(&r[2], m, true, QF_TYPE_F16, 96, 1, 32) == 0;
     unsetenv("QF_CUDA_MV");
     unsetenv("QF_CUDA_ATT_COMBINE");
-    setenv("QF_CUDA_MV_DYN", "1", 1);
+    setenv("QF_CUDA_SWIGLU", "0", 1);
+    setenv("QF_CUDA_QKV_STORE", "0", 1);
     ok = ok && runner_init(&r[3], m, true, QF_TYPE_F16, 96, 1, 32) == 0;
-    unsetenv("QF_CUDA_MV_DYN");
+    unsetenv("QF_CUDA_SWIGLU");
+    unsetenv("QF_CUDA_QKV_STORE");
     ASSERT(ok);
     double worst = 0;
     int steps = 0;

@@ -36,9 +36,8 @@
  * QF_CUDA_PDL=0, QF_CUDA_ATT_ENC=0, QF_CUDA_MV=0, QF_CUDA_SWIGLU=0,
  * QF_CUDA_QKV_STORE=0, QF_CUDA_ATT_PF=0, QF_CUDA_ATT_SHORT=0 (=2: only for
  * few tokens), QF_CUDA_ATT_SHORT_EARLY=0, QF_CUDA_ATT_SHORT_FUSE=0 and
- * QF_CUDA_MV_PF=0 turn these off; QF_CUDA_MV_NORM=1, QF_CUDA_ATT_FUSE=1 and
- * QF_CUDA_MV_DYN=1 (the one-token gate|up kernel's blocks take tiles from
- * a counter, mv_cnt) turn on what measured slower (debugging,
+ * QF_CUDA_MV_PF=0 turn these off; QF_CUDA_MV_NORM=1 and QF_CUDA_ATT_FUSE=1
+ * turn on what measured slower (debugging,
  * measurements); QF_CUDA_PROFILE=1 times every kernel (serialized; any
  * program prints the totals when the backend closes), QF_CUDA_TRACE=1
  * records the timeline of the graph-replayed step (qf_cuda_trace_get).
@@ -117,8 +116,6 @@ struct qf_dev {
     int short_fuse; /* QF_CUDA_ATT_SHORT_FUSE: it stores the step's K/V itself where k_store would run */
     int mv_pf;      /* QF_CUDA_MV_PF=t: Wo prefetches the first t tiles of each gate|up block into L2 */
     act_set h8;     /* SwiGLU output of a fused gate/up matvec: token 0, ds stride 1 */
-    unsigned int *mv_cnt; /* its dynamic tiles' counters (CU_MV_CNT_WORDS(n_ff), zero between launches) */
-    int mv_dyn;           /* QF_CUDA_MV_DYN=1: gate|up takes them (dynamic tiles; measured slower) */
     /* QF_CUDA_PROFILE=1: events around every kernel of a step (no graphs) */
     int prof;
     cudaEvent_t *pev;
@@ -488,7 +485,6 @@ static qf_dev *cuda_open(const qf_model *m, const qf_dev_config *cfg, qf_err *er
     d->short_early = env_on("QF_CUDA_ATT_SHORT_EARLY", 1);
     d->short_fuse = env_on("QF_CUDA_ATT_SHORT_FUSE", 1);
     d->mv_pf = getenv("QF_CUDA_MV_PF") ? atoi(getenv("QF_CUDA_MV_PF")) : 1;
-    d->mv_dyn = env_on("QF_CUDA_MV_DYN", 0);
     d->prof = env_on("QF_CUDA_PROFILE", 0);
     if (env_on("QF_CUDA_TRACE", 0)) {
         d->tr_h = (unsigned long long *)qf_malloc((size_t)TR_MAX * 8 * sizeof(unsigned long long));
@@ -658,9 +654,7 @@ static qf_dev *cuda_open(const qf_model *m, const qf_dev_config *cfg, qf_err *er
             (st = dalloc((void **)&d->att_cnt, (size_t)nb * hp->n_head * sizeof(int), sc, "attention", err)) !=
                 QF_OK ||
             (st = dalloc((void **)&d->h8.q, kmax, sc, "activations", err)) != QF_OK ||
-            (st = dalloc((void **)&d->h8.ds, kmax / 32 * sizeof(float2), sc, "activations", err)) != QF_OK ||
-            (st = dalloc((void **)&d->mv_cnt, CU_MV_CNT_WORDS(hp->n_ff) * sizeof(unsigned int), sc, "counters", err)) !=
-                QF_OK)
+            (st = dalloc((void **)&d->h8.ds, kmax / 32 * sizeof(float2), sc, "activations", err)) != QF_OK)
             goto fail;
         e = cudaMallocHost((void **)&d->logits_h, (size_t)nb * hp->n_vocab * 4);
         if (e != cudaSuccess) {
@@ -717,7 +711,7 @@ static void cuda_close(qf_dev *d) {
     mat_free(&d->out);
     void *bufs[] = {d->out_norm, d->freq, d->kv,      d->x,          d->qkv,        d->att,
                     d->gu,       d->logits, d->cs, d->part,     d->act.a8_0.q, d->act.a8_0.ds, d->att_cnt,
-                    d->act.a8_k.q, d->act.a8_k.ds, d->act.f, d->stage_d, d->h8.q,     d->h8.ds, d->mv_cnt};
+                    d->act.a8_k.q, d->act.a8_k.ds, d->act.f, d->stage_d, d->h8.q,     d->h8.ds};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) cudaFree(bufs[i]);
     if (d->stage_h) cudaFreeHost(d->stage_h);
     if (d->logits_h) cudaFreeHost(d->logits_h);
@@ -803,7 +797,6 @@ static cudaError_t mv_normed(qf_dev *d, const dmat *m, const float *x, const flo
         in.h = &d->h8;
         in.h_tok_pad = 1;
         in.n_ff = d->m->hp.n_ff;
-        in.cnt = d->mv_dyn ? d->mv_cnt : NULL;
     }
     in.trace = tr_take(d, cat);
     prof_mark(d, cat, m->bytes);
@@ -955,7 +948,7 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc, in
             in.src = &d->act.a8_0;
             in.src_tok_pad = d->act.tok_pad;
             if (sw && !d->use_mv_norm)
-                in.pf = &D->gu[0], in.pf_n_ff = hp->n_ff, in.pf_tiles = d->mv_pf, in.pf_dyn = d->mv_dyn;
+                in.pf = &D->gu[0], in.pf_n_ff = hp->n_ff, in.pf_tiles = d->mv_pf;
             in.trace = tr_take(d, PC_WO);
             prof_mark(d, PC_WO, D->wo.bytes);
             CK(cu_matvec(&D->wo, &in, d->x, 1, pdl, d->st));
@@ -980,8 +973,7 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc, in
             in.h = &d->h8;
             in.h_tok_pad = 1;
             in.n_ff = hp->n_ff;
-            in.cnt = d->mv_dyn ? d->mv_cnt : NULL;
-            in.trace = tr_take(d, PC_GU);
+                in.trace = tr_take(d, PC_GU);
             prof_mark(d, PC_GU, D->gu[0].bytes);
             CK(cu_matvec(&D->gu[0], &in, d->gu, 0, pdl, d->st));
         } else {
@@ -1239,7 +1231,6 @@ extern "C" double qf_cuda_bench_matvec(qf_type type, int32_t rows, int32_t cols,
     memset(&m, 0, sizeof m);
     act_set a8 = {NULL, NULL}, h8 = {NULL, NULL};
     float *y = NULL, *ms = (float *)qf_malloc((size_t)reps * sizeof(float));
-    unsigned int *cnt = NULL;
     cudaEvent_t e0 = NULL, e1 = NULL;
     double us = 0.0;
     qf_err err;
@@ -1253,7 +1244,6 @@ extern "C" double qf_cuda_bench_matvec(qf_type type, int32_t rows, int32_t cols,
         dalloc((void **)&h8.q, kmax, NULL, "bench", &err) != QF_OK ||
         dalloc((void **)&h8.ds, kmax / 32 * sizeof(float2), NULL, "bench", &err) != QF_OK ||
         dalloc((void **)&y, (size_t)rows * sizeof(float), NULL, "bench", &err) != QF_OK ||
-        dalloc((void **)&cnt, CU_MV_CNT_WORDS(n_ff > 0 ? n_ff : 0) * sizeof *cnt, NULL, "bench", &err) != QF_OK ||
         cudaMemset(m.q, 0x5a, m.qbytes) != cudaSuccess || cudaEventCreate(&e0) != cudaSuccess ||
         cudaEventCreate(&e1) != cudaSuccess || !cu_mv_ok(&m, 0))
         goto out;
@@ -1262,8 +1252,7 @@ extern "C" double qf_cuda_bench_matvec(qf_type type, int32_t rows, int32_t cols,
         memset(&in, 0, sizeof in);
         in.src = &a8;
         in.src_tok_pad = 1;
-        /* QF_CUDA_MV_DYN=1: gate|up with dynamic tiles */
-        if (n_ff > 0) in.h = &h8, in.h_tok_pad = 1, in.n_ff = n_ff, in.cnt = env_on("QF_CUDA_MV_DYN", 0) ? cnt : NULL;
+        if (n_ff > 0) in.h = &h8, in.h_tok_pad = 1, in.n_ff = n_ff;
         for (int i = -3; i < reps; i++) {
             cudaEventRecord(e0, d.st);
             if (cu_matvec(&m, &in, y, 0, 0, d.st) != cudaSuccess) goto out;
@@ -1276,7 +1265,7 @@ extern "C" double qf_cuda_bench_matvec(qf_type type, int32_t rows, int32_t cols,
     }
 out:
     mat_free(&m);
-    void *bufs[] = {a8.q, a8.ds, h8.q, h8.ds, y, cnt};
+    void *bufs[] = {a8.q, a8.ds, h8.q, h8.ds, y};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) cudaFree(bufs[i]);
     if (e0) cudaEventDestroy(e0);
     if (e1) cudaEventDestroy(e1);
@@ -1372,8 +1361,6 @@ extern "C" qf_status qf_cuda_test_matvec_fused(qf_type type, int32_t rows, int32
     float *xd = NULL, *nd = NULL, *yr = NULL, *yf = NULL, *yh = NULL;
     act_set h8 = {NULL, NULL};
     size_t kmax = round_up((size_t)(cols > n_ff ? cols : n_ff), 256), tp = 32, nh = n_ff > 0 ? (size_t)n_ff : 0;
-    unsigned int *cnt = NULL;
-    const size_t n_cnt = CU_MV_CNT_WORDS(nh);
     uint8_t *hq_ref = NULL, *hq = NULL;
     float2 *hd_ref = NULL, *hd = NULL;
     qf_status st = QF_OK;
@@ -1393,8 +1380,7 @@ extern "C" qf_status qf_cuda_test_matvec_fused(qf_type type, int32_t rows, int32
         (st = dalloc((void **)&xd, (size_t)cols * 4, NULL, "test", err)) != QF_OK ||
         (st = dalloc((void **)&nd, (size_t)cols * 4, NULL, "test", err)) != QF_OK ||
         (st = dalloc((void **)&yr, (size_t)rows * 4, NULL, "test", err)) != QF_OK ||
-        (st = dalloc((void **)&yf, (size_t)rows * 4, NULL, "test", err)) != QF_OK ||
-        (st = dalloc((void **)&cnt, n_cnt * sizeof(unsigned int), NULL, "test", err)) != QF_OK)
+        (st = dalloc((void **)&yf, (size_t)rows * 4, NULL, "test", err)) != QF_OK)
         goto out;
     yh = (float *)qf_malloc((size_t)rows * 4);
     hq_ref = (uint8_t *)qf_malloc(kmax), hq = (uint8_t *)qf_malloc(kmax);
@@ -1422,12 +1408,10 @@ extern "C" qf_status qf_cuda_test_matvec_fused(qf_type type, int32_t rows, int32
                              cudaMemcpyDeviceToHost);
     }
     if (e == cudaSuccess) e = cudaMemcpy(y, yr, (size_t)rows * 4, cudaMemcpyDeviceToHost);
-    /* fused, twice with dynamic tiles where they apply (a rerun must not
-     * depend on state the first left), then with static ones */
-    for (int rep = 0; rep < 3 && e == cudaSuccess && st == QF_OK; rep++) {
+    /* fused, twice (a rerun must not depend on state the first left) */
+    for (int rep = 0; rep < 2 && e == cudaSuccess && st == QF_OK; rep++) {
         mv_in in;
         memset(&in, 0, sizeof in);
-        in.cnt = rep < 2 ? cnt : NULL;
         in.x = xd;
         in.norm = nd;
         in.eps = eps;
@@ -1460,17 +1444,10 @@ extern "C" qf_status qf_cuda_test_matvec_fused(qf_type type, int32_t rows, int32
             }
         }
     }
-    /* the dynamic tiles' counters are zero again */
-    for (size_t i = 0; e == cudaSuccess && st == QF_OK && i < n_cnt; i++) {
-        unsigned int v = 0;
-        e = cudaMemcpy(&v, cnt + i, sizeof v, cudaMemcpyDeviceToHost);
-        if (e == cudaSuccess && v != 0)
-            st = QF_ERR_SET(err, QF_ERR_INTERNAL, "cuda: fused matvec left counter %zu at %u", i, v);
-    }
     if (e != cudaSuccess) st = cu_fail(err, e, "test fused matvec");
 out:
     mat_free(&m);
-    void *bufs[] = {raw, xd, nd, yr, yf, d.act.a8_0.q, d.act.a8_0.ds, h8.q, h8.ds, cnt};
+    void *bufs[] = {raw, xd, nd, yr, yf, d.act.a8_0.q, d.act.a8_0.ds, h8.q, h8.ds};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) cudaFree(bufs[i]);
     qf_free(yh), qf_free(hq_ref), qf_free(hq), qf_free(hd_ref), qf_free(hd);
     cudaStreamDestroy(d.st);

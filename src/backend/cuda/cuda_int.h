@@ -135,21 +135,10 @@ typedef struct mv_in {
     /* with pf (the matrix of the next cu_matvec, pf_n_ff > 0 for gate|up
      * with the SwiGLU epilogue): after requesting its own weights, the
      * kernel prefetches into L2 the first pf_tiles tiles of each of that
-     * launch's blocks (at most 2 for gate|up); pf_dyn: that launch passes
-     * cnt (dynamic tiles, whose blocks' first tiles differ) */
+     * launch's blocks (at most 2 for gate|up) */
     const dmat *pf;
-    int pf_n_ff, pf_tiles, pf_dyn;
-    /* with h: CU_MV_CNT_WORDS(n_ff) words of device memory, zero before
-     * the launch and zero again when it completes, used by no launch that
-     * can overlap this one (one stream): the blocks then take gate|up's
-     * tiles dynamically from a counter (where a tile is split over 8 warps,
-     * bulk path; measured slower, the engine passes it with
-     * QF_CUDA_MV_DYN=1); NULL: each block a fixed run of tiles. The same
-     * bits either way. */
-    unsigned int *cnt;
+    int pf_n_ff, pf_tiles;
 } mv_in;
-
-#define CU_MV_CNT_WORDS(n_ff) (2 + (size_t)(n_ff) / 32)
 
 /* batch-1 products go through cu_matvec unless cu_mv_off; the device sets
  * it from its QF_CUDA_MV before it enqueues a step (one value per process

@@ -13,33 +13,10 @@
  * same W and the same split as mmq (cuda_mm.cu) uses, so a block works on
  * 8 / W tiles at a time. The grid is as many blocks as fit on the device at
  * once, each walking a contiguous run of tiles of equal length (whole
- * rounds of 8 / W tiles, whole quads with SwiGLU); QF_CUDA_MV_CYCLIC=1
- * deals the same chunks round robin instead (every block then has the same
- * number of chunks or one fewer; measured 1% slower). The block's per-row
+ * rounds of 8 / W tiles, whole quads with SwiGLU; dealing the chunks round
+ * robin measured 1% slower, blocks claiming tiles from a counter 10%
+ * slower: docs/backend.md, second and fourth passes). The block's per-row
  * setup is done once for all its tiles.
- *
- * Dynamic tiles (gate|up with the SwiGLU epilogue, one tile per block at a
- * time, bulk path, when the caller passes counters: mv_in.cnt; the engine
- * does with QF_CUDA_MV_DYN=1, off by default: measured 10% slower per
- * token, see docs/backend.md "Fourth pass"). The SMs stream at different
- * speeds, so a static split leaves the fast ones idle at the end. Here
- * block b first takes positions [ns b, ns b + ns) (ns = stages + 1: the
- * ones it requests before the PDL wait), then every further tile
- * from a device counter: warp 0 claims the tile of round r + stages + 1
- * (atomicAdd) at the start of round r and publishes it in shared memory at
- * the start of round r + 1, ahead of every warp's first request for it;
- * the other warps wait for the entry (they run at the same pace, so
- * rarely). A block stops at its first failed claim or when its partial
- * sums fill the rounds it has room for. The last block to finish (a second
- * counter) sets both counters back to zero for the next launch: no host
- * round trip, graph replays work unchanged. SwiGLU needs the four tiles of
- * a quad, now usually from several blocks: each block writes its rows'
- * outputs, fences, counts each tile into its quad's counter, and the block
- * that brings a quad to four encodes it from the outputs (read from L2)
- * and resets the counter. The arithmetic per output is the static one:
- * same k split, same partial sums in warp order, the same SwiGLU of the
- * same float values. Launches using it must not overlap (one stream; PDL
- * waits order them).
  *
  * Weight stream. A warp's k-range of a tile is contiguous in the tile
  * layout (quants and scales), so on sm_90 one lane copies it into the
@@ -109,18 +86,10 @@ typedef struct mv_args {
     float *y;
     const float *bias;
     int add;
-    /* which tiles a block takes: cyc = 0: the run [b per_block, (b + 1)
-     * per_block) of the tile sequence; cyc = 1: chunks of `unit` tiles
-     * dealt round robin (chunk c to block c mod grid). rounds: most rounds
-     * of tpb tiles of any block (partial sums in shared memory) */
-    int per_block, cyc, unit, rounds;
-    /* dynamic tiles (tpb = 1, bulk path): rounds < dyn_ns are positions
-     * dyn_ns b + r, later ones dyn_base + a claim of cnt[0]; cnt[1] counts
-     * the blocks done claiming, cnt[2 + q] the tiles of quad q done (all
-     * zero between launches: each launch's last user resets them); rounds
-     * bounds a block's rounds (its partial sums) */
-    int dyn, dyn_ns, dyn_base;
-    unsigned int *cnt;
+    /* which tiles a block takes: the run [b per_block, (b + 1) per_block)
+     * of the tile sequence. rounds: most rounds of tpb tiles of any block
+     * (partial sums in shared memory) */
+    int per_block, rounds;
     int ef; /* stream this matrix with the L2 evict-first policy */
     /* kv store (QKV matrix, llama-style adjacent-pair RoPE, no k norm):
      * rows [kv_q, kv_q + kv_dim) are the key heads, the next kv_dim_v rows
@@ -278,38 +247,11 @@ DEV void kv_epilogue(const mv_args &a, int row, float val, bool ok, size_t kv_ba
     }
 }
 
-/* Sequence position of the j-th tile of this block (mv_args.cyc). */
-DEV int mv_pos(const mv_args &a, int j) {
-    if (!a.cyc) return (int)blockIdx.x * a.per_block + j;
-    return ((j / a.unit) * (int)gridDim.x + (int)blockIdx.x) * a.unit + j % a.unit;
-}
+/* Sequence position of the j-th tile of this block. */
+DEV int mv_pos(const mv_args &a, int j) { return (int)blockIdx.x * a.per_block + j; }
 
-/* Dynamic tiles: most rounds of a block (entries of its shared table of
- * positions). */
-#define MV_DYN_R 32
-
-/* Sequence position of round r of this block with dynamic tiles (-1: none).
- * Rounds from dyn_ns on come from spos, published by warp 0 (-2 until
- * then): the caller waits for the entry. */
-DEV int mv_dpos(const mv_args &a, const int *spos, int r) {
-    if (r < a.dyn_ns) return a.dyn_ns * (int)blockIdx.x + r;
-    if (r >= a.rounds) return -1;
-    int p;
-    while ((p = *(const volatile int *)&spos[r]) == -2) __nanosleep(64);
-    return p;
-}
-
-/* Tiles of this block. Round robin: whole chunks, the last chunk of the
- * sequence (its owner is block (n_chunks - 1) mod grid) may be short. */
-DEV int mv_ntiles(const mv_args &a) {
-    const int b = (int)blockIdx.x, G = (int)gridDim.x;
-    if (!a.cyc) return min(a.per_block, a.tiles - b * a.per_block);
-    const int nch = (a.tiles + a.unit - 1) / a.unit;
-    if (b >= nch) return 0;
-    int nt = ((nch - 1 - b) / G + 1) * a.unit;
-    if ((nch - 1) % G == b) nt -= nch * a.unit - a.tiles;
-    return nt;
-}
+/* Tiles of this block. */
+DEV int mv_ntiles(const mv_args &a) { return min(a.per_block, a.tiles - (int)blockIdx.x * a.per_block); }
 
 /* Advance a warp's cursor by one k-step: the next k-step of the tile, or
  * k0 of the warp's tile in the next round. */
@@ -507,7 +449,6 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
     extern __shared__ __align__(16) uint8_t smem[];
     __shared__ double ssq[MV_WARPS];
     __shared__ __align__(8) uint64_t bars[MV_WARPS][4];
-    __shared__ int spos[MV_DYN_R], sdone[MV_DYN_R]; /* dynamic tiles: positions of rounds, quads to encode */
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int W = a.W, tpb = MV_WARPS / W, tt = warp / W, w = warp % W;
     /* mmq's split of the k-steps between the W warps of a tile */
@@ -515,10 +456,9 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
     const int units = a.ks / GRAN;
     const int k0 = (int)((long)units * w / W) * GRAN, k1 = (int)((long)units * (w + 1) / W) * GRAN;
     const int kpad = a.ks * mv_un<FMT>::KST, gt = a.n_ff / 16;
-    /* this block's tiles: its positions j < nt (mv_pos), rounds of tpb;
-     * dynamic tiles: nt is known after the main loop */
-    int nt = a.dyn ? 0 : mv_ntiles(a);
-    const int rw = tt < tpb ? (nt - tt + tpb - 1) / tpb : 0; /* rounds of this warp (static) */
+    /* this block's tiles: its positions j < nt (mv_pos), rounds of tpb */
+    const int nt = mv_ntiles(a);
+    const int rw = tt < tpb ? (nt - tt + tpb - 1) / tpb : 0; /* rounds of this warp */
     const int rounds = a.rounds;
     uint8_t *sq = smem;
     float2 *sds = (float2 *)(smem + kpad);
@@ -529,12 +469,8 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
     uint8_t *stages = (uint8_t *)(ys + (size_t)rounds * MV_WARPS * 16) +
                       (size_t)warp * SS * mvb_stage<FMT, S>::BYTES; /* this warp's stages */
     const int nch = (k1 - k0 + C - 1) / C, n_units = rw * nch;
-    /* sequence position of unit u of this warp, -1: none (dynamic: may
-     * wait for warp 0 to publish it) */
-    auto upos = [&](int u) -> int {
-        if (a.dyn) return mv_dpos(a, spos, u / nch);
-        return u < n_units ? mv_pos(a, (u / nch) * tpb + tt) : -1;
-    };
+    /* sequence position of unit u of this warp, -1: none */
+    auto upos = [&](int u) -> int { return u < n_units ? mv_pos(a, (u / nch) * tpb + tt) : -1; };
     trace_ev(a.tr, TR_START);
 
     /* the weights and the norm do not depend on the previous kernel:
@@ -548,7 +484,6 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
         if (lane == 0)
             for (int j = 0; j < SS; j++) mbar_init(&bars[warp][j]);
         __syncwarp();
-        /* (dynamic: rounds < SS < dyn_ns, the block's own positions) */
         for (int j = 0; j < SS; j++)
             mvb_issue<FMT, S, SWIGLU>(a, stages, bars[warp], j, lane == 0 ? upos(j) : -1, nch, k0, k1, lane, pol);
         /* behind this kernel's own requests: the next launch's first
@@ -588,7 +523,6 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
         for (int i = tid; i < kpad / 16; i += 256) cp16(sq + 16 * i, a.aq + 16 * i);
         for (int g = tid; g < KG * a.ks; g += 256) cp8(&sds[g], &a.ads[(size_t)g * a.a_tok_pad]);
     }
-    if (tid < MV_DYN_R) spos[tid] = -2; /* unpublished */
     cp_commit();
     cp_wait_all();
     __syncthreads();
@@ -631,41 +565,11 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
     }
 
     float acc0 = 0.0f, acc1 = 0.0f;
-    unsigned int fin = 0; /* dynamic tiles: blocks done claiming before this one */
     if constexpr (S != 0) {
         /* stage i % S holds unit i; refilled with unit i + S once the warp
          * has read it */
-        unsigned int pend = 0; /* dynamic tiles, thread 0: the claim in flight */
-        bool has_pend = false, live = true;
-        for (int i = 0;; i++) {
+        for (int i = 0; i < n_units; i++) {
             const int r = i / nch, c = i % nch, kb = k0 + c * C, n = min(C, k1 - kb);
-            if (!a.dyn) {
-                if (i >= n_units) break;
-            } else if (c == 0) {
-                if (tid == 0) {
-                    /* publish the tile of round r + SS (claimed a round
-                     * ago: the atomic's latency hides behind the stream),
-                     * then claim the one of round r + SS + 1; none after
-                     * the first that fails */
-                    const int rp = r + SS;
-                    if (rp >= a.dyn_ns && rp < a.rounds) {
-                        int p = has_pend ? a.dyn_base + (int)pend : -1;
-                        if (p >= a.tiles) p = -1;
-                        *(volatile int *)&spos[rp] = p;
-                        live = p >= 0, has_pend = false;
-                    }
-                    if (live && rp + 1 >= a.dyn_ns && rp + 1 < a.rounds) {
-                        pend = atomicAdd(&a.cnt[0], 1u);
-                        has_pend = true;
-                    }
-                }
-                const int p = mv_dpos(a, spos, r);
-                __syncwarp();
-                if (p < 0) {
-                    nt = r;
-                    break;
-                }
-            }
             mbar_wait(&bars[warp][i % SS], (uint32_t)((i / SS) & 1));
             const uint8_t *st = stages + (size_t)(i % SS) * mvb_stage<FMT, S>::BYTES;
 #pragma unroll
@@ -694,11 +598,6 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
             mvb_issue<FMT, S, SWIGLU>(a, stages, bars[warp], i + SS, lane == 0 ? upos(i + SS) : -1, nch, k0, k1, lane,
                                       pol);
             __syncwarp();
-        }
-        if (a.dyn && tid == 0) {
-            /* this block's claims are over (their values came back) */
-            __threadfence();
-            fin = atomicAdd(&a.cnt[1], 1u);
         }
     } else {
         /* the k-steps of this warp's tiles, round by round; slot u always
@@ -738,7 +637,7 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
     }
     for (int o0 = 0; o0 < rounds * tpb * 16; o0 += 256) {
         const int o = o0 + tid, r = o / (tpb * 16), t2 = (o / 16) % tpb, rr = o % 16, sp = r * tpb + t2;
-        const int row = sp < nt ? mv_tile<SWIGLU>(a.dyn ? mv_dpos(a, spos, sp) : mv_pos(a, sp), gt) * 16 + rr : a.rows;
+        const int row = sp < nt ? mv_tile<SWIGLU>(mv_pos(a, sp), gt) * 16 + rr : a.rows;
         const bool ok = o < rounds * tpb * 16 && sp < nt && row < a.rows;
         float val = 0.0f;
         if (ok) {
@@ -748,32 +647,10 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
             const float out = a.add ? *yp + val : val;
             *yp = out;
             if (SWIGLU) ys[sp * 16 + rr] = out;
-            /* dynamic tiles: visible to the block that completes the quad */
-            if (SWIGLU && a.dyn) __threadfence();
         }
         if (a.kv) kv_epilogue(a, row, val, ok, kv_base, kv_slot);
     }
-    if (SWIGLU && a.dyn) {
-        /* each tile counts into its quad; the block that brings a quad to
-         * four tiles encodes it from the outputs in L2 (the same floats the
-         * static path keeps in ys) and resets the count */
-        __syncthreads();
-        if (tid < nt) {
-            const int q = mv_dpos(a, spos, tid) >> 2;
-            const unsigned int old = atomicAdd(&a.cnt[2 + q], 1u);
-            sdone[tid] = old == 3u ? q : -1;
-            if (old == 3u) atomicExch(&a.cnt[2 + q], 0u);
-        }
-        __syncthreads();
-        for (int j = warp; j < nt; j += MV_WARPS) {
-            const int q = sdone[j];
-            if (q < 0) continue;
-            __threadfence();
-            const float gv = __ldcg(a.y + (size_t)q * 32 + lane), uv = __ldcg(a.y + a.n_ff + (size_t)q * 32 + lane);
-            const float v = gv / (1.0f + expf(-gv)) * uv;
-            mv_encode32(v, q * 32 + lane, a.hq, &a.hds[(size_t)q * a.h_tok_pad], lane);
-        }
-    } else if (SWIGLU) {
+    if (SWIGLU) {
         /* this block's quads: silu(gate) * up, encoded for the down matrix */
         __syncthreads();
         for (int jq = warp; jq < nt / 4; jq += MV_WARPS) {
@@ -783,10 +660,6 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
             float v = gv / (1.0f + expf(-gv)) * uv;
             mv_encode32(v, e, a.hq, &a.hds[(size_t)q * a.h_tok_pad], lane);
         }
-    }
-    if (a.dyn && tid == 0 && fin == gridDim.x - 1) { /* the last block to finish claiming: counters to zero */
-        atomicExch(&a.cnt[0], 0u);
-        atomicExch(&a.cnt[1], 0u);
     }
     trace_ev(a.tr, TR_END);
 }
@@ -917,24 +790,15 @@ template <int FMT, int U, bool NORM, bool SW, int S> static int mv_per_sm(size_t
     return n;
 }
 
-/* Grid: as many blocks as fit at once, each at most per_block tiles (whole
- * quads with SwiGLU, whole rounds of 8 / W tiles otherwise): a run of them
- * (default), or with QF_CUDA_MV_CYCLIC=1 chunks dealt round robin. Gate|up
- * with the SwiGLU epilogue and counters, a tile per block at a time, bulk
- * path: dynamic tiles. */
-static int g_mv_cyc = -1;
-
-/* A launch's geometry for w: tiles per block (dynamic: the block's own
- * first positions), rounds, grid, shared memory */
+/* Grid: as many blocks as fit at once, each a run of at most per_block
+ * tiles (whole quads with SwiGLU, whole rounds of 8 / W tiles otherwise). */
 typedef struct mv_geom {
-    int per_block, unit, rounds, grid, cyc, dyn;
+    int per_block, rounds, grid;
     size_t smem;
 } mv_geom;
 
-/* false when the partial sums do not fit; dyn: dynamic tiles where they
- * apply (the launch has counters) */
-template <int FMT, int U, bool NORM, bool SW, int S>
-static bool mv_plan(const dmat *w, int W, bool dyn, mv_geom *g) {
+/* false when the partial sums do not fit */
+template <int FMT, int U, bool NORM, bool SW, int S> static bool mv_plan(const dmat *w, int W, mv_geom *g) {
     const int tiles = w->rows_pad / 16, tpb = MV_WARPS / W, unit = SW ? 4 : tpb, units = (tiles + unit - 1) / unit;
     size_t smem = mv_smem(w, NORM, (unit + tpb - 1) / tpb, S);
     int slots = mv_per_sm<FMT, U, NORM, SW, S>(smem) * g_mv_n_sm;
@@ -947,36 +811,17 @@ static bool mv_plan(const dmat *w, int W, bool dyn, mv_geom *g) {
         if (s2 >= slots) break;
         slots = s2;
     }
-    g->unit = unit;
     g->rounds = (g->per_block + tpb - 1) / tpb;
-    g->cyc = g_mv_cyc;
-    g->grid = g->cyc ? (units < slots ? units : slots) : (tiles + g->per_block - 1) / g->per_block;
+    g->grid = (tiles + g->per_block - 1) / g->per_block;
     g->smem = smem;
-    if (SW && S && dyn && tpb == 1 && !g->cyc) {
-        /* dynamic tiles: every block slot of the static plan's occupancy,
-         * each with its dyn_ns own positions (at most half of all tiles)
-         * and room for as many rounds as that occupancy leaves */
-        const int ns = mvb_c<FMT, S>::N + 1, per_sm = mv_per_sm<FMT, U, NORM, SW, S>(smem);
-        int grid = per_sm * g_mv_n_sm;
-        if (grid > tiles / (2 * ns)) grid = tiles / (2 * ns);
-        for (int r = MV_DYN_R; grid >= 1 && r >= 4 * ns; r -= 4) {
-            const size_t sm = mv_smem(w, NORM, r, S);
-            /* (every tile must fit some block's rounds) */
-            if ((long)grid * r < (long)tiles) break;
-            if (sm > (size_t)g_mv_smem_max || mv_per_sm<FMT, U, NORM, SW, S>(sm) < per_sm) continue;
-            g->dyn = ns, g->per_block = ns, g->rounds = r, g->grid = grid, g->smem = sm;
-            break;
-        }
-    }
     return true;
 }
 
 template <int FMT, int U, bool NORM, bool SW, int S>
 static cudaError_t mv_launch(mv_args a, const dmat *w, int pdl, cudaStream_t st) {
     mv_geom g;
-    if (!mv_plan<FMT, U, NORM, SW, S>(w, a.W, a.cnt != NULL, &g)) return cudaErrorInvalidConfiguration;
-    a.per_block = g.per_block, a.unit = g.unit, a.rounds = g.rounds, a.cyc = g.cyc;
-    a.dyn = g.dyn > 0, a.dyn_ns = g.dyn, a.dyn_base = g.dyn * g.grid;
+    if (!mv_plan<FMT, U, NORM, SW, S>(w, a.W, &g)) return cudaErrorInvalidConfiguration;
+    a.per_block = g.per_block, a.rounds = g.rounds;
     return launch_k(mv_kernel<FMT, U, NORM, SW, S>, dim3((unsigned)g.grid), dim3(256), g.smem, st, pdl, a);
 }
 
@@ -990,20 +835,19 @@ static cudaError_t mv_run(const mv_args &a, const dmat *w, bool norm, bool sw, i
 
 /* The L2 prefetch list of a: the tiles of the first `tiles` positions of
  * every block of the launch cu_matvec would make for w with the default
- * bulk path and no norm (n_ff > 0: gate|up with the SwiGLU epilogue; dyn:
- * with counters, dynamic tiles). */
-static void mv_pf_plan(mv_args *a, const dmat *w, int n_ff, int tiles, bool dyn) {
+ * bulk path and no norm (n_ff > 0: gate|up with the SwiGLU epilogue). */
+static void mv_pf_plan(mv_args *a, const dmat *w, int n_ff, int tiles) {
     const int S = mv_stages_env(), W = cu_mm_warps(w->ks);
     const bool sw = n_ff > 0;
     if (!S || (w->fmt != FMT_Q4_0 && w->fmt != FMT_Q8_0)) return; /* (the K-quants: not planned) */
     mv_geom g;
     bool ok;
 #define MV_PLAN(F, SS)                                                                                            \
-    (sw ? mv_plan<F, 1, false, true, SS>(w, W, dyn, &g) : mv_plan<F, 1, false, false, SS>(w, W, dyn, &g))
+    (sw ? mv_plan<F, 1, false, true, SS>(w, W, &g) : mv_plan<F, 1, false, false, SS>(w, W, &g))
     if (w->fmt == FMT_Q4_0) ok = S == 2 ? MV_PLAN(FMT_Q4_0, 2) : S == 3 ? MV_PLAN(FMT_Q4_0, 3) : MV_PLAN(FMT_Q4_0, 4);
     else ok = S == 2 ? MV_PLAN(FMT_Q8_0, 2) : S == 3 ? MV_PLAN(FMT_Q8_0, 3) : MV_PLAN(FMT_Q8_0, 4);
 #undef MV_PLAN
-    if (!ok || g.cyc) return;
+    if (!ok) return;
     a->pf_q = (const uint8_t *)w->q, a->pf_s = (const uint8_t *)w->s;
     a->pf_tq = (uint32_t)((size_t)w->ks * (w->fmt == FMT_Q8_0 ? 1024 : 512)), a->pf_ts = (uint32_t)((size_t)w->ks * 64);
     a->pf_grid = g.grid, a->pf_tiles = tiles, a->pf_n_pos = w->rows_pad / 16, a->pf_per_block = g.per_block;
@@ -1040,13 +884,11 @@ cudaError_t cu_matvec(const dmat *w, const mv_in *in, float *y, int add, int pdl
         /* whole quads: 32 gate and 32 up rows, no padding rows between */
         if (in->n_ff % 32 || w->rows != 2 * in->n_ff) return cudaErrorInvalidValue;
         a.n_ff = in->n_ff, a.hq = in->h->q, a.hds = in->h->ds, a.h_tok_pad = in->h_tok_pad;
-        a.cnt = in->cnt;
     }
     static int u_env = -2, ef_env = -2;
     if (u_env == -2) u_env = mv_env("QF_CUDA_MV_U", 0), ef_env = mv_env("QF_CUDA_MV_EF", 1);
-    if (g_mv_cyc < 0) g_mv_cyc = mv_env("QF_CUDA_MV_CYCLIC", 0) != 0;
     a.ef = ef_env;
-    if (in->pf && in->pf_tiles > 0) mv_pf_plan(&a, in->pf, in->pf_n_ff, in->pf_tiles, in->pf_dyn != 0);
+    if (in->pf && in->pf_tiles > 0) mv_pf_plan(&a, in->pf, in->pf_n_ff, in->pf_tiles);
     const bool norm = in->x != NULL;
     const int S = mv_stages_env();
     if (w->fmt == FMT_Q4_K || w->fmt == FMT_Q6_K) { /* cu_mv_ok: S == 2, no norm */

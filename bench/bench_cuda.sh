@@ -16,8 +16,8 @@
 # QF_CUDA_PDL=0, QF_CUDA_PERSIST=0, QF_CUDA_STAGED=0, QF_CUDA_ATT_ENC=0,
 # QF_CUDA_WARPS=n, QF_CUDA_UNROLL=2; one token: QF_CUDA_MV=0 (mmq instead of
 # the matrix-vector kernel), QF_CUDA_SWIGLU=0 / QF_CUDA_QKV_STORE=0 (act /
-# k_store kernels again), QF_CUDA_MV_NORM=1 and QF_CUDA_ATT_FUSE=1
-# (fusions that measured slower), QF_CUDA_MV_S=0|2|3|4 (stage
+# k_store kernels again), QF_CUDA_ATT_FUSE=1 (a fusion that measured
+# slower), QF_CUDA_MV_S=0|2|3|4 (stage
 # geometry), QF_CUDA_MV_U=n (register path: k-steps in flight per warp),
 # QF_CUDA_MV_EF=0 (normal L2 policy for the weights), QF_CUDA_MV_PF=0 (no L2
 # prefetch of gate|up's first tiles by Wo), QF_CUDA_MV_K=0 (Q4_K/Q6_K through

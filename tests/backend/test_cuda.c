@@ -208,8 +208,8 @@ static void test_matmul_kernels(void) {
     check_matmul(QF_TYPE_Q6_K, 48, 768, 1); /* 3 warps, uneven super-block split */
 }
 
-/* The matrix-vector kernel normalizing and encoding its own input, and its
- * SwiGLU epilogue, bit for bit against the separate kernels. */
+/* The matrix-vector kernel and its SwiGLU epilogue, bit for bit against
+ * the separate kernels (mmq, the act kernel's SwiGLU encoding). */
 static void check_fused(qf_type t, int rows, int cols, int n_ff) {
     const qf_type_traits *tt = qf_type_get(t);
     size_t rb = qf_type_row_size(t, cols);
@@ -766,8 +766,8 @@ static void test_short_attention_heads(void) {
         }
 }
 
-/* The one-token kernels (matrix-vector products normalizing their own
- * input, the SwiGLU epilogue, attention storing its own K/V), all on and
+/* The one-token kernels (matrix-vector products with the SwiGLU and kv
+ * store epilogues, attention storing its own K/V), all on and
  * as configured by default, against the separate kernels (QF_CUDA_MV=0,
  * and QF_CUDA_ATT_COMBINE=1: split attention combined by its own kernel;
  * and the one-token kernel without its epilogues, QF_CUDA_SWIGLU=0
@@ -785,10 +785,8 @@ static void check_fusions(const qf_model *m, const char *what) {
      * kernel without its SwiGLU and kv-store epilogues */
     runner r[4];
     setenv("QF_CUDA_ATT_FUSE", "1", 1);
-    setenv("QF_CUDA_MV_NORM", "1", 1);
     int ok = runner_init(&r[0], m, true, QF_TYPE_F16, 96, 1, 32) == 0;
     unsetenv("QF_CUDA_ATT_FUSE");
-    unsetenv("QF_CUDA_MV_NORM");
     ok = ok && runner_init(&r[1], m, true, QF_TYPE_F16, 96, 1, 32) == 0;
     setenv("QF_CUDA_MV", "0", 1);
     setenv("QF_CUDA_ATT_COMBINE", "1", 1);

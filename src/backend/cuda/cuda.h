@@ -49,11 +49,11 @@ double qf_cuda_bench_matvec(qf_type type, int32_t rows, int32_t cols, int32_t n_
 qf_status qf_cuda_test_matmul(qf_type type, int32_t rows, int32_t cols, int32_t n, const void *w, const float *x,
                               float *y, bool check_staging, qf_err *err);
 
-/* The batch-1 fusions against the separate kernels, bit for bit: W
- * (rows x cols GGUF rows of type Q4_0 or Q8_0, host memory) times the row
- * x RMS-normed with norm (cols floats each, eps) through the
- * matrix-vector kernel that normalizes and encodes x itself, against the
- * act kernel + mmq. With n_ff > 0 (rows = 2 n_ff: gate rows, then up rows)
+/* The batch-1 kernel against the separate kernels, bit for bit: W (rows x
+ * cols GGUF rows of type Q4_0 or Q8_0, host memory) times the row x
+ * RMS-normed with norm (cols floats each, eps) and encoded by the act
+ * kernel, through the matrix-vector kernel against mmq. With n_ff > 0
+ * (rows = 2 n_ff: gate rows, then up rows)
  * also the SwiGLU epilogue's encoded silu(gate) * up against the act
  * kernel's encoding, each fused product run twice. y (rows floats) receives the product. QF_ERR_INTERNAL naming the
  * first difference; QF_ERR_UNSUPPORTED for other types. */

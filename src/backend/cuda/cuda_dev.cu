@@ -36,9 +36,8 @@
  * QF_CUDA_PDL=0, QF_CUDA_ATT_ENC=0, QF_CUDA_MV=0, QF_CUDA_SWIGLU=0,
  * QF_CUDA_QKV_STORE=0, QF_CUDA_ATT_PF=0, QF_CUDA_ATT_SHORT=0 (=2: only for
  * few tokens), QF_CUDA_ATT_SHORT_EARLY=0, QF_CUDA_ATT_SHORT_FUSE=0 and
- * QF_CUDA_MV_PF=0 turn these off; QF_CUDA_MV_NORM=1 and QF_CUDA_ATT_FUSE=1
- * turn on what measured slower (debugging,
- * measurements); QF_CUDA_PROFILE=1 times every kernel (serialized; any
+ * QF_CUDA_MV_PF=0 turn these off; QF_CUDA_ATT_FUSE=1 turns on what
+ * measured slower (debugging, measurements); QF_CUDA_PROFILE=1 times every kernel (serialized; any
  * program prints the totals when the backend closes), QF_CUDA_TRACE=1
  * records the timeline of the graph-replayed step (qf_cuda_trace_get).
  *
@@ -102,8 +101,8 @@ struct qf_dev {
     graph_ent graphs[N_GRAPHS];
     unsigned long tick;
     int use_graphs, use_pdl, use_att_enc;
-    /* batch-1 fusions (QF_CUDA_MV_NORM, QF_CUDA_SWIGLU, QF_CUDA_ATT_FUSE) */
-    int use_mv, use_mv_norm, use_swiglu, use_att_fuse, use_qkv_store;
+    /* batch-1 fusions (QF_CUDA_SWIGLU, QF_CUDA_QKV_STORE, QF_CUDA_ATT_FUSE) */
+    int use_mv, use_swiglu, use_att_fuse, use_qkv_store;
     int split_min;  /* most attended positions that run unsplit (QF_CUDA_SPLIT_MIN) */
     int split_len;  /* fewest positions per split (QF_CUDA_SPLIT_LEN) */
     int hpc_env;    /* QF_CUDA_HPC: query heads per attention block, 0 = chosen per step */
@@ -467,7 +466,6 @@ static qf_dev *cuda_open(const qf_model *m, const qf_dev_config *cfg, qf_err *er
     d->use_att_enc = env_on("QF_CUDA_ATT_ENC", 1);
     d->use_mv = env_on("QF_CUDA_MV", 1);
     /* measured slower than the act kernel + matrix-vector kernel (docs) */
-    d->use_mv_norm = env_on("QF_CUDA_MV_NORM", 0);
     d->use_swiglu = env_on("QF_CUDA_SWIGLU", 1);
     d->use_qkv_store = env_on("QF_CUDA_QKV_STORE", 1);
     /* measured slower than the kernel chain with PDL (docs/backend.md) */
@@ -782,27 +780,6 @@ static cudaError_t mm_group(qf_dev *d, const dmat *m, int nm, int acts, const ac
     return cudaSuccess;
 }
 
-/* One token through a matrix whose input is the float row x normed with
- * norm: the matrix-vector kernel normalizes and encodes it itself (no act
- * kernel); sw: also the SwiGLU epilogue into d->h8. */
-static cudaError_t mv_normed(qf_dev *d, const dmat *m, const float *x, const float *norm, float *y, bool sw,
-                             const mv_kv *kv, int cat) {
-    mv_in in;
-    memset(&in, 0, sizeof in);
-    in.kv = kv;
-    in.x = x;
-    in.norm = norm;
-    in.eps = d->m->hp.rms_eps;
-    if (sw) {
-        in.h = &d->h8;
-        in.h_tok_pad = 1;
-        in.n_ff = d->m->hp.n_ff;
-    }
-    in.trace = tr_take(d, cat);
-    prof_mark(d, cat, m->bytes);
-    return cu_matvec(m, &in, y, 0, d->use_pdl, d->st);
-}
-
 /* Q|K|V of device layer l through the matrix-vector kernel with the kv
  * store epilogue (one token of a llama-style model: RoPE on adjacent
  * pairs, no k norm), no k_store kernel; every matrix of the group (one,
@@ -812,7 +789,7 @@ static bool qkv_store_ok(const qf_dev *d, const attn_params *ap, int l, bool one
     const dlayer *D = &d->L[l];
     if (!one || !d->use_qkv_store || ap->fuse_store || D->k_norm || hp->rope_kind != QF_ROPE_NORM) return false;
     for (int i = 0; i < D->n_qkv; i++)
-        if (!cu_mv_ok(&D->qkv[i], 0) || (D->n_qkv > 1 && D->qkv[i].rows % 2)) return false;
+        if (!cu_mv_ok(&D->qkv[i]) || (D->n_qkv > 1 && D->qkv[i].rows % 2)) return false;
     return true;
 }
 
@@ -898,9 +875,7 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc, in
             kvs.tables = tab;
             kvs.cs = d->cs;
         }
-        if (one && d->use_mv_norm && D->n_qkv == 1 && cu_mv_ok(&D->qkv[0], 1)) {
-            CK(mv_normed(d, &D->qkv[0], d->x, D->attn_norm, d->qkv, false, qkv_store ? &kvs : NULL, PC_QKV));
-        } else if (qkv_store) {
+        if (qkv_store) {
             act_args s_in = {d->x, NULL, E, NULL, D->attn_norm, eps, E, D->act_qkv, n, NULL};
             s_in.trace = tr_take(d, PC_ACT);
             prof_mark(d, PC_ACT, 0);
@@ -939,15 +914,15 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc, in
         prof_mark(d, PC_ATTN, 0);
         CK(lcap ? cu_attention_short(&ap, pdl, d->st) : cu_attention(&ap, pdl, d->st));
         /* feed-forward: gate|up, SwiGLU, down */
-        const bool gu_mv = one && D->n_gu == 1 && cu_mv_ok(&D->gu[0], 1);
+        const bool gu_mv = one && D->n_gu == 1 && cu_mv_ok(&D->gu[0]);
         const bool sw = gu_mv && d->use_swiglu && D->act_down == ACT_Q8_0 && hp->n_ff % 32 == 0 &&
-                        cu_mv_ok(&D->down, 0);
-        if (att_enc && one && cu_mv_ok(&D->wo, 0)) {
+                        cu_mv_ok(&D->down);
+        if (att_enc && one && cu_mv_ok(&D->wo)) {
             mv_in in;
             memset(&in, 0, sizeof in);
             in.src = &d->act.a8_0;
             in.src_tok_pad = d->act.tok_pad;
-            if (sw && !d->use_mv_norm)
+            if (sw)
                 in.pf = &D->gu[0], in.pf_n_ff = hp->n_ff, in.pf_tiles = d->mv_pf;
             in.trace = tr_take(d, PC_WO);
             prof_mark(d, PC_WO, D->wo.bytes);
@@ -959,9 +934,7 @@ static cudaError_t enqueue(qf_dev *d, const qf_step *s, int n_split, int hpc, in
             act_args s_att = {d->att, NULL, d->att_stride, NULL, NULL, eps, d->att_stride, 0, n, NULL};
             CK(mm_group(d, &D->wo, 1, D->act_wo, &s_att, d->x, E, 1, PC_WO));
         }
-        if (gu_mv && d->use_mv_norm) {
-            CK(mv_normed(d, &D->gu[0], d->x, D->ffn_norm, d->gu, sw, NULL, PC_GU));
-        } else if (sw) {
+        if (sw) {
             act_args s_ffn = {d->x, NULL, E, NULL, D->ffn_norm, eps, E, ACT_Q8_0, n, NULL};
             s_ffn.trace = tr_take(d, PC_ACT);
             prof_mark(d, PC_ACT, 0);
@@ -1245,7 +1218,7 @@ extern "C" double qf_cuda_bench_matvec(qf_type type, int32_t rows, int32_t cols,
         dalloc((void **)&h8.ds, kmax / 32 * sizeof(float2), NULL, "bench", &err) != QF_OK ||
         dalloc((void **)&y, (size_t)rows * sizeof(float), NULL, "bench", &err) != QF_OK ||
         cudaMemset(m.q, 0x5a, m.qbytes) != cudaSuccess || cudaEventCreate(&e0) != cudaSuccess ||
-        cudaEventCreate(&e1) != cudaSuccess || !cu_mv_ok(&m, 0))
+        cudaEventCreate(&e1) != cudaSuccess || !cu_mv_ok(&m))
         goto out;
     {
         mv_in in;
@@ -1408,15 +1381,17 @@ extern "C" qf_status qf_cuda_test_matvec_fused(qf_type type, int32_t rows, int32
                              cudaMemcpyDeviceToHost);
     }
     if (e == cudaSuccess) e = cudaMemcpy(y, yr, (size_t)rows * 4, cudaMemcpyDeviceToHost);
-    /* fused, twice (a rerun must not depend on state the first left) */
+    /* the matrix-vector kernel with its epilogue, twice (a rerun must not
+     * depend on state the first left), on the act kernel's encoded row */
     for (int rep = 0; rep < 2 && e == cudaSuccess && st == QF_OK; rep++) {
+        act_args an = {xd, NULL, cols, NULL, nd, eps, cols, ACT_Q8_0, 1, NULL};
+        e = cu_act(&an, &d.act, 0, d.st);
         mv_in in;
         memset(&in, 0, sizeof in);
-        in.x = xd;
-        in.norm = nd;
-        in.eps = eps;
+        in.src = &d.act.a8_0;
+        in.src_tok_pad = (int)tp;
         if (nh) in.h = &h8, in.h_tok_pad = 1, in.n_ff = n_ff;
-        e = cudaMemset(h8.q, 0x55, kmax);
+        if (e == cudaSuccess) e = cudaMemset(h8.q, 0x55, kmax);
         if (e == cudaSuccess) e = cudaMemset(yf, 0xff, (size_t)rows * 4);
         if (e == cudaSuccess) e = cu_matvec(&m, &in, yf, 0, 0, d.st);
         if (e == cudaSuccess) e = cudaStreamSynchronize(d.st);

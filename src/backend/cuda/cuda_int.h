@@ -104,10 +104,9 @@ extern int cu_mm_unstaged;
 
 /* ---- one token (cuda_mv.cu) ---- */
 
-/* Input and epilogue of cu_matvec. The row is either pre-encoded (src:
- * token 0 of a Q8_0-style act_set, ds stride src_tok_pad) or the float
- * row x, RMS-normed with norm (eps) and encoded by the kernel itself,
- * byte-identical to cu_act. With h, the matrix is gate|up (2 n_ff rows,
+/* Input and epilogue of cu_matvec. The row is pre-encoded (src: token 0 of
+ * the act_set of the matrix's format, ds stride src_tok_pad). With h, the
+ * matrix is gate|up (2 n_ff rows,
  * n_ff a multiple of 32) and h = silu(gate) * up is encoded into h (token
  * 0, ds stride h_tok_pad) for the down matrix, as cu_act would. */
 typedef struct mv_kv {
@@ -123,8 +122,6 @@ typedef struct mv_kv {
 typedef struct mv_in {
     const act_set *src;
     int src_tok_pad;
-    const float *x, *norm;
-    float eps;
     const act_set *h;
     int h_tok_pad, n_ff;
     /* with kv (the Q|K|V matrix of a llama-style model: adjacent-pair RoPE,
@@ -148,7 +145,7 @@ int cu_mv_enabled(void);
 /* once per process, after cu_mm_init (shared-memory limits) */
 cudaError_t cu_mv_init(void);
 /* cu_matvec takes this matrix (Q4_0 or Q8_0, row fits shared memory) */
-int cu_mv_ok(const dmat *w, int with_norm);
+int cu_mv_ok(const dmat *w);
 /* y[r] (+)= W[r] . row (+ bias[r]) for one token; the same bits as
  * cu_matmul gives that token in any batch */
 cudaError_t cu_matvec(const dmat *w, const mv_in *in, float *y, int add, int pdl, cudaStream_t st);

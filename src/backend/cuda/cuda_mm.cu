@@ -671,7 +671,7 @@ cudaError_t cu_matmul(const dmat *w, const act_bufs *ab, int n, float *y, int ld
     const act_set *as = fmt_act(w->fmt) == ACT_Q8_0 ? &ab->a8_0 : &ab->a8_k;
     /* one token: the matrix-vector kernel (same bits; cu_mm_unstaged, set
      * by tests, forces mmq to compare the two) */
-    if (n == 1 && !cu_mm_unstaged && cu_mv_ok(w, 0)) {
+    if (n == 1 && !cu_mm_unstaged && cu_mv_ok(w)) {
         mv_in in = {};
         in.src = as;
         in.src_tok_pad = ab->tok_pad;

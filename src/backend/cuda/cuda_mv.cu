@@ -38,9 +38,8 @@
  * Activation row: the block puts the token's Q8_0-style encoded row (int8
  * in fragment order, {d, sum} per 32-group) into shared memory with
  * cp.async, copied from the act buffers (cu_act or the attention kernel
- * wrote it) or, with a norm (QF_CUDA_MV_NORM=1; off by default: slower, see
- * docs/backend.md), computed here from the float row with exactly the
- * arithmetic of act_kernel (cuda_ops.cu).
+ * wrote it). (Computing the RMSNorm and encoding here instead, every block
+ * for itself, measured slower twice and was removed: docs/backend.md.)
  *
  * Arithmetic: each 32-group is an exact integer dot from an int8 tensor-core
  * product (mma.sync m16n8k32, the token in column 0, the other columns
@@ -69,19 +68,15 @@
 #include "backend/cuda/cuda_int.h"
 
 #define MV_WARPS 8
-#define MV_NR 16 /* norm weights a thread keeps in registers: rows up to 4096 */
 
 typedef struct mv_args {
     const uint4 *wq;   /* tile layout quants */
     const uint2 *ws;   /* scales: per (tile, k-step, g) {d(g,0)|d(g+8,0), d(g,1)|d(g+8,1)} halves */
     int ks, rows, tiles, W;
-    /* input: pre-encoded row (aq, ads with tok_pad stride) or x + norm */
+    /* input: the pre-encoded row (aq, ads with tok_pad stride) */
     const uint8_t *aq;
     const float2 *ads;
     int a_tok_pad;
-    const float *x, *norm;
-    float eps;
-    int k;             /* values in x (columns) */
     /* output */
     float *y;
     const float *bias;
@@ -444,10 +439,9 @@ DEV void mvk_step(const uint8_t *st, int kk, int k, const uint8_t *sq, const flo
     }
 }
 
-template <int FMT, int U, bool NORM, bool SWIGLU, int S>
+template <int FMT, int U, bool SWIGLU, int S>
 static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, U>::N) mv_kernel(const mv_args a) {
     extern __shared__ __align__(16) uint8_t smem[];
-    __shared__ double ssq[MV_WARPS];
     __shared__ __align__(8) uint64_t bars[MV_WARPS][4];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int W = a.W, tpb = MV_WARPS / W, tt = warp / W, w = warp % W;
@@ -462,8 +456,7 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
     const int rounds = a.rounds;
     uint8_t *sq = smem;
     float2 *sds = (float2 *)(smem + kpad);
-    float *xs = (float *)(smem + kpad + (size_t)a.ks * KG * sizeof(float2));
-    float *red = xs + (NORM ? a.k : 0); /* (rounds, 8 warps, 16 rows) */
+    float *red = (float *)(smem + kpad + (size_t)a.ks * KG * sizeof(float2)); /* (rounds, 8 warps, 16 rows) */
     float *ys = red + (size_t)rounds * MV_WARPS * 16; /* SwiGLU: (nt, 16) the block's outputs */
     constexpr int C = mvb_c<FMT, S>::C, SS = mvb_c<FMT, S>::N;
     uint8_t *stages = (uint8_t *)(ys + (size_t)rounds * MV_WARPS * 16) +
@@ -473,8 +466,7 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
     auto upos = [&](int u) -> int { return u < n_units ? mv_pos(a, (u / nch) * tpb + tt) : -1; };
     trace_ev(a.tr, TR_START);
 
-    /* the weights and the norm do not depend on the previous kernel:
-     * request them now; everything else after the wait, in one round trip
+    /* the weights do not depend on the previous kernel: request them now; everything else after the wait, in one round trip
      * (cp.async: many copies in flight, no registers held) */
     mvw<FMT> B[S ? 1 : U];
     mv_cur lc = {a.wq, a.ws, 0, k0}; /* next k-step to request */
@@ -507,62 +499,14 @@ static __global__ void __launch_bounds__(256, S == 3 ? 4 : S ? 2 : mv_minb<FMT, 
                 mv_next<FMT, SWIGLU>(lc, a, k0, k1, rw, tpb, tt, lane);
             }
     }
-    /* the norm weights of the values this thread encodes (e = tid + 256 i),
-     * in registers; rows longer than MV_NR * 256 read the rest later */
-    float nr[NORM ? MV_NR : 1];
-    if (NORM) {
-#pragma unroll
-        for (int i = 0; i < MV_NR; i++) nr[i] = tid + 256 * i < a.k ? a.norm[tid + 256 * i] : 0.0f;
-    }
     pdl_trigger();
     pdl_wait();
     trace_ev(a.tr, TR_WAIT);
-    if (NORM) {
-        for (int i = tid; i < a.k / 4; i += 256) cp16(xs + 4 * i, a.x + 4 * i);
-    } else {
-        for (int i = tid; i < kpad / 16; i += 256) cp16(sq + 16 * i, a.aq + 16 * i);
-        for (int g = tid; g < KG * a.ks; g += 256) cp8(&sds[g], &a.ads[(size_t)g * a.a_tok_pad]);
-    }
+    for (int i = tid; i < kpad / 16; i += 256) cp16(sq + 16 * i, a.aq + 16 * i);
+    for (int g = tid; g < KG * a.ks; g += 256) cp8(&sds[g], &a.ads[(size_t)g * a.a_tok_pad]);
     cp_commit();
     cp_wait_all();
     __syncthreads();
-    if (NORM) {
-        /* RMSNorm + encoding of the whole row, as act_kernel (256 threads,
-         * double sum of squares in the same order) */
-        double ss = 0.0;
-        for (int e = tid; e < a.k; e += 256) {
-            float v = xs[e];
-            ss += (double)v * v;
-        }
-        ss = warp_sum_d(ss);
-        if (lane == 0) ssq[warp] = ss;
-        __syncthreads();
-        double tot = 0.0;
-        for (int i = 0; i < MV_WARPS; i++) tot += ssq[i];
-        const float scale = (float)(1.0 / sqrt(tot / (double)a.k + (double)a.eps));
-        /* group g = warp + 8 i, value e = g * 32 + lane = tid + 256 i */
-#pragma unroll
-        for (int i = 0; i < MV_NR; i++) {
-            const int g = warp + MV_WARPS * i, e = g * 32 + lane;
-            if (g >= 2 * a.ks) break;
-            if (g * 32 < a.k) {
-                mv_encode32(xs[e] * scale * nr[NORM ? i : 0], e, sq, &sds[g], lane);
-            } else { /* padding beyond k: zero weights meet zero activations */
-                sq[frag_off(e)] = 0;
-                if (lane == 0) sds[g] = make_float2(0.0f, 0.0f);
-            }
-        }
-        for (int g = warp + MV_WARPS * MV_NR; g < 2 * a.ks; g += MV_WARPS) {
-            const int e = g * 32 + lane;
-            if (g * 32 < a.k) {
-                mv_encode32(xs[e] * scale * a.norm[e], e, sq, &sds[g], lane);
-            } else {
-                sq[frag_off(e)] = 0;
-                if (lane == 0) sds[g] = make_float2(0.0f, 0.0f);
-            }
-        }
-        __syncthreads();
-    }
 
     float acc0 = 0.0f, acc1 = 0.0f;
     if constexpr (S != 0) {
@@ -677,16 +621,13 @@ int cu_mv_enabled(void) { return !cu_mv_off; }
 
 static int g_mv_smem_max = 48 * 1024, g_mv_n_sm = 132;
 
-template <int FMT, int U, bool NORM, bool SW, int S> static cudaError_t mv_allow(void) {
-    return cudaFuncSetAttribute(mv_kernel<FMT, U, NORM, SW, S>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                g_mv_smem_max);
+template <int FMT, int U, bool SW, int S> static cudaError_t mv_allow(void) {
+    return cudaFuncSetAttribute(mv_kernel<FMT, U, SW, S>, cudaFuncAttributeMaxDynamicSharedMemorySize, g_mv_smem_max);
 }
 
 template <int FMT, int U, int S> static cudaError_t mv_allow_fmt(void) {
-    cudaError_t e = mv_allow<FMT, U, false, false, S>();
-    if (e == cudaSuccess) e = mv_allow<FMT, U, true, false, S>();
-    if (e == cudaSuccess) e = mv_allow<FMT, U, false, true, S>();
-    if (e == cudaSuccess) e = mv_allow<FMT, U, true, true, S>();
+    cudaError_t e = mv_allow<FMT, U, false, S>();
+    if (e == cudaSuccess) e = mv_allow<FMT, U, true, S>();
     return e;
 }
 
@@ -720,10 +661,8 @@ cudaError_t cu_mv_init(void) {
     if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q8_0, 1, 3>();
     if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q4_0, 1, 4>();
     if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q8_0, 1, 4>();
-    if (e == cudaSuccess) e = mv_allow<FMT_Q4_K, 1, false, false, 2>();
-    if (e == cudaSuccess) e = mv_allow<FMT_Q4_K, 1, false, true, 2>();
-    if (e == cudaSuccess) e = mv_allow<FMT_Q6_K, 1, false, false, 2>();
-    if (e == cudaSuccess) e = mv_allow<FMT_Q6_K, 1, false, true, 2>();
+    if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q4_K, 1, 2>();
+    if (e == cudaSuccess) e = mv_allow_fmt<FMT_Q6_K, 1, 2>();
     g_mv_k = mv_env("QF_CUDA_MV_K", 1) != 0;
     return e;
 }
@@ -731,13 +670,11 @@ cudaError_t cu_mv_init(void) {
 /* warps per tile: the k split of mmq (run_fmt in cuda_mm.cu) */
 int cu_mm_warps(int ks);
 
-/* dynamic shared memory: the encoded row and its group scales; with the
- * norm also the float row and the norm weights; the partial sums of
- * `rounds` rounds of tiles; the bulk path's stages */
-static size_t mv_smem(const dmat *w, int with_norm, int rounds, int stages) {
+/* dynamic shared memory: the encoded row and its group scales, the partial
+ * sums of `rounds` rounds of tiles, the bulk path's stages */
+static size_t mv_smem(const dmat *w, int rounds, int stages) {
     const size_t kg = w->fmt == FMT_Q6_K ? 4 : 2;
     size_t s = (size_t)w->ks * kg * 32 + (size_t)w->ks * kg * sizeof(float2);
-    if (with_norm) s += (size_t)w->cols * sizeof(float);
     s += (size_t)rounds * MV_WARPS * 16 * sizeof(float) * 2; /* partial sums, SwiGLU outputs */
     if (!stages) return s;
     if (w->fmt == FMT_Q4_K) return s + (size_t)MV_WARPS * 2 * mvb_stage<FMT_Q4_K, 2>::BYTES; /* S = 2 only */
@@ -757,30 +694,28 @@ static int mv_stages_env(void) {
     return g_mv_bulk && (s == 2 || s == 3 || s == 4) ? s : 0;
 }
 
-int cu_mv_ok(const dmat *w, int with_norm) {
+int cu_mv_ok(const dmat *w) {
     if (!cu_mv_enabled()) return 0;
-    /* the K-quants: the default bulk path, inputs encoded by the act kernel */
+    /* the K-quants: the default bulk path only */
     if (w->fmt == FMT_Q4_K || w->fmt == FMT_Q6_K) {
-        if (with_norm || mv_stages_env() != 2 || !g_mv_k) return 0;
-        return mv_smem(w, 0, 8, 2) <= (size_t)g_mv_smem_max;
+        if (mv_stages_env() != 2 || !g_mv_k) return 0;
+        return mv_smem(w, 8, 2) <= (size_t)g_mv_smem_max;
     }
     if (w->fmt != FMT_Q4_0 && w->fmt != FMT_Q8_0) return 0;
-    /* the register path has no registers to spare for the norm weights */
-    if (with_norm && !mv_stages_env()) return 0;
     /* room for a few rounds of partial sums besides the row */
-    return mv_smem(w, with_norm, 8, mv_stages_env()) <= (size_t)g_mv_smem_max;
+    return mv_smem(w, 8, mv_stages_env()) <= (size_t)g_mv_smem_max;
 }
 
 /* Blocks resident per SM for this instance and shared memory (cached for
  * the last few sizes asked). */
-template <int FMT, int U, bool NORM, bool SW, int S> static int mv_per_sm(size_t smem) {
+template <int FMT, int U, bool SW, int S> static int mv_per_sm(size_t smem) {
     enum { NC = 8 };
     static size_t c_smem[NC];
     static int c_n[NC], c_next = 0;
     for (int i = 0; i < NC; i++)
         if (c_n[i] > 0 && c_smem[i] == smem) return c_n[i];
     int n = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, mv_kernel<FMT, U, NORM, SW, S>, 256, smem) != cudaSuccess ||
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, mv_kernel<FMT, U, SW, S>, 256, smem) != cudaSuccess ||
         n < 1) {
         cudaGetLastError();
         n = 1;
@@ -798,16 +733,16 @@ typedef struct mv_geom {
 } mv_geom;
 
 /* false when the partial sums do not fit */
-template <int FMT, int U, bool NORM, bool SW, int S> static bool mv_plan(const dmat *w, int W, mv_geom *g) {
+template <int FMT, int U, bool SW, int S> static bool mv_plan(const dmat *w, int W, mv_geom *g) {
     const int tiles = w->rows_pad / 16, tpb = MV_WARPS / W, unit = SW ? 4 : tpb, units = (tiles + unit - 1) / unit;
-    size_t smem = mv_smem(w, NORM, (unit + tpb - 1) / tpb, S);
-    int slots = mv_per_sm<FMT, U, NORM, SW, S>(smem) * g_mv_n_sm;
+    size_t smem = mv_smem(w, (unit + tpb - 1) / tpb, S);
+    int slots = mv_per_sm<FMT, U, SW, S>(smem) * g_mv_n_sm;
     memset(g, 0, sizeof *g);
     for (int it = 0; it < 2; it++) {
         g->per_block = (units + slots - 1) / slots * unit;
-        smem = mv_smem(w, NORM, (g->per_block + tpb - 1) / tpb, S);
+        smem = mv_smem(w, (g->per_block + tpb - 1) / tpb, S);
         if (smem > (size_t)g_mv_smem_max) return false;
-        int s2 = mv_per_sm<FMT, U, NORM, SW, S>(smem) * g_mv_n_sm;
+        int s2 = mv_per_sm<FMT, U, SW, S>(smem) * g_mv_n_sm;
         if (s2 >= slots) break;
         slots = s2;
     }
@@ -817,20 +752,17 @@ template <int FMT, int U, bool NORM, bool SW, int S> static bool mv_plan(const d
     return true;
 }
 
-template <int FMT, int U, bool NORM, bool SW, int S>
+template <int FMT, int U, bool SW, int S>
 static cudaError_t mv_launch(mv_args a, const dmat *w, int pdl, cudaStream_t st) {
     mv_geom g;
-    if (!mv_plan<FMT, U, NORM, SW, S>(w, a.W, &g)) return cudaErrorInvalidConfiguration;
+    if (!mv_plan<FMT, U, SW, S>(w, a.W, &g)) return cudaErrorInvalidConfiguration;
     a.per_block = g.per_block, a.rounds = g.rounds;
-    return launch_k(mv_kernel<FMT, U, NORM, SW, S>, dim3((unsigned)g.grid), dim3(256), g.smem, st, pdl, a);
+    return launch_k(mv_kernel<FMT, U, SW, S>, dim3((unsigned)g.grid), dim3(256), g.smem, st, pdl, a);
 }
 
 template <int FMT, int U, int S>
-static cudaError_t mv_run(const mv_args &a, const dmat *w, bool norm, bool sw, int pdl, cudaStream_t st) {
-    if (norm && sw) return mv_launch<FMT, U, true, true, S>(a, w, pdl, st);
-    if (norm) return mv_launch<FMT, U, true, false, S>(a, w, pdl, st);
-    if (sw) return mv_launch<FMT, U, false, true, S>(a, w, pdl, st);
-    return mv_launch<FMT, U, false, false, S>(a, w, pdl, st);
+static cudaError_t mv_run(const mv_args &a, const dmat *w, bool sw, int pdl, cudaStream_t st) {
+    return sw ? mv_launch<FMT, U, true, S>(a, w, pdl, st) : mv_launch<FMT, U, false, S>(a, w, pdl, st);
 }
 
 /* The L2 prefetch list of a: the tiles of the first `tiles` positions of
@@ -843,7 +775,7 @@ static void mv_pf_plan(mv_args *a, const dmat *w, int n_ff, int tiles) {
     mv_geom g;
     bool ok;
 #define MV_PLAN(F, SS)                                                                                            \
-    (sw ? mv_plan<F, 1, false, true, SS>(w, W, &g) : mv_plan<F, 1, false, false, SS>(w, W, &g))
+    (sw ? mv_plan<F, 1, true, SS>(w, W, &g) : mv_plan<F, 1, false, SS>(w, W, &g))
     if (w->fmt == FMT_Q4_0) ok = S == 2 ? MV_PLAN(FMT_Q4_0, 2) : S == 3 ? MV_PLAN(FMT_Q4_0, 3) : MV_PLAN(FMT_Q4_0, 4);
     else ok = S == 2 ? MV_PLAN(FMT_Q8_0, 2) : S == 3 ? MV_PLAN(FMT_Q8_0, 3) : MV_PLAN(FMT_Q8_0, 4);
 #undef MV_PLAN
@@ -855,7 +787,7 @@ static void mv_pf_plan(mv_args *a, const dmat *w, int n_ff, int tiles) {
 }
 
 cudaError_t cu_matvec(const dmat *w, const mv_in *in, float *y, int add, int pdl, cudaStream_t st) {
-    if (!cu_mv_ok(w, in->x != NULL)) return cudaErrorInvalidValue;
+    if (!cu_mv_ok(w)) return cudaErrorInvalidValue;
     mv_args a = {};
     a.wq = (const uint4 *)w->q;
     a.ws = (const uint2 *)w->s;
@@ -863,11 +795,7 @@ cudaError_t cu_matvec(const dmat *w, const mv_in *in, float *y, int add, int pdl
     a.rows = w->rows;
     a.tiles = w->rows_pad / 16;
     a.W = cu_mm_warps(w->ks);
-    if (in->x) {
-        a.x = in->x, a.norm = in->norm, a.eps = in->eps, a.k = w->cols;
-    } else {
-        a.aq = in->src->q, a.ads = in->src->ds, a.a_tok_pad = in->src_tok_pad;
-    }
+    a.aq = in->src->q, a.ads = in->src->ds, a.a_tok_pad = in->src_tok_pad;
     a.y = y;
     a.bias = w->bias;
     a.add = add;
@@ -889,25 +817,19 @@ cudaError_t cu_matvec(const dmat *w, const mv_in *in, float *y, int add, int pdl
     if (u_env == -2) u_env = mv_env("QF_CUDA_MV_U", 0), ef_env = mv_env("QF_CUDA_MV_EF", 1);
     a.ef = ef_env;
     if (in->pf && in->pf_tiles > 0) mv_pf_plan(&a, in->pf, in->pf_n_ff, in->pf_tiles);
-    const bool norm = in->x != NULL;
     const int S = mv_stages_env();
-    if (w->fmt == FMT_Q4_K || w->fmt == FMT_Q6_K) { /* cu_mv_ok: S == 2, no norm */
-        if (w->fmt == FMT_Q4_K)
-            return sw ? mv_launch<FMT_Q4_K, 1, false, true, 2>(a, w, pdl, st)
-                      : mv_launch<FMT_Q4_K, 1, false, false, 2>(a, w, pdl, st);
-        return sw ? mv_launch<FMT_Q6_K, 1, false, true, 2>(a, w, pdl, st)
-                  : mv_launch<FMT_Q6_K, 1, false, false, 2>(a, w, pdl, st);
-    }
+    if (w->fmt == FMT_Q4_K) return mv_run<FMT_Q4_K, 1, 2>(a, w, sw, pdl, st); /* cu_mv_ok: S == 2 */
+    if (w->fmt == FMT_Q6_K) return mv_run<FMT_Q6_K, 1, 2>(a, w, sw, pdl, st);
     if (w->fmt == FMT_Q4_0) {
-        if (S == 2) return mv_run<FMT_Q4_0, 1, 2>(a, w, norm, sw, pdl, st);
-        if (S == 3) return mv_run<FMT_Q4_0, 1, 3>(a, w, norm, sw, pdl, st);
-        if (S == 4) return mv_run<FMT_Q4_0, 1, 4>(a, w, norm, sw, pdl, st);
-        if (u_env == MV_U_Q4 / 2) return mv_run<FMT_Q4_0, MV_U_Q4 / 2, 0>(a, w, norm, sw, pdl, st);
-        return mv_run<FMT_Q4_0, MV_U_Q4, 0>(a, w, norm, sw, pdl, st);
+        if (S == 2) return mv_run<FMT_Q4_0, 1, 2>(a, w, sw, pdl, st);
+        if (S == 3) return mv_run<FMT_Q4_0, 1, 3>(a, w, sw, pdl, st);
+        if (S == 4) return mv_run<FMT_Q4_0, 1, 4>(a, w, sw, pdl, st);
+        if (u_env == MV_U_Q4 / 2) return mv_run<FMT_Q4_0, MV_U_Q4 / 2, 0>(a, w, sw, pdl, st);
+        return mv_run<FMT_Q4_0, MV_U_Q4, 0>(a, w, sw, pdl, st);
     }
-    if (S == 2) return mv_run<FMT_Q8_0, 1, 2>(a, w, norm, sw, pdl, st);
-    if (S == 3) return mv_run<FMT_Q8_0, 1, 3>(a, w, norm, sw, pdl, st);
-    if (S == 4) return mv_run<FMT_Q8_0, 1, 4>(a, w, norm, sw, pdl, st);
-    if (u_env == MV_U_Q8 / 2) return mv_run<FMT_Q8_0, MV_U_Q8 / 2, 0>(a, w, norm, sw, pdl, st);
-    return mv_run<FMT_Q8_0, MV_U_Q8, 0>(a, w, norm, sw, pdl, st);
+    if (S == 2) return mv_run<FMT_Q8_0, 1, 2>(a, w, sw, pdl, st);
+    if (S == 3) return mv_run<FMT_Q8_0, 1, 3>(a, w, sw, pdl, st);
+    if (S == 4) return mv_run<FMT_Q8_0, 1, 4>(a, w, sw, pdl, st);
+    if (u_env == MV_U_Q8 / 2) return mv_run<FMT_Q8_0, MV_U_Q8 / 2, 0>(a, w, sw, pdl, st);
+    return mv_run<FMT_Q8_0, MV_U_Q8, 0>(a, w, sw, pdl, st);
 }

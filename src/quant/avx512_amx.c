@@ -96,6 +96,13 @@ INLINE size_t al64(size_t n) {
     return (n + 63) & ~(size_t)63;
 }
 
+/* The next sz bytes of the scratch block *m (the plan's arrays, in order). */
+INLINE void *carve(uint8_t **m, size_t sz) {
+    void *p = *m;
+    *m += sz;
+    return p;
+}
+
 static bool ax_plan_init(ax_plan *p, int kind, int64_t cols, int64_t n, size_t xs) {
     const bool k = ax_is_k(kind);
     p->kind = kind;
@@ -123,23 +130,15 @@ static bool ax_plan_init(ax_plan *p, int kind, int64_t cols, int64_t n, size_t x
     const size_t sz_acc = sizeof(float) * AMX_TOK * (size_t)p->RT, sz_c = sizeof(int32_t) * 2 * 4 * 256;
     uint8_t *m = qf_avx512_scratch(sz_dx + sz_sx + sz_bs + sz_b + sz_dw + sz_mw + sz_xa + sz_acc + sz_c);
     if (!m) return false;
-    p->dx = (float *)m;
-    m += sz_dx;
-    p->sx = (float *)m;
-    m += sz_sx;
-    p->bs = (float *)m;
-    m += sz_bs;
-    p->b = (int8_t *)m;
-    m += sz_b;
-    p->dw = (float *)m;
-    m += sz_dw;
-    p->mw = (float *)m;
-    m += sz_mw;
-    p->xa = (int8_t *)m;
-    m += sz_xa;
-    p->acc = (float *)m;
-    m += sz_acc;
-    p->c = (int32_t *)m;
+    p->dx = carve(&m, sz_dx);
+    p->sx = carve(&m, sz_sx);
+    p->bs = carve(&m, sz_bs);
+    p->b = carve(&m, sz_b);
+    p->dw = carve(&m, sz_dw);
+    p->mw = carve(&m, sz_mw);
+    p->xa = carve(&m, sz_xa);
+    p->acc = carve(&m, sz_acc);
+    p->c = carve(&m, sz_c);
     return true;
 }
 
